@@ -1,0 +1,198 @@
+//! Finite-difference gradient checks (tier 1 of the gradient evidence).
+//!
+//! For a function `f` of several tensors and a fixed random cotangent `v` of `f`'s output, the
+//! analytic vector-Jacobian product `v^T J` from [`Var::backward_with`] is compared, element by
+//! element, with the central difference `(v.f(x + eps e_i) - v.f(x - eps e_i)) / (2 eps)`.
+//! Using a random `v` rather than summing the output checks every output element's
+//! contribution with its own weight (a sum would hide, say, a gradient routed to the wrong
+//! output channel of the same value). Always f64: f32 cannot support steps small enough.
+
+use crate::{no_grad, Var};
+use shiftgrad_tensor::{init, Error, Result, Tensor};
+
+/// Step and tolerances. An element passes when `|analytic - numeric| <= atol + rtol * |numeric|`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tolerance {
+    pub eps: f64,
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance {
+            eps: 1e-6,
+            atol: 1e-6,
+            rtol: 1e-6,
+        }
+    }
+}
+
+/// The result for one input.
+#[derive(Debug, Clone)]
+pub struct InputReport {
+    /// Position of the input in the argument list.
+    pub index: usize,
+    /// Largest `|analytic - numeric|`.
+    pub max_abs_err: f64,
+    /// Largest `|analytic - numeric| / max(|analytic|, |numeric|)`, over elements where that
+    /// denominator exceeds `atol` (elsewhere the relative error means nothing).
+    pub max_rel_err: f64,
+    /// Whether every element was within tolerance.
+    pub passed: bool,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone)]
+pub struct GradcheckReport {
+    pub inputs: Vec<InputReport>,
+}
+
+impl GradcheckReport {
+    /// Whether every checked input passed.
+    pub fn passed(&self) -> bool {
+        self.inputs.iter().all(|r| r.passed)
+    }
+    /// Largest absolute error over all inputs.
+    pub fn max_abs_err(&self) -> f64 {
+        self.inputs
+            .iter()
+            .map(|r| r.max_abs_err)
+            .fold(0.0, f64::max)
+    }
+    /// Largest relative error over all inputs.
+    pub fn max_rel_err(&self) -> f64 {
+        self.inputs
+            .iter()
+            .map(|r| r.max_rel_err)
+            .fold(0.0, f64::max)
+    }
+}
+
+fn dot(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
+    a.data().iter().zip(b.data()).map(|(x, y)| x * y).sum()
+}
+
+/// Checks the gradients of `f` with respect to each input `i` with `wrt[i]`.
+///
+/// `f` must be deterministic and must not keep state between calls. `seed` fixes the
+/// cotangent. Costs `2 * (elements checked)` evaluations of `f`: keep the inputs small.
+pub fn gradcheck(
+    f: &dyn Fn(&[Var<f64>]) -> Result<Var<f64>>,
+    inputs: &[Tensor<f64>],
+    wrt: &[bool],
+    tol: Tolerance,
+    seed: u64,
+) -> Result<GradcheckReport> {
+    if wrt.len() != inputs.len() {
+        return Err(Error::arg(
+            "gradcheck",
+            format!("{} inputs but {} wrt flags", inputs.len(), wrt.len()),
+        ));
+    }
+    let vars: Vec<Var<f64>> = inputs
+        .iter()
+        .zip(wrt)
+        .map(|(t, &g)| Var::leaf(t.clone(), g))
+        .collect();
+    let out = f(&vars)?;
+    let cotangent: Tensor<f64> = init::normal(out.shape(), 0.0, 1.0, &mut init::rng(seed));
+    let value_of = |xs: &[Tensor<f64>]| -> Result<f64> {
+        no_grad(|| {
+            let vs: Vec<Var<f64>> = xs.iter().map(|t| Var::constant(t.clone())).collect();
+            let y = f(&vs)?;
+            let y = y.value();
+            y.check_same_shape(&cotangent, "gradcheck")?;
+            Ok(dot(&y, &cotangent))
+        })
+    };
+    out.backward_with(cotangent.clone())?;
+
+    let mut reports = Vec::new();
+    let mut xs: Vec<Tensor<f64>> = inputs.to_vec();
+    for (i, var) in vars.iter().enumerate() {
+        if !wrt[i] {
+            continue;
+        }
+        let analytic = var
+            .grad()
+            .clone()
+            .unwrap_or_else(|| Tensor::zeros(var.shape()));
+        let (mut max_abs_err, mut max_rel_err, mut passed) = (0.0f64, 0.0f64, true);
+        for j in 0..xs[i].numel() {
+            let x0 = xs[i].data()[j];
+            xs[i].data_mut()[j] = x0 + tol.eps;
+            let plus = value_of(&xs)?;
+            xs[i].data_mut()[j] = x0 - tol.eps;
+            let minus = value_of(&xs)?;
+            xs[i].data_mut()[j] = x0;
+            let numeric = (plus - minus) / (2.0 * tol.eps);
+            let a = analytic.data()[j];
+            let err = (a - numeric).abs();
+            max_abs_err = max_abs_err.max(err);
+            let scale = a.abs().max(numeric.abs());
+            if scale > tol.atol {
+                max_rel_err = max_rel_err.max(err / scale);
+            }
+            if err > tol.atol + tol.rtol * numeric.abs() || !err.is_finite() {
+                passed = false;
+            }
+        }
+        reports.push(InputReport {
+            index: i,
+            max_abs_err,
+            max_rel_err,
+            passed,
+        });
+    }
+    Ok(GradcheckReport { inputs: reports })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// y = x^3 element-wise, with a correct or a deliberately wrong backward.
+    fn cube(x: &Var<f64>, wrong: bool) -> Var<f64> {
+        let out = x.value().map(|v| v * v * v);
+        let xc = x.clone();
+        Var::from_op("cube", out, &[x], move |ctx| {
+            let k = if wrong { 2.9 } else { 3.0 };
+            Ok(vec![Some(ctx.grad_out.zip_map(
+                &xc.value(),
+                "cube",
+                |g, v| g * k * v * v,
+            )?)])
+        })
+    }
+
+    #[test]
+    fn accepts_a_correct_gradient() {
+        let x = Tensor::new([4], vec![0.3, -1.2, 2.0, 0.7]).unwrap();
+        let r = gradcheck(
+            &|v| Ok(cube(&v[0], false)),
+            &[x],
+            &[true],
+            Tolerance::default(),
+            1,
+        )
+        .unwrap();
+        assert!(r.passed(), "{r:?}");
+        assert!(r.max_abs_err() < 1e-8);
+    }
+
+    #[test]
+    fn rejects_a_wrong_gradient() {
+        let x = Tensor::new([4], vec![0.3, -1.2, 2.0, 0.7]).unwrap();
+        let r = gradcheck(
+            &|v| Ok(cube(&v[0], true)),
+            &[x],
+            &[true],
+            Tolerance::default(),
+            1,
+        )
+        .unwrap();
+        assert!(!r.passed());
+        assert!(r.max_rel_err() > 0.03 && r.max_rel_err() < 0.04, "{r:?}");
+    }
+}

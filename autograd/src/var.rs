@@ -1,0 +1,425 @@
+//! [`Var`]: values, gradients, the graph and backward.
+
+use shiftgrad_tensor::{Error, Real, Result, Shape, Tensor};
+use std::cell::{Cell, Ref, RefCell, RefMut};
+use std::collections::HashSet;
+use std::rc::Rc;
+
+thread_local! {
+    static NO_GRAD_DEPTH: Cell<usize> = const { Cell::new(0) };
+    static NEXT_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+/// True unless inside a [`no_grad`] scope.
+pub fn is_grad_enabled() -> bool {
+    NO_GRAD_DEPTH.with(|d| d.get() == 0)
+}
+
+/// While alive, ops record no graph (evaluation, optimiser updates, finite differences).
+pub struct NoGradGuard(());
+
+impl NoGradGuard {
+    /// Enters a no-grad scope until the guard is dropped.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        NO_GRAD_DEPTH.with(|d| d.set(d.get() + 1));
+        NoGradGuard(())
+    }
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        NO_GRAD_DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// Runs `f` without recording a graph.
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = NoGradGuard::new();
+    f()
+}
+
+/// What a backward closure receives.
+pub struct BackwardCtx<'a, T: Real> {
+    /// Gradient of the loss with respect to the op's output.
+    pub grad_out: &'a Tensor<T>,
+    /// The op's output value (saved for free: ops such as relu need it).
+    pub output: &'a Tensor<T>,
+    /// `needs[i]`: whether input `i` wants a gradient. Compute only those.
+    pub needs: &'a [bool],
+}
+
+/// The gradients of an op's inputs, in input order; `None` where not needed.
+pub type InputGrads<T> = Vec<Option<Tensor<T>>>;
+
+type BackwardFn<T> = Box<dyn FnOnce(BackwardCtx<'_, T>) -> Result<InputGrads<T>>>;
+
+struct Node<T: Real> {
+    id: u64,
+    op: &'static str,
+    value: RefCell<Tensor<T>>,
+    grad: RefCell<Option<Tensor<T>>>,
+    requires_grad: bool,
+    parents: RefCell<Vec<Var<T>>>,
+    backward: RefCell<Option<BackwardFn<T>>>,
+    /// Set when backward consumed this node's closure.
+    released: Cell<bool>,
+}
+
+/// A value in the computation graph. Cloning a `Var` clones a reference, not the data.
+pub struct Var<T: Real>(Rc<Node<T>>);
+
+impl<T: Real> Clone for Var<T> {
+    fn clone(&self) -> Self {
+        Var(self.0.clone())
+    }
+}
+
+impl<T: Real> std::fmt::Debug for Var<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Var({}, {:?}, requires_grad={})",
+            self.0.op,
+            self.0.value.borrow(),
+            self.0.requires_grad
+        )
+    }
+}
+
+fn next_id() -> u64 {
+    NEXT_ID.with(|n| {
+        let id = n.get();
+        n.set(id + 1);
+        id
+    })
+}
+
+impl<T: Real> Var<T> {
+    fn make(
+        op: &'static str,
+        value: Tensor<T>,
+        requires_grad: bool,
+        parents: Vec<Var<T>>,
+        backward: Option<BackwardFn<T>>,
+    ) -> Self {
+        Var(Rc::new(Node {
+            id: next_id(),
+            op,
+            value: RefCell::new(value),
+            grad: RefCell::new(None),
+            requires_grad,
+            parents: RefCell::new(parents),
+            backward: RefCell::new(backward),
+            released: Cell::new(false),
+        }))
+    }
+
+    /// A leaf: an input or a parameter. Its gradient is kept after backward.
+    pub fn leaf(value: Tensor<T>, requires_grad: bool) -> Self {
+        Self::make("leaf", value, requires_grad, Vec::new(), None)
+    }
+
+    /// A leaf that requires a gradient (a trainable parameter).
+    pub fn param(value: Tensor<T>) -> Self {
+        Self::leaf(value, true)
+    }
+
+    /// A leaf that needs no gradient.
+    pub fn constant(value: Tensor<T>) -> Self {
+        Self::leaf(value, false)
+    }
+
+    /// The output of op `op` computed from `inputs`. If no input requires a gradient, or
+    /// inside [`no_grad`], the result is a constant and `backward` is dropped unused.
+    /// Otherwise `backward` is called once during [`Var::backward`] and must return one entry
+    /// per input, each with the shape of that input (checked).
+    pub fn from_op(
+        op: &'static str,
+        value: Tensor<T>,
+        inputs: &[&Var<T>],
+        backward: impl FnOnce(BackwardCtx<'_, T>) -> Result<InputGrads<T>> + 'static,
+    ) -> Self {
+        let record = is_grad_enabled() && inputs.iter().any(|v| v.requires_grad());
+        if record {
+            let parents = inputs.iter().map(|&v| v.clone()).collect();
+            Self::make(op, value, true, parents, Some(Box::new(backward)))
+        } else {
+            Self::make(op, value, false, Vec::new(), None)
+        }
+    }
+
+    /// Name of the op that made this value ("leaf" for inputs and parameters).
+    pub fn op(&self) -> &'static str {
+        self.0.op
+    }
+    /// Whether a gradient flows to this value.
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+    /// True for inputs and parameters.
+    pub fn is_leaf(&self) -> bool {
+        self.0.op == "leaf"
+    }
+    /// The value.
+    pub fn value(&self) -> Ref<'_, Tensor<T>> {
+        self.0.value.borrow()
+    }
+    /// The value, mutable (optimisers update parameters in place; no graph may be using it).
+    pub fn value_mut(&self) -> RefMut<'_, Tensor<T>> {
+        self.0.value.borrow_mut()
+    }
+    /// Replaces the value (same shape required).
+    pub fn set_value(&self, value: Tensor<T>) -> Result<()> {
+        self.value().check_same_shape(&value, "set_value")?;
+        *self.0.value.borrow_mut() = value;
+        Ok(())
+    }
+    /// The shape of the value.
+    pub fn shape(&self) -> Shape {
+        self.0.value.borrow().shape().clone()
+    }
+    /// The gradient accumulated by backward (leaves only), if any.
+    pub fn grad(&self) -> Ref<'_, Option<Tensor<T>>> {
+        self.0.grad.borrow()
+    }
+    /// Takes the gradient out, leaving none.
+    pub fn take_grad(&self) -> Option<Tensor<T>> {
+        self.0.grad.borrow_mut().take()
+    }
+    /// Forgets the gradient.
+    pub fn zero_grad(&self) {
+        *self.0.grad.borrow_mut() = None;
+    }
+    /// A constant with the same value (copies the data).
+    pub fn detach(&self) -> Self {
+        Self::constant(self.value().clone())
+    }
+    /// Same node (identity, not value equality).
+    pub fn same(&self, other: &Var<T>) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Back-propagates from a scalar (one-element) value with seed gradient 1.
+    pub fn backward(&self) -> Result<()> {
+        if self.value().numel() != 1 {
+            return Err(Error::shape(
+                "backward",
+                format!("needs a scalar to start from, got shape {}", self.shape()),
+            ));
+        }
+        self.backward_with(Tensor::ones(self.shape()))
+    }
+
+    /// Back-propagates with the given gradient of this value (a vector-Jacobian product).
+    pub fn backward_with(&self, seed: Tensor<T>) -> Result<()> {
+        self.value().check_same_shape(&seed, "backward")?;
+        if !self.requires_grad() {
+            return Err(Error::arg(
+                "backward",
+                "the value does not require a gradient (no input of its graph does)",
+            ));
+        }
+        let order = self.topological_order();
+        accumulate(&self.0, seed)?;
+        for node in order.iter().rev() {
+            let Some(backward) = node.backward.borrow_mut().take() else {
+                if node.released.get() {
+                    return Err(Error::Other(format!(
+                        "backward: the graph through {} was already released by an earlier backward()",
+                        node.op
+                    )));
+                }
+                continue; // a leaf: keep its gradient
+            };
+            node.released.set(true);
+            let parents = std::mem::take(&mut *node.parents.borrow_mut());
+            let Some(grad_out) = node.grad.borrow_mut().take() else {
+                continue; // nothing flowed here
+            };
+            let needs: Vec<bool> = parents.iter().map(|p| p.requires_grad()).collect();
+            let grads = {
+                let output = node.value.borrow();
+                backward(BackwardCtx {
+                    grad_out: &grad_out,
+                    output: &output,
+                    needs: &needs,
+                })?
+            };
+            if grads.len() != parents.len() {
+                return Err(Error::Other(format!(
+                    "backward of {}: returned {} gradients for {} inputs",
+                    node.op,
+                    grads.len(),
+                    parents.len()
+                )));
+            }
+            for (parent, grad) in parents.iter().zip(grads) {
+                if let (true, Some(g)) = (parent.requires_grad(), grad) {
+                    if g.shape() != parent.value().shape() {
+                        return Err(Error::Other(format!(
+                            "backward of {}: gradient of shape {} for an input of shape {}",
+                            node.op,
+                            g.shape(),
+                            parent.shape()
+                        )));
+                    }
+                    accumulate(&parent.0, g)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Nodes that require a gradient, reachable from `self`, parents before children.
+    fn topological_order(&self) -> Vec<Rc<Node<T>>> {
+        let mut order = Vec::new();
+        let mut seen = HashSet::new();
+        // Iterative post-order DFS: deep networks must not overflow the stack.
+        let mut stack: Vec<(Rc<Node<T>>, bool)> = vec![(self.0.clone(), false)];
+        while let Some((node, expanded)) = stack.pop() {
+            if expanded {
+                order.push(node);
+                continue;
+            }
+            if !seen.insert(node.id) {
+                continue;
+            }
+            stack.push((node.clone(), true));
+            for p in node.parents.borrow().iter() {
+                if p.requires_grad() && !seen.contains(&p.0.id) {
+                    stack.push((p.0.clone(), false));
+                }
+            }
+        }
+        order
+    }
+}
+
+impl<T: Real> Drop for Node<T> {
+    /// Releases a long chain iteratively: the default recursive drop would overflow the stack
+    /// on a graph that was built but never back-propagated.
+    fn drop(&mut self) {
+        drop(self.backward.get_mut().take());
+        let mut stack = std::mem::take(self.parents.get_mut());
+        while let Some(var) = stack.pop() {
+            if let Ok(mut node) = Rc::try_unwrap(var.0) {
+                drop(node.backward.get_mut().take());
+                stack.append(node.parents.get_mut());
+            }
+        }
+    }
+}
+
+fn accumulate<T: Real>(node: &Node<T>, g: Tensor<T>) -> Result<()> {
+    let mut slot = node.grad.borrow_mut();
+    match slot.as_mut() {
+        Some(acc) => acc.add_assign(&g),
+        None => {
+            *slot = Some(g);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// y = a * b element-wise, written here so the engine can be tested without the ops crate.
+    fn mul(a: &Var<f64>, b: &Var<f64>) -> Var<f64> {
+        let out = a.value().zip_map(&b.value(), "mul", |x, y| x * y).unwrap();
+        let (ac, bc) = (a.clone(), b.clone());
+        Var::from_op("mul", out, &[a, b], move |ctx| {
+            let ga = ctx.needs[0].then(|| {
+                ctx.grad_out
+                    .zip_map(&bc.value(), "mul", |g, y| g * y)
+                    .unwrap()
+            });
+            let gb = ctx.needs[1].then(|| {
+                ctx.grad_out
+                    .zip_map(&ac.value(), "mul", |g, x| g * x)
+                    .unwrap()
+            });
+            Ok(vec![ga, gb])
+        })
+    }
+
+    fn sum(a: &Var<f64>) -> Var<f64> {
+        let s = Tensor::scalar(a.value().sum_all());
+        let shape = a.shape();
+        Var::from_op("sum", s, &[a], move |ctx| {
+            Ok(vec![Some(Tensor::full(shape, ctx.grad_out.item()?))])
+        })
+    }
+
+    #[test]
+    fn gradient_accumulates_when_a_value_is_used_twice() {
+        let x = Var::param(Tensor::new([3], vec![1.0, 2.0, 3.0]).unwrap());
+        let y = sum(&mul(&x, &x)); // sum x^2 -> grad 2x
+        y.backward().unwrap();
+        assert_eq!(x.grad().as_ref().unwrap().data(), &[2.0, 4.0, 6.0]);
+        // A second graph accumulates into the same leaf until zero_grad.
+        sum(&x).backward().unwrap();
+        assert_eq!(x.grad().as_ref().unwrap().data(), &[3.0, 5.0, 7.0]);
+        x.zero_grad();
+        assert!(x.grad().is_none());
+    }
+
+    #[test]
+    fn only_needed_gradients_are_computed() {
+        let x = Var::param(Tensor::new([2], vec![1.0, 2.0]).unwrap());
+        let c = Var::constant(Tensor::new([2], vec![5.0, 7.0]).unwrap());
+        let y = sum(&mul(&x, &c));
+        y.backward().unwrap();
+        assert_eq!(x.grad().as_ref().unwrap().data(), &[5.0, 7.0]);
+        assert!(c.grad().is_none());
+    }
+
+    #[test]
+    fn no_grad_records_nothing() {
+        let x = Var::param(Tensor::new([2], vec![1.0, 2.0]).unwrap());
+        let y = no_grad(|| sum(&mul(&x, &x)));
+        assert!(!y.requires_grad());
+        assert!(y.backward().is_err());
+        assert!(is_grad_enabled());
+    }
+
+    #[test]
+    fn tape_is_released_after_backward() {
+        let x = Var::param(Tensor::new([2], vec![1.0, 2.0]).unwrap());
+        let m = mul(&x, &x);
+        let y = sum(&m);
+        y.backward().unwrap();
+        // The closure of `mul` held a clone of x; after backward only our handle and the
+        // released graph's nothing remain.
+        assert_eq!(Rc::strong_count(&x.0), 1);
+        let e = y.backward().unwrap_err().to_string();
+        assert!(e.contains("already released"), "{e}");
+    }
+
+    #[test]
+    fn backward_needs_a_scalar() {
+        let x = Var::param(Tensor::new([2], vec![1.0, 2.0]).unwrap());
+        let e = mul(&x, &x).backward().unwrap_err().to_string();
+        assert_eq!(e, "backward: needs a scalar to start from, got shape [2]");
+    }
+
+    #[test]
+    fn deep_chain_does_not_overflow() {
+        let x = Var::param(Tensor::new([1], vec![1.0]).unwrap());
+        let one = Var::constant(Tensor::new([1], vec![1.0]).unwrap());
+        let mut y = x.clone();
+        for _ in 0..100_000 {
+            y = mul(&y, &one);
+        }
+        sum(&y).backward().unwrap();
+        assert_eq!(x.grad().as_ref().unwrap().data(), &[1.0]);
+        // Dropping a long chain that was never back-propagated must not overflow either.
+        let mut z = x.clone();
+        for _ in 0..100_000 {
+            z = mul(&z, &one);
+        }
+        drop(z);
+    }
+}

@@ -1,0 +1,1 @@
+//! Modules, optimisers, reparameterisation, checkpoints and data.

@@ -1,0 +1,1 @@
+//! OpenCL device layer. Filled in by the OpenCL issue; the crate builds without OpenCL.

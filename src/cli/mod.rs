@@ -1,0 +1,3 @@
+//! The subcommands of the `shiftgrad` binary, one module each.
+
+pub mod gradcheck;
