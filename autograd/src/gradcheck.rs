@@ -73,12 +73,15 @@ fn dot(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
     a.data().iter().zip(b.data()).map(|(x, y)| x * y).sum()
 }
 
+/// A function under check: inputs to one output.
+pub type CheckedFn<'a> = &'a dyn Fn(&[Var<f64>]) -> Result<Var<f64>>;
+
 /// Checks the gradients of `f` with respect to each input `i` with `wrt[i]`.
 ///
 /// `f` must be deterministic and must not keep state between calls. `seed` fixes the
 /// cotangent. Costs `2 * (elements checked)` evaluations of `f`: keep the inputs small.
 pub fn gradcheck(
-    f: &dyn Fn(&[Var<f64>]) -> Result<Var<f64>>,
+    f: CheckedFn<'_>,
     inputs: &[Tensor<f64>],
     wrt: &[bool],
     tol: Tolerance,
