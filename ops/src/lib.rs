@@ -12,11 +12,17 @@
 pub mod cost;
 pub mod suite;
 
+pub mod channels;
+pub mod elementwise;
 pub mod reduce;
 pub mod relu;
+pub mod reshape;
 
+pub use channels::{concat_channels, gather_channels};
 pub use cost::{Cost, Work};
+pub use elementwise::{add, add_n, mul};
 pub use reduce::{mean, sum};
 pub use relu::relu;
+pub use reshape::reshape;
 pub use shiftgrad_autograd::{no_grad, Var};
 pub use shiftgrad_tensor::{Error, Real, Result, Shape, Tensor};

@@ -63,6 +63,9 @@ pub fn all_cases() -> Vec<GradCase> {
     let mut cases = Vec::new();
     cases.extend(crate::relu::cases::cases());
     cases.extend(crate::reduce::cases::cases());
+    cases.extend(crate::elementwise::cases::cases());
+    cases.extend(crate::channels::cases::cases());
+    cases.extend(crate::reshape::cases::cases());
     cases
 }
 
