@@ -12,10 +12,18 @@
 pub mod cost;
 pub mod suite;
 
+pub mod batch_norm;
+pub mod cross_entropy;
+pub mod linear;
+pub mod pool;
 pub mod reduce;
 pub mod relu;
 
+pub use batch_norm::{batch_norm2d_eval, batch_norm2d_train};
 pub use cost::{Cost, Work};
+pub use cross_entropy::cross_entropy;
+pub use linear::linear;
+pub use pool::global_avg_pool;
 pub use reduce::{mean, sum};
 pub use relu::relu;
 pub use shiftgrad_autograd::{no_grad, Var};

@@ -63,6 +63,10 @@ pub fn all_cases() -> Vec<GradCase> {
     let mut cases = Vec::new();
     cases.extend(crate::relu::cases::cases());
     cases.extend(crate::reduce::cases::cases());
+    cases.extend(crate::batch_norm::cases::cases());
+    cases.extend(crate::linear::cases::cases());
+    cases.extend(crate::pool::cases::cases());
+    cases.extend(crate::cross_entropy::cases::cases());
     cases
 }
 
