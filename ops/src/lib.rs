@@ -12,8 +12,12 @@
 pub mod cost;
 pub mod suite;
 
+pub mod batch_norm;
 pub mod channels;
+pub mod cross_entropy;
 pub mod elementwise;
+pub mod linear;
+pub mod pool;
 pub mod reduce;
 pub mod relu;
 pub mod reshape;
@@ -21,6 +25,10 @@ pub mod reshape;
 pub use channels::{concat_channels, gather_channels};
 pub use cost::{Cost, Work};
 pub use elementwise::{add, add_n, mul};
+pub use batch_norm::{batch_norm2d_eval, batch_norm2d_train};
+pub use cross_entropy::cross_entropy;
+pub use linear::linear;
+pub use pool::global_avg_pool;
 pub use reduce::{mean, sum};
 pub use relu::relu;
 pub use reshape::reshape;

@@ -1,0 +1,249 @@
+//! batch_norm2d: per-channel normalisation of an NCHW tensor, with PyTorch's semantics.
+//!
+//! For channel `c` with statistics `(mu_c, var_c)`:
+//!
+//! ```text
+//! inv_std_c = 1 / sqrt(var_c + eps),  xhat = (x - mu_c) * inv_std_c,  y = gamma_c * xhat + beta_c
+//! ```
+//!
+//! **Training** takes `mu`, `var` from the batch: the mean and the *biased* variance over
+//! (N, H, W). It also updates the running statistics in place,
+//! `running = (1 - momentum) * running + momentum * batch_stat`, feeding running_var the
+//! *unbiased* variance (`var * n / (n - 1)`, `n = N*H*W`), exactly as `torch.nn.BatchNorm2d`
+//! does. `n == 1` is an error, as in PyTorch (the variance of one value says nothing).
+//! **Evaluation** uses the running statistics as constants: gradients flow to x, gamma and beta
+//! but not into the statistics.
+//!
+//! Backward, per channel: `dbeta = sum dy`, `dgamma = sum dy * xhat`, and
+//!
+//! ```text
+//! training:   dx = gamma * inv_std / n * (n * dy - sum dy - xhat * sum(dy * xhat))
+//! evaluation: dx = gamma * inv_std * dy
+//! ```
+//!
+//! (the training form is the closed form of differentiating through `mu` and `var`). The
+//! forward saves only `mean` and `inv_std` per channel (f64); the backward recomputes `xhat`
+//! from x (kept alive by the graph anyway) at one subtract and one multiply per element, rather
+//! than saving an `xhat` tensor the size of x. We rejected composing batch-norm from mean, sub,
+//! mul and add graph ops: that saves several N×C×H×W intermediates and takes many more passes.
+//!
+//! Channel sums are accumulated in f64 whatever `T` is. The variance is computed in two passes
+//! (mean, then squared deviations) rather than as `E[x^2] - E[x]^2`, which cancels
+//! catastrophically when |mean| >> std. Not supported: PyTorch's `momentum=None` (cumulative
+//! average) and `affine=False` (pass gamma = 1, beta = 0 as constants instead).
+
+pub(crate) mod cases;
+mod cpu;
+#[cfg(test)]
+mod tests;
+
+use crate::cost::{bytes, Cost, Work};
+use shiftgrad_autograd::Var;
+use shiftgrad_tensor::{Error, Real, Result, Shape, Tensor};
+
+const OP: &str = "batch_norm2d";
+
+/// Cost of batch-norm on an input of shape `x` = (N, C, H, W), with `E = N*C*H*W` elements.
+/// A sum of n terms counts n - 1 additions; sqrt and division count 1 each; scalars computed
+/// once per call (`1 - momentum`, `n / (n - 1)`) are free.
+///
+/// Training forward, `7E + 11C` FLOPs: mean `E` (adds + one division per channel), biased
+/// variance `3E` (subtract, square, add; division), `inv_std` `3C` (add eps, sqrt, divide),
+/// `scale = gamma * inv_std` `C`, `y = (x - mean) * scale + beta` `3E`, running mean `3C`,
+/// running variance `4C` (with the unbiasing multiply). Bytes: x and y, gamma and beta, the
+/// running statistics read and written: `2E + 6C` elements.
+///
+/// Evaluation forward, `3E + 4C` FLOPs (`inv_std`, `scale`, normalise); bytes `2E + 4C`.
+///
+/// Backward (every gradient): the sums `sum dy` (`E - C`) and `sum dy * xhat` (`4E - C`:
+/// subtract, two multiplies, add); then training `dx` costs `2C + 7E` (per element: `xhat`
+/// 2, `n * dy`, `- sum dy`, `xhat * sum`, subtract, times `gamma * inv_std / n`), total `12E`;
+/// evaluation `dx = dy * scale` costs `C + E`, total `6E - C`. Bytes, both modes: read dy, x,
+/// gamma and the saved mean and inv_std, write dx, dgamma, dbeta: `3E + 5C` elements.
+pub fn cost<T: Real>(x: &Shape, training: bool) -> Cost {
+    let e = x.numel() as u64;
+    let c = x.dims().get(1).copied().unwrap_or(0) as u64;
+    let backward_bytes = bytes::<T>((3 * e + 5 * c) as usize);
+    if training {
+        Cost {
+            forward: Work::new(7 * e + 11 * c, bytes::<T>((2 * e + 6 * c) as usize)),
+            backward: Work::new(12 * e, backward_bytes),
+        }
+    } else {
+        Cost {
+            forward: Work::new(3 * e + 4 * c, bytes::<T>((2 * e + 4 * c) as usize)),
+            backward: Work::new((6 * e).saturating_sub(c), backward_bytes),
+        }
+    }
+}
+
+/// Checks the shapes and `eps`; returns (N, C, H, W).
+fn check<T: Real>(
+    x: &Var<T>,
+    per_channel: [(&str, &Tensor<T>); 4],
+    eps: f64,
+) -> Result<[usize; 4]> {
+    let shape = x.shape();
+    let dims = shape.nchw(OP, "input")?;
+    let c = dims[1];
+    for (name, t) in per_channel {
+        if t.dims() != [c] {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{name} has shape {}, expected [{c}] (one per channel of input {shape})",
+                    t.shape()
+                ),
+            ));
+        }
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::arg(
+            OP,
+            format!("eps must be finite and >= 0, got {eps}"),
+        ));
+    }
+    Ok(dims)
+}
+
+fn to_tensor<T: Real>(v: &[f64]) -> Tensor<T> {
+    Tensor::from_fn([v.len()], |i| T::of_f64(v[i]))
+}
+
+/// Training mode: normalise with the batch mean and biased batch variance over (N, H, W) per
+/// channel; update the running statistics in place:
+/// `running = (1 - momentum) * running + momentum * batch_stat`, with the UNBIASED variance
+/// (`n / (n - 1)`) for running_var, as PyTorch does. x: (N, C, H, W); gamma, beta, running
+/// statistics: (C). Errors on bad shapes, `N*H*W < 2`, momentum outside [0, 1], or eps < 0.
+pub fn batch_norm2d_train<T: Real>(
+    x: &Var<T>,
+    gamma: &Var<T>,
+    beta: &Var<T>,
+    running_mean: &mut Tensor<T>,
+    running_var: &mut Tensor<T>,
+    momentum: f64,
+    eps: f64,
+) -> Result<Var<T>> {
+    let dims = check(
+        x,
+        [
+            ("gamma", &gamma.value()),
+            ("beta", &beta.value()),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ],
+        eps,
+    )?;
+    if !(0.0..=1.0).contains(&momentum) {
+        return Err(Error::arg(
+            OP,
+            format!("momentum must be in [0, 1], got {momentum}"),
+        ));
+    }
+    let count = dims[0] * dims[2] * dims[3];
+    if count <= 1 {
+        return Err(Error::arg(
+            OP,
+            format!(
+                "expected more than 1 value per channel when training, got input shape {}",
+                x.shape()
+            ),
+        ));
+    }
+    let c = cost::<T>(&x.shape(), true);
+    let (mean, var) = cpu::batch_stats(&x.value(), dims);
+    let bessel = count as f64 / (count - 1) as f64;
+    let keep = 1.0 - momentum;
+    for (r, m) in running_mean.data_mut().iter_mut().zip(&mean) {
+        *r = T::of_f64(keep * r.as_f64() + momentum * m);
+    }
+    for (r, v) in running_var.data_mut().iter_mut().zip(&var) {
+        *r = T::of_f64(keep * r.as_f64() + momentum * v * bessel);
+    }
+    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let y = cpu::normalize(
+        &x.value(),
+        dims,
+        &mean,
+        &inv_std,
+        gamma.value().data(),
+        beta.value().data(),
+    );
+    c.forward.record();
+    let (x_saved, gamma_saved) = (x.clone(), gamma.clone());
+    Ok(Var::from_op(OP, y, &[x, gamma, beta], move |ctx| {
+        c.backward.record();
+        let (x, gamma) = (x_saved.value(), gamma_saved.value());
+        let (sum_dy, sum_dy_xhat) = cpu::grad_sums(ctx.grad_out, &x, dims, &mean, &inv_std);
+        let dx = ctx.needs[0].then(|| {
+            cpu::grad_input_train(
+                ctx.grad_out,
+                &x,
+                dims,
+                &mean,
+                &inv_std,
+                gamma.data(),
+                &sum_dy,
+                &sum_dy_xhat,
+            )
+        });
+        let dgamma = ctx.needs[1].then(|| to_tensor(&sum_dy_xhat));
+        let dbeta = ctx.needs[2].then(|| to_tensor(&sum_dy));
+        Ok(vec![dx, dgamma, dbeta])
+    }))
+}
+
+/// Evaluation mode: normalise with the running statistics (constants; gradients still flow to
+/// x, gamma and beta). Shapes as in [`batch_norm2d_train`].
+pub fn batch_norm2d_eval<T: Real>(
+    x: &Var<T>,
+    gamma: &Var<T>,
+    beta: &Var<T>,
+    running_mean: &Tensor<T>,
+    running_var: &Tensor<T>,
+    eps: f64,
+) -> Result<Var<T>> {
+    let dims = check(
+        x,
+        [
+            ("gamma", &gamma.value()),
+            ("beta", &beta.value()),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ],
+        eps,
+    )?;
+    let c = cost::<T>(&x.shape(), false);
+    let mean: Vec<f64> = running_mean.data().iter().map(|m| m.as_f64()).collect();
+    let inv_std: Vec<f64> = running_var
+        .data()
+        .iter()
+        .map(|v| 1.0 / (v.as_f64() + eps).sqrt())
+        .collect();
+    let y = cpu::normalize(
+        &x.value(),
+        dims,
+        &mean,
+        &inv_std,
+        gamma.value().data(),
+        beta.value().data(),
+    );
+    c.forward.record();
+    let (x_saved, gamma_saved) = (x.clone(), gamma.clone());
+    Ok(Var::from_op(OP, y, &[x, gamma, beta], move |ctx| {
+        c.backward.record();
+        let (x, gamma) = (x_saved.value(), gamma_saved.value());
+        let dx =
+            ctx.needs[0].then(|| cpu::grad_input_eval(ctx.grad_out, dims, &inv_std, gamma.data()));
+        let (dgamma, dbeta) = if ctx.needs[1] || ctx.needs[2] {
+            let (sum_dy, sum_dy_xhat) = cpu::grad_sums(ctx.grad_out, &x, dims, &mean, &inv_std);
+            (
+                ctx.needs[1].then(|| to_tensor(&sum_dy_xhat)),
+                ctx.needs[2].then(|| to_tensor(&sum_dy)),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(vec![dx, dgamma, dbeta])
+    }))
+}
