@@ -1,1 +1,50 @@
-//! OpenCL device layer. Filled in by the OpenCL issue; the crate builds without OpenCL.
+//! shiftgrad-opencl: the OpenCL device layer.
+//!
+//! A device offers six things (DESIGN.md, "A thin device surface"): allocate
+//! ([`Context::alloc`]), free to a pool (dropping a [`Buffer`]), copy in ([`Buffer::write`]),
+//! copy out ([`Buffer::read`]), launch ([`Context::launch`]) and synchronise
+//! ([`Context::finish`]). Around them:
+//!
+//! * [`DeviceSpec`] and [`resolve`]: which device a run uses (`cpu`, `opencl`, `opencl:P:D`,
+//!   `auto`; the command line, then `$SHIFTGRAD_DEVICE`, then the CPU).
+//! * [`list_devices`] and [`DeviceTable`]: what `shiftgrad devices` prints.
+//! * [`Context::program`]: the program cache, one compilation per (name, defines); f64 is the
+//!   same source built with `-D real=double`; build failures carry the compiler's log.
+//! * [`Context::pool_stats`], [`Context::kernel_times`]: live/peak device bytes and per-kernel
+//!   device time from profiling events, the numbers the measurement code reads.
+//!
+//! The crate is standalone (the tensor crate depends on it, not the reverse) and has its own
+//! [`Error`]. OpenCL itself is behind the `opencl` cargo feature, which pulls in `ocl` and so
+//! links libOpenCL; without it the crate exposes the same types and functions, every
+//! constructor returns [`Error::NotCompiled`], and a machine without an ICD loader still builds
+//! and runs the CPU backend. The alternative, loading libOpenCL at run time (dlopen), would
+//! make one binary serve both cases but puts every OpenCL call behind hand-written FFI, which
+//! is more unsafe code than this project wants to audit.
+//!
+//! Everything runs on one in-order queue per [`Context`] (see its docs for why), and a
+//! context is single-threaded (`Rc`-shared, not `Send`).
+
+mod arg;
+mod error;
+mod info;
+mod spec;
+
+#[cfg(feature = "opencl")]
+mod cl;
+#[cfg(feature = "opencl")]
+use cl as backend;
+
+#[cfg(not(feature = "opencl"))]
+mod stub;
+#[cfg(not(feature = "opencl"))]
+use stub as backend;
+
+pub use arg::{Arg, BufferArg, Element, KernelParams, KernelTime, ParamsArg, PoolStats};
+pub(crate) use backend::first_device;
+pub use backend::{list_devices, Buffer, Context, Program};
+pub use error::{Error, Result};
+pub use info::{human_bytes, DeviceInfo, DeviceTable};
+pub use spec::{resolve, spec_from, Backend, DeviceSpec, DEVICE_ENV};
+
+/// Whether this build has OpenCL support (the `opencl` feature).
+pub const OPENCL_COMPILED: bool = cfg!(feature = "opencl");
