@@ -12,9 +12,11 @@
 pub mod cost;
 pub mod suite;
 
+pub mod conv2d;
 pub mod reduce;
 pub mod relu;
 
+pub use conv2d::{conv2d, Conv2dParams};
 pub use cost::{Cost, Work};
 pub use reduce::{mean, sum};
 pub use relu::relu;
