@@ -14,6 +14,7 @@ pub mod suite;
 
 pub mod batch_norm;
 pub mod channels;
+pub mod conv2d;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod linear;
@@ -23,6 +24,7 @@ pub mod relu;
 pub mod reshape;
 
 pub use channels::{concat_channels, gather_channels};
+pub use conv2d::{conv2d, Conv2dParams};
 pub use cost::{Cost, Work};
 pub use elementwise::{add, add_n, mul};
 pub use batch_norm::{batch_norm2d_eval, batch_norm2d_train};

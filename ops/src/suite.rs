@@ -70,6 +70,7 @@ pub fn all_cases() -> Vec<GradCase> {
     cases.extend(crate::linear::cases::cases());
     cases.extend(crate::pool::cases::cases());
     cases.extend(crate::cross_entropy::cases::cases());
+    cases.extend(crate::conv2d::cases::cases());
     cases
 }
 
