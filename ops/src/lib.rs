@@ -14,9 +14,11 @@ pub mod suite;
 
 pub mod reduce;
 pub mod relu;
+pub mod shift_add;
 
 pub use cost::{Cost, Work};
 pub use reduce::{mean, sum};
 pub use relu::relu;
+pub use shift_add::{shift_add, ShiftTables};
 pub use shiftgrad_autograd::{no_grad, Var};
 pub use shiftgrad_tensor::{Error, Real, Result, Shape, Tensor};

@@ -63,6 +63,7 @@ pub fn all_cases() -> Vec<GradCase> {
     let mut cases = Vec::new();
     cases.extend(crate::relu::cases::cases());
     cases.extend(crate::reduce::cases::cases());
+    cases.extend(crate::shift_add::cases::cases());
     cases
 }
 
