@@ -22,6 +22,7 @@ pub mod pool;
 pub mod reduce;
 pub mod relu;
 pub mod reshape;
+pub mod shift_add;
 
 pub use channels::{concat_channels, gather_channels};
 pub use conv2d::{conv2d, Conv2dParams};
@@ -34,5 +35,6 @@ pub use pool::global_avg_pool;
 pub use reduce::{mean, sum};
 pub use relu::relu;
 pub use reshape::reshape;
+pub use shift_add::{shift_add, ShiftTables};
 pub use shiftgrad_autograd::{no_grad, Var};
 pub use shiftgrad_tensor::{Error, Real, Result, Shape, Tensor};

@@ -71,6 +71,7 @@ pub fn all_cases() -> Vec<GradCase> {
     cases.extend(crate::pool::cases::cases());
     cases.extend(crate::cross_entropy::cases::cases());
     cases.extend(crate::conv2d::cases::cases());
+    cases.extend(crate::shift_add::cases::cases());
     cases
 }
 

@@ -1,0 +1,84 @@
+//! shift-add configurations for the gradcheck suite. The three outputs are checked together:
+//! each case stacks `(Hout, Vout, Iout)` along a new leading axis (a small private op with its
+//! own backward), so the random cotangent of the gradcheck weighs every element of every path.
+//! Sizes are small: the input is `Y`, `(B, R*nk, H+2e, W+2e)`, and each element costs two
+//! forward passes.
+
+use super::{shift_add, ShiftTables};
+use crate::suite::{input, GradCase};
+use shiftgrad_autograd::Var;
+use shiftgrad_tensor::{init, Result, Tensor};
+use std::rc::Rc;
+
+/// Stacks three values of one shape along a new leading axis; the backward splits the
+/// gradient into its three thirds.
+pub(crate) fn stack3(a: &Var<f64>, b: &Var<f64>, c: &Var<f64>) -> Result<Var<f64>> {
+    let (va, vb, vc) = (a.value(), b.value(), c.value());
+    va.check_same_shape(&vb, "stack3")?;
+    va.check_same_shape(&vc, "stack3")?;
+    let n = va.numel();
+    let mut dims = vec![3];
+    dims.extend_from_slice(va.dims());
+    let mut data = Vec::with_capacity(3 * n);
+    for v in [&va, &vb, &vc] {
+        data.extend_from_slice(v.data());
+    }
+    let shape = va.shape().clone();
+    let value = Tensor::new(dims, data)?;
+    drop((va, vb, vc));
+    Ok(Var::from_op("stack3", value, &[a, b, c], move |ctx| {
+        let g = ctx.grad_out.data();
+        (0..3)
+            .map(|p| {
+                ctx.needs[p]
+                    .then(|| Tensor::new(shape.clone(), g[p * n..(p + 1) * n].to_vec()))
+                    .transpose()
+            })
+            .collect()
+    }))
+}
+
+/// One case: tables drawn from `seed`, `Y` for a `(batch, h, w)` output map.
+#[allow(clippy::too_many_arguments)]
+fn case(
+    big: usize,
+    small: usize,
+    reps: usize,
+    groups: usize,
+    batch: usize,
+    h: usize,
+    w: usize,
+    seed: u64,
+) -> GradCase {
+    let tables = Rc::new(
+        ShiftTables::random(big, small, reps, groups, &mut init::rng(seed))
+            .expect("valid case geometry"),
+    );
+    let e = small / 2;
+    let nk = tables.nk();
+    let y = input([batch, reps * nk, h + 2 * e, w + 2 * e], seed + 1);
+    GradCase::new(
+        "shift_add",
+        format!("M{big} k{small} R{reps} G{groups} B{batch} {h}x{w}"),
+        vec![y],
+        Box::new(move |v| {
+            let (hout, vout, iout) = shift_add(&v[0], &tables)?;
+            stack3(&hout, &vout, &iout)
+        }),
+    )
+}
+
+pub fn cases() -> Vec<GradCase> {
+    vec![
+        // M not divisible by k, G = 1..4, k = 3 and 5, non-square maps.
+        case(13, 3, 2, 1, 1, 5, 4, 301),
+        case(10, 3, 1, 2, 2, 3, 5, 302),
+        case(51, 5, 1, 3, 1, 3, 4, 303),
+        // M larger than the map.
+        case(13, 3, 1, 4, 1, 4, 3, 304),
+        case(17, 5, 2, 2, 1, 2, 3, 305),
+        // M divisible by k, M even, k = 1.
+        case(9, 3, 2, 3, 1, 6, 7, 306),
+        case(6, 1, 1, 2, 1, 3, 2, 307),
+    ]
+}
