@@ -1,6 +1,10 @@
 //! The `shiftgrad` command-line tool.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use shiftgrad::cli;
+use shiftgrad::nn::SwConfig;
+use shiftgrad::tensor::{Error, Result};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -14,35 +18,163 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum DTypeArg {
+    F32,
+    F64,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run the f64 finite-difference gradient checks of every op and print a table.
+    /// Run the f64 finite-difference gradient checks of every op and module; print a table.
     Gradcheck {
         /// Device to run on (cpu).
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// Run only this op's cases (e.g. conv2d).
+        /// Run only this op's cases (e.g. conv2d, shift_add, sw_module).
         #[arg(long)]
         op: Option<String>,
     },
+    /// Check that the SW operator equals depthwise convolutions with its dense kernels (SPEC 1.4).
+    Equiv {
+        /// Big kernel M.
+        #[arg(long, default_value_t = 51)]
+        big: usize,
+        /// Small kernel k (odd).
+        #[arg(long, default_value_t = 5)]
+        small: usize,
+        /// Rep channels R.
+        #[arg(long, default_value_t = 4)]
+        channels: usize,
+        /// Index groups G.
+        #[arg(long = "n-rep", default_value_t = 4)]
+        n_rep: usize,
+        /// Bank convolutions P (merged for the dense kernels).
+        #[arg(long = "n-path", default_value_t = 2)]
+        n_path: usize,
+        #[arg(long, default_value_t = 14)]
+        height: usize,
+        #[arg(long, default_value_t = 9)]
+        width: usize,
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value = "f64")]
+        dtype: DTypeArg,
+        /// Device to run on (cpu).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Write x, bank, pad_hv, idx_identit, h, v, i, dense_h, dense_v, dense_i to this .npz.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Parameters and measured FLOPs of one SW layer against its slak, dense and small baselines.
+    Compare {
+        #[arg(long, default_value_t = 51)]
+        big: usize,
+        #[arg(long, default_value_t = 5)]
+        small: usize,
+        /// Channels C.
+        #[arg(long, default_value_t = 64)]
+        channels: usize,
+        #[arg(long = "ghost-ratio", default_value_t = 0.0)]
+        ghost_ratio: f64,
+        #[arg(long = "n-path", default_value_t = 2)]
+        n_path: usize,
+        #[arg(long = "n-rep", default_value_t = 4)]
+        n_rep: usize,
+        #[arg(long, default_value_t = 56)]
+        height: usize,
+        #[arg(long, default_value_t = 56)]
+        width: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+fn cpu_only(command: &'static str, device: &str) -> Result<()> {
+    if device == "cpu" {
+        Ok(())
+    } else {
+        Err(Error::arg(
+            command,
+            format!("unknown device {device:?}: this build has the cpu device only"),
+        ))
+    }
+}
+
+fn run(command: Command) -> Result<bool> {
+    let mut stdout = std::io::stdout();
+    match command {
+        Command::Gradcheck { device, op } => {
+            cpu_only("gradcheck", &device)?;
+            let rows = cli::gradcheck::run(op.as_deref(), &mut stdout)?;
+            Ok(rows.iter().all(|r| r.passed))
+        }
+        Command::Equiv {
+            big,
+            small,
+            channels,
+            n_rep,
+            n_path,
+            height,
+            width,
+            batch,
+            seed,
+            dtype,
+            device,
+            out,
+        } => {
+            cpu_only("equiv", &device)?;
+            let args = cli::equiv::EquivArgs {
+                big,
+                small,
+                channels,
+                n_rep,
+                n_path,
+                height,
+                width,
+                batch,
+                seed,
+                out,
+            };
+            let report = match dtype {
+                DTypeArg::F32 => cli::equiv::run::<f32>(&args, &mut stdout)?,
+                DTypeArg::F64 => cli::equiv::run::<f64>(&args, &mut stdout)?,
+            };
+            Ok(report.passed())
+        }
+        Command::Compare {
+            big,
+            small,
+            channels,
+            ghost_ratio,
+            n_path,
+            n_rep,
+            height,
+            width,
+            seed,
+        } => {
+            let config = SwConfig {
+                channels,
+                big_kernel: big,
+                small_kernel: small,
+                ghost_ratio,
+                n_path,
+                n_rep,
+                seed,
+            };
+            config.validate()?;
+            cli::compare::run(config, height, width, &mut stdout)?;
+            Ok(true)
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Gradcheck { device, op } => {
-            if device != "cpu" {
-                Err(shiftgrad::tensor::Error::arg(
-                    "gradcheck",
-                    format!("unknown device {device:?}: this build has the cpu device only"),
-                ))
-            } else {
-                shiftgrad::cli::gradcheck::run(op.as_deref(), &mut std::io::stdout())
-                    .map(|rows| rows.iter().all(|r| r.passed))
-            }
-        }
-    };
-    match result {
+    match run(cli.command) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

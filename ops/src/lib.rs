@@ -24,12 +24,12 @@ pub mod relu;
 pub mod reshape;
 pub mod shift_add;
 
+pub use batch_norm::{batch_norm2d_eval, batch_norm2d_train};
 pub use channels::{concat_channels, gather_channels};
 pub use conv2d::{conv2d, Conv2dParams};
 pub use cost::{Cost, Work};
-pub use elementwise::{add, add_n, mul};
-pub use batch_norm::{batch_norm2d_eval, batch_norm2d_train};
 pub use cross_entropy::cross_entropy;
+pub use elementwise::{add, add_n, mul};
 pub use linear::linear;
 pub use pool::global_avg_pool;
 pub use reduce::{mean, sum};

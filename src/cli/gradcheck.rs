@@ -17,7 +17,9 @@ pub struct Row {
 
 /// Every case of the suite (op-level, then module-level).
 pub fn all_cases() -> Vec<GradCase> {
-    suite::all_cases()
+    let mut cases = suite::all_cases();
+    cases.extend(shiftgrad_nn::cases::cases());
+    cases
 }
 
 /// Runs the cases whose op is `op` (all when `None`), printing the table to `out` as it goes.
@@ -37,7 +39,7 @@ pub fn run(op: Option<&str>, out: &mut dyn Write) -> Result<Vec<Row>> {
     let io = |e: std::io::Error| Error::Other(format!("gradcheck: {e}"));
     writeln!(
         out,
-        "{:<14} {:<44} {:>11} {:>11}  result",
+        "{:<16} {:<44} {:>11} {:>11}  result",
         "op", "configuration", "max abs", "max rel"
     )
     .map_err(io)?;
@@ -63,7 +65,7 @@ pub fn run(op: Option<&str>, out: &mut dyn Write) -> Result<Vec<Row>> {
         };
         write!(
             out,
-            "{:<14} {:<44} {:>11.3e} {:>11.3e}  {}",
+            "{:<16} {:<44} {:>11.3e} {:>11.3e}  {}",
             row.op,
             row.config,
             row.max_abs,

@@ -20,4 +20,5 @@ mod tensor;
 pub use error::{Error, Result};
 pub use real::{DType, Real};
 pub use shape::Shape;
-pub use tensor::Tensor;
+pub use shiftgrad_opencl as opencl;
+pub use tensor::{Device, Tensor};

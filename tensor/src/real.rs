@@ -53,6 +53,7 @@ pub trait Real:
     + 'static
     + npyz::Deserialize
     + npyz::AutoSerialize
+    + shiftgrad_opencl::Element
 {
     /// This type as a [`DType`] value.
     const DTYPE: DType;

@@ -1,23 +1,221 @@
-//! Contiguous, row-major host tensors.
+//! Contiguous, row-major tensors in host memory or in an OpenCL buffer.
 //!
-//! A tensor owns a `Vec<T>` and a [`Shape`]; element `(n, c, h, w)` of an NCHW tensor is at
-//! `((n*C + c)*H + h)*W + w`. There are no strides and no views: every op writes a fresh
-//! contiguous output, which keeps the reference kernels readable and the memory accounting
-//! exact (we rejected strided views: they make "bytes read" depend on history).
-//! Every allocation and release is recorded in [`crate::counters`].
+//! A tensor owns its elements and a [`Shape`]; element `(n, c, h, w)` of an NCHW tensor is at
+//! `((n*C + c)*H + h)*W + w`, on the host and on the device alike. There are no strides and no
+//! views: every op writes a fresh contiguous output, which keeps the reference kernels readable
+//! and the memory accounting exact (we rejected strided views: they make "bytes read" depend on
+//! history).
+//!
+//! Host tensors hold a `Vec<T>`; every allocation and release is recorded in
+//! [`crate::counters`]. Device tensors hold a pooled [`opencl::Buffer`] (the pool counts live
+//! and peak device bytes). Data crosses between the two only through [`Tensor::to_host`] and
+//! [`Tensor::to_device`]. The element accessors ([`Tensor::data`], [`Tensor::data_mut`],
+//! [`Tensor::map`], [`Tensor::zip_map`]) are the CPU reference's and panic on a device tensor,
+//! a programming error: ops dispatch on [`Tensor::device`] first. Inspection helpers
+//! (`item`, `sum_all`, `max_abs_diff`, equality, `Debug`) read a device tensor back.
 
 use crate::{counters, Error, Real, Result, Shape};
+use shiftgrad_opencl as opencl;
+use std::borrow::Cow;
 
-/// A dense tensor in host memory.
+/// Where a tensor lives.
+#[derive(Clone, Debug, Default)]
+pub enum Device {
+    /// Host memory; ops run the CPU reference.
+    #[default]
+    Cpu,
+    /// An OpenCL device.
+    OpenCl(opencl::Context),
+}
+
+impl Device {
+    /// True for the host.
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, Device::Cpu)
+    }
+    /// A short name for messages ("cpu" or the OpenCL device's name).
+    pub fn name(&self) -> String {
+        match self {
+            Device::Cpu => "cpu".into(),
+            Device::OpenCl(ctx) => format!(
+                "opencl:{}:{} ({})",
+                ctx.info().platform,
+                ctx.info().device,
+                ctx.info().name
+            ),
+        }
+    }
+    /// Opens the device a spec names (`cpu`, `opencl`, `opencl:P:D`, `auto`; `None` reads
+    /// `$SHIFTGRAD_DEVICE`, else the CPU).
+    pub fn open(spec: Option<&str>) -> Result<Device> {
+        match opencl::resolve(spec).map_err(|e| Error::Device(e.to_string()))? {
+            opencl::Backend::Cpu => Ok(Device::Cpu),
+            opencl::Backend::OpenCl(ctx) => Ok(Device::OpenCl(ctx)),
+        }
+    }
+    /// Whether two devices are the same (same OpenCL context).
+    pub fn same(&self, other: &Device) -> bool {
+        match (self, other) {
+            (Device::Cpu, Device::Cpu) => true,
+            (Device::OpenCl(a), Device::OpenCl(b)) => {
+                a.info().platform == b.info().platform && a.info().device == b.info().device
+            }
+            _ => false,
+        }
+    }
+}
+
+fn dev_err(e: opencl::Error) -> Error {
+    Error::Device(e.to_string())
+}
+
+enum Storage<T: Real> {
+    Host(Vec<T>),
+    Device(opencl::Buffer<T>),
+}
+
+/// A dense tensor, on the host or on an OpenCL device.
 pub struct Tensor<T: Real> {
     shape: Shape,
-    data: Vec<T>,
+    storage: Storage<T>,
 }
+
+/// The OpenCL source of the few kernels the tensor type itself needs (gradient accumulation).
+const TENSOR_CL: &str = include_str!("tensor.cl");
 
 impl<T: Real> Tensor<T> {
     fn from_parts(shape: Shape, data: Vec<T>) -> Self {
         counters::record_alloc((data.len() * T::DTYPE.size()) as u64);
-        Tensor { shape, data }
+        Tensor {
+            shape,
+            storage: Storage::Host(data),
+        }
+    }
+
+    /// A tensor over a device buffer holding `shape.numel()` elements.
+    pub fn from_buffer(shape: impl Into<Shape>, buffer: opencl::Buffer<T>) -> Result<Self> {
+        let shape = shape.into();
+        if shape.numel() != buffer.len() {
+            return Err(Error::shape(
+                "tensor",
+                format!(
+                    "shape {shape} needs {} elements, the buffer holds {}",
+                    shape.numel(),
+                    buffer.len()
+                ),
+            ));
+        }
+        Ok(Tensor {
+            shape,
+            storage: Storage::Device(buffer),
+        })
+    }
+
+    /// An uninitialised device tensor (for kernel outputs), or zeros on the host.
+    pub fn alloc_on(shape: impl Into<Shape>, device: &Device) -> Result<Self> {
+        let shape = shape.into();
+        match device {
+            Device::Cpu => Ok(Self::zeros(shape)),
+            Device::OpenCl(ctx) => {
+                let buf = ctx.alloc::<T>(shape.numel()).map_err(dev_err)?;
+                Ok(Tensor {
+                    shape,
+                    storage: Storage::Device(buf),
+                })
+            }
+        }
+    }
+
+    /// A tensor filled with `value` on `device`.
+    pub fn full_on(shape: impl Into<Shape>, value: T, device: &Device) -> Result<Self> {
+        let t = Self::alloc_on(shape, device)?;
+        match &t.storage {
+            Storage::Host(_) => Ok(Self::full(t.shape.clone(), value)),
+            Storage::Device(b) => {
+                b.fill(value).map_err(dev_err)?;
+                Ok(t)
+            }
+        }
+    }
+
+    /// Zeros on `device`.
+    pub fn zeros_on(shape: impl Into<Shape>, device: &Device) -> Result<Self> {
+        Self::full_on(shape, T::zero(), device)
+    }
+
+    /// Where the tensor lives.
+    pub fn device(&self) -> Device {
+        match &self.storage {
+            Storage::Host(_) => Device::Cpu,
+            Storage::Device(b) => Device::OpenCl(b.context().clone()),
+        }
+    }
+
+    /// True for a host tensor.
+    pub fn is_host(&self) -> bool {
+        matches!(self.storage, Storage::Host(_))
+    }
+
+    /// The device buffer, for kernel arguments (`None` on the host).
+    pub fn buffer(&self) -> Option<&opencl::Buffer<T>> {
+        match &self.storage {
+            Storage::Host(_) => None,
+            Storage::Device(b) => Some(b),
+        }
+    }
+
+    /// A host copy (a plain clone for a host tensor; a blocking read for a device one).
+    pub fn to_host(&self) -> Result<Tensor<T>> {
+        match &self.storage {
+            Storage::Host(_) => Ok(self.clone()),
+            Storage::Device(b) => Ok(Self::from_parts(
+                self.shape.clone(),
+                b.read().map_err(dev_err)?,
+            )),
+        }
+    }
+
+    /// A copy on `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Tensor<T>> {
+        match device {
+            Device::Cpu => self.to_host(),
+            Device::OpenCl(ctx) => {
+                let buf = match &self.storage {
+                    Storage::Host(v) => ctx.upload(v).map_err(dev_err)?,
+                    Storage::Device(b) => {
+                        let host = b.read().map_err(dev_err)?;
+                        ctx.upload(&host).map_err(dev_err)?
+                    }
+                };
+                Ok(Tensor {
+                    shape: self.shape.clone(),
+                    storage: Storage::Device(buf),
+                })
+            }
+        }
+    }
+
+    /// A copy that reports a device failure instead of panicking.
+    pub fn try_clone(&self) -> Result<Self> {
+        match &self.storage {
+            Storage::Host(v) => Ok(Self::from_parts(self.shape.clone(), v.clone())),
+            Storage::Device(b) => {
+                let out = b.context().alloc::<T>(b.len()).map_err(dev_err)?;
+                out.copy_from(b).map_err(dev_err)?;
+                Ok(Tensor {
+                    shape: self.shape.clone(),
+                    storage: Storage::Device(out),
+                })
+            }
+        }
+    }
+
+    /// The elements, host or device (read back), for inspection.
+    fn host_elements(&self) -> Result<Cow<'_, [T]>> {
+        match &self.storage {
+            Storage::Host(v) => Ok(Cow::Borrowed(v)),
+            Storage::Device(b) => Ok(Cow::Owned(b.read().map_err(dev_err)?)),
+        }
     }
 
     /// A tensor from a shape and row-major data; the lengths must agree.
@@ -75,46 +273,67 @@ impl<T: Real> Tensor<T> {
     }
     /// Number of elements.
     pub fn numel(&self) -> usize {
-        self.data.len()
+        self.shape.numel()
     }
     /// Size of the data in bytes.
     pub fn nbytes(&self) -> usize {
-        self.data.len() * T::DTYPE.size()
+        self.numel() * T::DTYPE.size()
     }
-    /// The elements, row-major.
+    /// The elements, row-major (host tensors only: the CPU reference's accessor).
     pub fn data(&self) -> &[T] {
-        &self.data
+        match &self.storage {
+            Storage::Host(v) => v,
+            Storage::Device(_) => {
+                panic!("tensor: data() on a tensor in OpenCL memory; call to_host() first")
+            }
+        }
     }
-    /// The elements, row-major, mutable.
+    /// The elements, row-major, mutable (host tensors only).
     pub fn data_mut(&mut self) -> &mut [T] {
-        &mut self.data
+        match &mut self.storage {
+            Storage::Host(v) => v,
+            Storage::Device(_) => {
+                panic!("tensor: data_mut() on a tensor in OpenCL memory; call to_host() first")
+            }
+        }
     }
-    /// Takes the elements out.
+    /// Takes the elements out (reading a device tensor back).
     pub fn into_vec(mut self) -> Vec<T> {
-        counters::record_free(self.nbytes() as u64);
-        std::mem::take(&mut self.data)
+        match &mut self.storage {
+            Storage::Host(v) => {
+                counters::record_free((v.len() * T::DTYPE.size()) as u64);
+                std::mem::take(v)
+            }
+            Storage::Device(b) => b
+                .read()
+                .expect("tensor: reading a device buffer back failed"),
+        }
+    }
+    /// The elements as a host vector (reading a device tensor back).
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        Ok(self.host_elements()?.into_owned())
     }
 
     /// The single value of a one-element tensor.
     pub fn item(&self) -> Result<T> {
-        if self.data.len() != 1 {
+        if self.numel() != 1 {
             return Err(Error::shape(
                 "item",
                 format!("expected one element, got shape {}", self.shape),
             ));
         }
-        Ok(self.data[0])
+        Ok(self.host_elements()?[0])
     }
 
     /// The same data under another shape with as many elements.
     pub fn reshape(mut self, shape: impl Into<Shape>) -> Result<Self> {
         let shape = shape.into();
-        if shape.numel() != self.data.len() {
+        if shape.numel() != self.numel() {
             return Err(Error::shape(
                 "reshape",
                 format!(
                     "cannot view {} elements of shape {} as {shape}",
-                    self.data.len(),
+                    self.numel(),
                     self.shape
                 ),
             ));
@@ -123,45 +342,79 @@ impl<T: Real> Tensor<T> {
         Ok(self)
     }
 
-    /// Applies `f` to every element.
+    /// Applies `f` to every element (host tensors only).
     pub fn map(&self, f: impl Fn(T) -> T) -> Self {
         Self::from_parts(
             self.shape.clone(),
-            self.data.iter().map(|&x| f(x)).collect(),
+            self.data().iter().map(|&x| f(x)).collect(),
         )
     }
 
-    /// Combines two tensors of the same shape element by element.
+    /// Combines two tensors of the same shape element by element (host tensors only).
     pub fn zip_map(&self, other: &Self, op: &'static str, f: impl Fn(T, T) -> T) -> Result<Self> {
         self.check_same_shape(other, op)?;
         let data = self
-            .data
+            .data()
             .iter()
-            .zip(&other.data)
+            .zip(other.data())
             .map(|(&a, &b)| f(a, b))
             .collect();
         Ok(Self::from_parts(self.shape.clone(), data))
     }
 
-    /// `self += other` (same shape). Used to accumulate gradients.
+    /// `self += other` (same shape, same device). Used to accumulate gradients; on a device it
+    /// is one kernel, without leaving the device.
     pub fn add_assign(&mut self, other: &Self) -> Result<()> {
         self.check_same_shape(other, "add_assign")?;
-        for (a, &b) in self.data.iter_mut().zip(&other.data) {
-            *a += b;
+        match (&mut self.storage, &other.storage) {
+            (Storage::Host(a), Storage::Host(b)) => {
+                for (a, &b) in a.iter_mut().zip(b) {
+                    *a += b;
+                }
+                Ok(())
+            }
+            (Storage::Device(a), Storage::Device(b)) => {
+                let ctx = a.context().clone();
+                let program = ctx
+                    .program(
+                        "tensor",
+                        TENSOR_CL,
+                        &[("real", T::DTYPE.cl_name().to_string())],
+                    )
+                    .map_err(dev_err)?;
+                let n = a.len();
+                ctx.launch(
+                    &program,
+                    "accumulate",
+                    [n],
+                    None,
+                    &[a.arg(), b.arg(), opencl::Arg::U32(n as u32)],
+                )
+                .map_err(dev_err)
+            }
+            _ => Err(Error::arg(
+                "add_assign",
+                "the two tensors are on different devices",
+            )),
         }
-        Ok(())
     }
 
-    /// Sum of all elements (accumulated in f64, returned as `T`).
+    /// Sum of all elements (accumulated in f64, returned as `T`; reads a device tensor back).
     pub fn sum_all(&self) -> T {
-        T::of_f64(self.data.iter().map(|x| x.as_f64()).sum())
+        let v = self
+            .host_elements()
+            .expect("tensor: reading a device buffer back failed");
+        T::of_f64(v.iter().map(|x| x.as_f64()).sum())
     }
 
-    /// Element-wise conversion to another real type.
+    /// Element-wise conversion to another real type (the result is on the host).
     pub fn cast<U: Real>(&self) -> Tensor<U> {
+        let v = self
+            .host_elements()
+            .expect("tensor: reading a device buffer back failed");
         Tensor::from_parts(
             self.shape.clone(),
-            self.data.iter().map(|x| U::of_f64(x.as_f64())).collect(),
+            v.iter().map(|x| U::of_f64(x.as_f64())).collect(),
         )
     }
 
@@ -176,57 +429,72 @@ impl<T: Real> Tensor<T> {
         Ok(())
     }
 
-    /// Largest absolute element-wise difference (shapes must agree).
+    /// Largest absolute element-wise difference (shapes must agree; device tensors are read back).
     pub fn max_abs_diff(&self, other: &Self) -> Result<f64> {
         self.check_same_shape(other, "max_abs_diff")?;
-        Ok(self
-            .data
-            .iter()
-            .zip(&other.data)
+        let (a, b) = (self.host_elements()?, other.host_elements()?);
+        Ok(a.iter()
+            .zip(b.iter())
             .map(|(a, b)| (a.as_f64() - b.as_f64()).abs())
             .fold(0.0, f64::max))
     }
 
-    /// Largest absolute element.
+    /// Largest absolute element (reads a device tensor back).
     pub fn max_abs(&self) -> f64 {
-        self.data
-            .iter()
-            .map(|a| a.as_f64().abs())
-            .fold(0.0, f64::max)
+        let v = self
+            .host_elements()
+            .expect("tensor: reading a device buffer back failed");
+        v.iter().map(|a| a.as_f64().abs()).fold(0.0, f64::max)
     }
 
-    /// True when every element is finite.
+    /// True when every element is finite (reads a device tensor back).
     pub fn all_finite(&self) -> bool {
-        self.data.iter().all(|x| x.is_finite())
+        let v = self
+            .host_elements()
+            .expect("tensor: reading a device buffer back failed");
+        v.iter().all(|x| x.is_finite())
     }
 }
 
 impl<T: Real> Clone for Tensor<T> {
+    /// Copies the data on the tensor's own device (panics if the device fails; see
+    /// [`Tensor::try_clone`]).
     fn clone(&self) -> Self {
-        Self::from_parts(self.shape.clone(), self.data.clone())
+        self.try_clone()
+            .expect("tensor: copying a device buffer failed")
     }
 }
 
 impl<T: Real> Drop for Tensor<T> {
     fn drop(&mut self) {
-        counters::record_free(self.nbytes() as u64);
+        if let Storage::Host(v) = &self.storage {
+            counters::record_free((v.len() * T::DTYPE.size()) as u64);
+        }
     }
 }
 
 impl<T: Real> std::fmt::Debug for Tensor<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Tensor<{}>{} ", T::DTYPE, self.shape)?;
-        if self.data.len() <= 16 {
-            write!(f, "{:?}", self.data)
-        } else {
-            write!(f, "{:?} ...", &self.data[..16])
+        if !self.is_host() {
+            write!(f, "on {} ", self.device().name())?;
+        }
+        match self.host_elements() {
+            Ok(v) if v.len() <= 16 => write!(f, "{:?}", &v[..]),
+            Ok(v) => write!(f, "{:?} ...", &v[..16]),
+            Err(e) => write!(f, "<unreadable: {e}>"),
         }
     }
 }
 
 impl<T: Real> PartialEq for Tensor<T> {
+    /// Same shape and bitwise-equal elements, wherever they live.
     fn eq(&self, other: &Self) -> bool {
-        self.shape == other.shape && self.data == other.data
+        self.shape == other.shape
+            && match (self.host_elements(), other.host_elements()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            }
     }
 }
 

@@ -204,6 +204,7 @@ pub fn forward<T: Real>(
     threads: usize,
 ) -> Tensor<T> {
     let (x, w) = (x.data(), w.data());
+    let b = b.map(|b| b.data());
     let (cig, cog) = (g.cig(), g.cog());
     let (plane_in, plane_out, filter_taps) = (g.h * g.w, g.ho * g.wo, g.kh * g.kw);
     let sw = g.p.stride.1;
@@ -212,7 +213,7 @@ pub fn forward<T: Real>(
     for_items(y.data_mut(), plane_out, threads, |first, planes| {
         for (i, y_plane) in planes.chunks_mut(plane_out).enumerate() {
             let (n, co) = ((first + i) / g.c_out, (first + i) % g.c_out);
-            y_plane.fill(b.map_or(T::zero(), |b| b.data()[co]));
+            y_plane.fill(b.map_or(T::zero(), |b| b[co]));
             let group = co / cog;
             for ci in 0..cig {
                 let x_plane = &x[(n * g.c_in + group * cig + ci) * plane_in..][..plane_in];

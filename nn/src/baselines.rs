@@ -1,0 +1,196 @@
+//! The controlled spatial operators of SPEC 1.7, and [`Spatial`], which holds any of them.
+//!
+//! All map C channels to C channels, keep the identity residual, and put a batch-norm after
+//! each depthwise convolution; only the spatial operator differs:
+//! * `dense`: `Z = BN(dw_{MxM}(X)) + X`
+//! * `slak`:  `Z = BN(dw_{Mxk}(X)) + BN(dw_{kxM}(X)) + BN(dw_{kxk}(X)) + X`
+//! * `sw`:    [`ShiftWiseConv`]
+//! * `small`: `Z = BN(dw_{kxk}(X)) + X`
+//!
+//! After [`crate::reparam`], any of them becomes a [`Folded`] layer (one depthwise kernel with a
+//! bias, residual included).
+
+use crate::layers::{BatchNorm2d, Conv2d};
+use crate::module::{join, Mode, Module, ParamRef, StateDict};
+use crate::reparam::Folded;
+use crate::shiftwise::{ShiftWiseConv, SwConfig};
+use shiftgrad_autograd::Var;
+use shiftgrad_ops::add_n;
+use shiftgrad_tensor::{init, Error, Real, Result};
+
+/// Which spatial operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpatialKind {
+    Sw,
+    Slak,
+    Dense,
+    Small,
+}
+
+impl std::str::FromStr for SpatialKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sw" => Ok(SpatialKind::Sw),
+            "slak" => Ok(SpatialKind::Slak),
+            "dense" => Ok(SpatialKind::Dense),
+            "small" => Ok(SpatialKind::Small),
+            _ => Err(Error::arg(
+                "spatial",
+                format!("unknown spatial operator {s:?}; expected sw, slak, dense or small"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for SpatialKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SpatialKind::Sw => "sw",
+            SpatialKind::Slak => "slak",
+            SpatialKind::Dense => "dense",
+            SpatialKind::Small => "small",
+        })
+    }
+}
+
+/// One depthwise convolution followed by a batch-norm.
+pub struct DwBn<T: Real> {
+    pub conv: Conv2d<T>,
+    pub bn: BatchNorm2d<T>,
+}
+
+impl<T: Real> DwBn<T> {
+    fn new(channels: usize, kernel: (usize, usize), rng: &mut init::Rng) -> Result<Self> {
+        Ok(DwBn {
+            conv: Conv2d::depthwise(channels, kernel, rng)?,
+            bn: BatchNorm2d::new(channels),
+        })
+    }
+    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        let y = self.conv.forward(x, mode)?;
+        self.bn.forward(&y, mode)
+    }
+    fn parameters(&self, prefix: &str, name: &str, out: &mut Vec<ParamRef<T>>) {
+        self.conv
+            .parameters(&join(prefix, &format!("conv{name}")), out);
+        self.bn.parameters(&join(prefix, &format!("bn{name}")), out);
+    }
+    fn save_state(&self, prefix: &str, name: &str, sd: &mut StateDict<T>) {
+        self.conv
+            .save_state(&join(prefix, &format!("conv{name}")), sd);
+        self.bn.save_state(&join(prefix, &format!("bn{name}")), sd);
+    }
+    fn load_state(&mut self, prefix: &str, name: &str, sd: &StateDict<T>) -> Result<()> {
+        self.conv
+            .load_state(&join(prefix, &format!("conv{name}")), sd)?;
+        self.bn.load_state(&join(prefix, &format!("bn{name}")), sd)
+    }
+}
+
+/// A spatial operator of any kind. State-dict names: sw as in [`ShiftWiseConv`]; dense and
+/// small `conv.weight`, `bn.*`; slak `conv_tall` (M x k), `conv_wide` (k x M), `conv_small`
+/// (k x k) with `bn_tall`, `bn_wide`, `bn_small`; folded `weight`, `bias`.
+pub enum Spatial<T: Real> {
+    Sw(ShiftWiseConv<T>),
+    Dense(DwBn<T>),
+    Slak {
+        tall: DwBn<T>,
+        wide: DwBn<T>,
+        small: DwBn<T>,
+    },
+    Small(DwBn<T>),
+    Folded(Folded<T>),
+}
+
+impl<T: Real> Spatial<T> {
+    /// A spatial operator of `kind` for `config` (the SW fields are ignored by the baselines,
+    /// which draw their weights from `config.seed` too).
+    pub fn new(kind: SpatialKind, config: SwConfig) -> Result<Self> {
+        let (c, m, k) = (config.channels, config.big_kernel, config.small_kernel);
+        if k % 2 == 0 || k == 0 {
+            return Err(Error::arg(
+                "spatial",
+                format!("small kernel must be odd, got {k}"),
+            ));
+        }
+        if matches!(kind, SpatialKind::Dense | SpatialKind::Slak) && m % 2 == 0 {
+            return Err(Error::arg(
+                "spatial",
+                format!("{kind} needs an odd big kernel, got {m}"),
+            ));
+        }
+        if m < k {
+            return Err(Error::arg(
+                "spatial",
+                format!("big kernel {m} is smaller than small kernel {k}"),
+            ));
+        }
+        let mut rng = init::rng(config.seed);
+        Ok(match kind {
+            SpatialKind::Sw => Spatial::Sw(ShiftWiseConv::new(config)?),
+            SpatialKind::Dense => Spatial::Dense(DwBn::new(c, (m, m), &mut rng)?),
+            SpatialKind::Slak => Spatial::Slak {
+                tall: DwBn::new(c, (m, k), &mut rng)?,
+                wide: DwBn::new(c, (k, m), &mut rng)?,
+                small: DwBn::new(c, (k, k), &mut rng)?,
+            },
+            SpatialKind::Small => Spatial::Small(DwBn::new(c, (k, k), &mut rng)?),
+        })
+    }
+}
+
+impl<T: Real> Module<T> for Spatial<T> {
+    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        match self {
+            Spatial::Sw(sw) => sw.forward(x, mode),
+            Spatial::Dense(d) | Spatial::Small(d) => {
+                let y = d.forward(x, mode)?;
+                add_n(&[&y, x])
+            }
+            Spatial::Slak { tall, wide, small } => {
+                let a = tall.forward(x, mode)?;
+                let b = wide.forward(x, mode)?;
+                let c = small.forward(x, mode)?;
+                add_n(&[&a, &b, &c, x])
+            }
+            Spatial::Folded(f) => f.forward(x, mode),
+        }
+    }
+    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
+        match self {
+            Spatial::Sw(sw) => sw.parameters(prefix, out),
+            Spatial::Dense(d) | Spatial::Small(d) => d.parameters(prefix, "", out),
+            Spatial::Slak { tall, wide, small } => {
+                tall.parameters(prefix, "_tall", out);
+                wide.parameters(prefix, "_wide", out);
+                small.parameters(prefix, "_small", out);
+            }
+            Spatial::Folded(f) => f.parameters(prefix, out),
+        }
+    }
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
+        match self {
+            Spatial::Sw(sw) => sw.save_state(prefix, sd),
+            Spatial::Dense(d) | Spatial::Small(d) => d.save_state(prefix, "", sd),
+            Spatial::Slak { tall, wide, small } => {
+                tall.save_state(prefix, "_tall", sd);
+                wide.save_state(prefix, "_wide", sd);
+                small.save_state(prefix, "_small", sd);
+            }
+            Spatial::Folded(f) => f.save_state(prefix, sd),
+        }
+    }
+    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
+        match self {
+            Spatial::Sw(sw) => sw.load_state(prefix, sd),
+            Spatial::Dense(d) | Spatial::Small(d) => d.load_state(prefix, "", sd),
+            Spatial::Slak { tall, wide, small } => {
+                tall.load_state(prefix, "_tall", sd)?;
+                wide.load_state(prefix, "_wide", sd)?;
+                small.load_state(prefix, "_small", sd)
+            }
+            Spatial::Folded(f) => f.load_state(prefix, sd),
+        }
+    }
+}

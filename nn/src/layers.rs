@@ -1,0 +1,238 @@
+//! The plain layers: `Conv2d`, `BatchNorm2d`, `Linear`.
+//!
+//! Initialisation follows PyTorch's defaults where a ReLU network does not care otherwise:
+//! convolution and linear weights uniform in `±1/sqrt(fan_in)` (PyTorch's Kaiming-uniform with
+//! a = sqrt(5)), biases likewise; batch-norm gamma 1, beta 0, running mean 0, running var 1.
+
+use crate::module::{join, Mode, Module, ParamRef, StateDict};
+use shiftgrad_autograd::Var;
+use shiftgrad_ops::batch_norm::{batch_norm2d_eval, batch_norm2d_train};
+use shiftgrad_ops::{conv2d, linear::linear, Conv2dParams};
+use shiftgrad_tensor::{init, Error, Real, Result, Tensor};
+
+fn default_uniform<T: Real>(shape: &[usize], fan_in: usize, rng: &mut init::Rng) -> Tensor<T> {
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+    init::uniform(shape, -bound, bound, rng)
+}
+
+/// A 2-D convolution layer.
+pub struct Conv2d<T: Real> {
+    pub weight: Var<T>,
+    pub bias: Option<Var<T>>,
+    pub params: Conv2dParams,
+}
+
+impl<T: Real> Conv2d<T> {
+    /// `c_in -> c_out` with a `kh x kw` kernel; weights drawn from `rng`.
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        (kh, kw): (usize, usize),
+        params: Conv2dParams,
+        bias: bool,
+        rng: &mut init::Rng,
+    ) -> Result<Self> {
+        if params.groups == 0
+            || !c_in.is_multiple_of(params.groups)
+            || !c_out.is_multiple_of(params.groups)
+        {
+            return Err(Error::arg(
+                "conv2d",
+                format!(
+                    "groups {} must divide input channels {c_in} and output channels {c_out}",
+                    params.groups
+                ),
+            ));
+        }
+        let fan_in = c_in / params.groups * kh * kw;
+        let weight = Var::param(default_uniform(
+            &[c_out, c_in / params.groups, kh, kw],
+            fan_in,
+            rng,
+        ));
+        let bias = bias.then(|| Var::param(default_uniform(&[c_out], fan_in, rng)));
+        Ok(Conv2d {
+            weight,
+            bias,
+            params,
+        })
+    }
+
+    /// A depthwise convolution (groups = channels) with a `kh x kw` kernel and "same" padding
+    /// `(kh/2, kw/2)` on each side; no bias.
+    pub fn depthwise(
+        channels: usize,
+        (kh, kw): (usize, usize),
+        rng: &mut init::Rng,
+    ) -> Result<Self> {
+        let p = Conv2dParams::new().pad(kh / 2, kw / 2).groups(channels);
+        Self::new(channels, channels, (kh, kw), p, false, rng)
+    }
+}
+
+impl<T: Real> Module<T> for Conv2d<T> {
+    fn forward(&mut self, x: &Var<T>, _mode: Mode) -> Result<Var<T>> {
+        conv2d(x, &self.weight, self.bias.as_ref(), self.params)
+    }
+    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
+        out.push(ParamRef {
+            name: join(prefix, "weight"),
+            var: self.weight.clone(),
+            decay: true,
+        });
+        if let Some(b) = &self.bias {
+            out.push(ParamRef {
+                name: join(prefix, "bias"),
+                var: b.clone(),
+                decay: false,
+            });
+        }
+    }
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
+        sd.insert(join(prefix, "weight"), self.weight.value().clone());
+        if let Some(b) = &self.bias {
+            sd.insert(join(prefix, "bias"), b.value().clone());
+        }
+    }
+    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
+        sd.load_var(&join(prefix, "weight"), &self.weight)?;
+        if let Some(b) = &self.bias {
+            sd.load_var(&join(prefix, "bias"), b)?;
+        }
+        Ok(())
+    }
+}
+
+/// Batch normalisation over (N, H, W) per channel, PyTorch semantics (momentum 0.1, eps 1e-5).
+pub struct BatchNorm2d<T: Real> {
+    pub weight: Var<T>,
+    pub bias: Var<T>,
+    pub running_mean: Tensor<T>,
+    pub running_var: Tensor<T>,
+    pub momentum: f64,
+    pub eps: f64,
+}
+
+impl<T: Real> BatchNorm2d<T> {
+    /// A batch-norm over `channels` with gamma 1, beta 0 and fresh running statistics.
+    pub fn new(channels: usize) -> Self {
+        BatchNorm2d {
+            weight: Var::param(Tensor::ones([channels])),
+            bias: Var::param(Tensor::zeros([channels])),
+            running_mean: Tensor::zeros([channels]),
+            running_var: Tensor::ones([channels]),
+            momentum: 0.1,
+            eps: 1e-5,
+        }
+    }
+
+    /// The eval-mode affine map per channel, `y = scale * x + shift`.
+    pub fn eval_affine(&self) -> (Vec<f64>, Vec<f64>) {
+        let g = self.weight.value();
+        let b = self.bias.value();
+        let mut scale = Vec::new();
+        let mut shift = Vec::new();
+        for c in 0..g.numel() {
+            let s = g.data()[c].as_f64() / (self.running_var.data()[c].as_f64() + self.eps).sqrt();
+            scale.push(s);
+            shift.push(b.data()[c].as_f64() - s * self.running_mean.data()[c].as_f64());
+        }
+        (scale, shift)
+    }
+}
+
+impl<T: Real> Module<T> for BatchNorm2d<T> {
+    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        match mode {
+            Mode::Train => batch_norm2d_train(
+                x,
+                &self.weight,
+                &self.bias,
+                &mut self.running_mean,
+                &mut self.running_var,
+                self.momentum,
+                self.eps,
+            ),
+            Mode::Eval => batch_norm2d_eval(
+                x,
+                &self.weight,
+                &self.bias,
+                &self.running_mean,
+                &self.running_var,
+                self.eps,
+            ),
+        }
+    }
+    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
+        out.push(ParamRef {
+            name: join(prefix, "weight"),
+            var: self.weight.clone(),
+            decay: false,
+        });
+        out.push(ParamRef {
+            name: join(prefix, "bias"),
+            var: self.bias.clone(),
+            decay: false,
+        });
+    }
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
+        sd.insert(join(prefix, "weight"), self.weight.value().clone());
+        sd.insert(join(prefix, "bias"), self.bias.value().clone());
+        sd.insert(join(prefix, "running_mean"), self.running_mean.clone());
+        sd.insert(join(prefix, "running_var"), self.running_var.clone());
+    }
+    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
+        sd.load_var(&join(prefix, "weight"), &self.weight)?;
+        sd.load_var(&join(prefix, "bias"), &self.bias)?;
+        let shape = self.running_mean.shape().clone();
+        self.running_mean = sd
+            .tensor_shaped(&join(prefix, "running_mean"), &shape)?
+            .clone();
+        self.running_var = sd
+            .tensor_shaped(&join(prefix, "running_var"), &shape)?
+            .clone();
+        Ok(())
+    }
+}
+
+/// A fully connected layer, `y = x W^T + b`.
+pub struct Linear<T: Real> {
+    pub weight: Var<T>,
+    pub bias: Var<T>,
+}
+
+impl<T: Real> Linear<T> {
+    /// `inputs -> outputs` features.
+    pub fn new(inputs: usize, outputs: usize, rng: &mut init::Rng) -> Self {
+        Linear {
+            weight: Var::param(default_uniform(&[outputs, inputs], inputs, rng)),
+            bias: Var::param(default_uniform(&[outputs], inputs, rng)),
+        }
+    }
+}
+
+impl<T: Real> Module<T> for Linear<T> {
+    fn forward(&mut self, x: &Var<T>, _mode: Mode) -> Result<Var<T>> {
+        linear(x, &self.weight, Some(&self.bias))
+    }
+    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
+        out.push(ParamRef {
+            name: join(prefix, "weight"),
+            var: self.weight.clone(),
+            decay: true,
+        });
+        out.push(ParamRef {
+            name: join(prefix, "bias"),
+            var: self.bias.clone(),
+            decay: false,
+        });
+    }
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
+        sd.insert(join(prefix, "weight"), self.weight.value().clone());
+        sd.insert(join(prefix, "bias"), self.bias.value().clone());
+    }
+    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
+        sd.load_var(&join(prefix, "weight"), &self.weight)?;
+        sd.load_var(&join(prefix, "bias"), &self.bias)
+    }
+}

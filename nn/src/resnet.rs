@@ -1,0 +1,312 @@
+//! SW-ResNet (SPEC section 2): a ResNet whose spatial mixing is a depthwise spatial operator
+//! (SPEC 1.7) followed by a pointwise 1x1 convolution, so that only the spatial operator
+//! changes between variants.
+//!
+//! ```text
+//! stem:    conv3x3(C_img -> C_1, stride 1, pad 1) -> BN -> ReLU
+//! stage s: [s > 0: conv3x3(C_{s-1} -> C_s, stride 2, pad 1) -> BN -> ReLU]
+//!          n_s blocks of width C_s with big kernel M_s
+//! block:   h = Spatial(x) -> ReLU -> conv1x1 -> BN;  out = ReLU(x + h)
+//! head:    global average pool -> linear(C_S -> classes)
+//! ```
+//! State-dict names: `stem.conv.weight`, `stem.bn.*`, `stages.{s}.down.conv.weight`,
+//! `stages.{s}.down.bn.*`, `stages.{s}.blocks.{b}.spatial.*`, `stages.{s}.blocks.{b}.pw.weight`,
+//! `stages.{s}.blocks.{b}.bn.*`, `head.weight`, `head.bias` (stages and blocks count from 0).
+//! Every layer draws from its own RNG, seeded from the model seed in construction order.
+
+use crate::baselines::{Spatial, SpatialKind};
+use crate::layers::{BatchNorm2d, Conv2d, Linear};
+use crate::module::{join, Mode, Module, ParamRef, StateDict};
+use crate::reparam::{fold_spatial, merge_paths};
+use crate::shiftwise::SwConfig;
+use rand::Rng as _;
+use shiftgrad_autograd::Var;
+use shiftgrad_ops::pool::global_avg_pool;
+use shiftgrad_ops::{add, relu, Conv2dParams};
+use shiftgrad_tensor::{init, Error, Real, Result};
+
+/// The architecture and its hyper-parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResNetConfig {
+    pub in_channels: usize,
+    pub classes: usize,
+    pub widths: Vec<usize>,
+    pub depths: Vec<usize>,
+    pub big_kernels: Vec<usize>,
+    pub small_kernel: usize,
+    pub ghost_ratio: f64,
+    pub n_path: usize,
+    pub n_rep: usize,
+    pub spatial: SpatialKind,
+    pub seed: u64,
+}
+
+/// The named presets.
+pub const PRESETS: [&str; 2] = ["sw-resnet-tiny", "sw-resnet-20"];
+
+impl ResNetConfig {
+    /// A named preset for 1-channel images and 10 classes, spatial operator `sw`.
+    pub fn preset(name: &str) -> Result<Self> {
+        let depths = match name {
+            "sw-resnet-tiny" => vec![2, 2, 2],
+            "sw-resnet-20" => vec![3, 3, 3],
+            _ => {
+                return Err(Error::arg(
+                    "preset",
+                    format!("unknown preset {name:?}; known: {}", PRESETS.join(", ")),
+                ))
+            }
+        };
+        Ok(ResNetConfig {
+            in_channels: 1,
+            classes: 10,
+            widths: vec![32, 64, 128],
+            depths,
+            big_kernels: vec![13, 13, 7],
+            small_kernel: 3,
+            ghost_ratio: 0.23,
+            n_path: 2,
+            n_rep: 4,
+            spatial: SpatialKind::Sw,
+            seed: 0,
+        })
+    }
+
+    /// Checks that the per-stage lists agree and the numbers are usable.
+    pub fn validate(&self) -> Result<()> {
+        let n = self.widths.len();
+        if n == 0 || self.depths.len() != n || self.big_kernels.len() != n {
+            return Err(Error::arg(
+                "sw-resnet",
+                format!(
+                    "widths ({}), depths ({}) and big kernels ({}) must list the same number of stages (at least 1)",
+                    n,
+                    self.depths.len(),
+                    self.big_kernels.len()
+                ),
+            ));
+        }
+        if self.widths.contains(&0) || self.in_channels == 0 || self.classes == 0 {
+            return Err(Error::arg(
+                "sw-resnet",
+                "widths, input channels and classes must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// conv -> BN -> ReLU.
+pub struct ConvBn<T: Real> {
+    pub conv: Conv2d<T>,
+    pub bn: BatchNorm2d<T>,
+}
+
+impl<T: Real> ConvBn<T> {
+    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        let y = self.conv.forward(x, mode)?;
+        self.bn.forward(&y, mode)
+    }
+    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
+        self.conv.parameters(&join(prefix, "conv"), out);
+        self.bn.parameters(&join(prefix, "bn"), out);
+    }
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
+        self.conv.save_state(&join(prefix, "conv"), sd);
+        self.bn.save_state(&join(prefix, "bn"), sd);
+    }
+    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
+        self.conv.load_state(&join(prefix, "conv"), sd)?;
+        self.bn.load_state(&join(prefix, "bn"), sd)
+    }
+}
+
+/// One residual block.
+pub struct Block<T: Real> {
+    pub spatial: Spatial<T>,
+    pub pw: Conv2d<T>,
+    pub bn: BatchNorm2d<T>,
+}
+
+/// One stage: an optional downsampling conv and its blocks.
+pub struct Stage<T: Real> {
+    pub down: Option<ConvBn<T>>,
+    pub blocks: Vec<Block<T>>,
+}
+
+/// The network.
+pub struct SwResNet<T: Real> {
+    pub config: ResNetConfig,
+    pub stem: ConvBn<T>,
+    pub stages: Vec<Stage<T>>,
+    pub head: Linear<T>,
+}
+
+impl<T: Real> SwResNet<T> {
+    /// Builds the network with weights and tables drawn from `config.seed`.
+    pub fn new(config: ResNetConfig) -> Result<Self> {
+        config.validate()?;
+        let mut seeds = init::rng(config.seed);
+        let mut next = move || init::rng(seeds.gen::<u64>());
+        let conv3 =
+            |cin: usize, cout: usize, stride: usize, rng: &mut init::Rng| -> Result<ConvBn<T>> {
+                let p = Conv2dParams::new().stride(stride).pad(1, 1);
+                Ok(ConvBn {
+                    conv: Conv2d::new(cin, cout, (3, 3), p, false, rng)?,
+                    bn: BatchNorm2d::new(cout),
+                })
+            };
+        let stem = conv3(config.in_channels, config.widths[0], 1, &mut next())?;
+        let mut stages = Vec::new();
+        for s in 0..config.widths.len() {
+            let c = config.widths[s];
+            let down = if s > 0 {
+                Some(conv3(config.widths[s - 1], c, 2, &mut next())?)
+            } else {
+                None
+            };
+            let mut blocks = Vec::new();
+            for _ in 0..config.depths[s] {
+                let sw = SwConfig {
+                    channels: c,
+                    big_kernel: config.big_kernels[s],
+                    small_kernel: config.small_kernel,
+                    ghost_ratio: config.ghost_ratio,
+                    n_path: config.n_path,
+                    n_rep: config.n_rep,
+                    seed: next().gen::<u64>(),
+                };
+                let spatial = Spatial::new(config.spatial, sw)?;
+                let pw = Conv2d::new(c, c, (1, 1), Conv2dParams::new(), false, &mut next())?;
+                blocks.push(Block {
+                    spatial,
+                    pw,
+                    bn: BatchNorm2d::new(c),
+                });
+            }
+            stages.push(Stage { down, blocks });
+        }
+        let head = Linear::new(*config.widths.last().unwrap(), config.classes, &mut next());
+        Ok(SwResNet {
+            config,
+            stem,
+            stages,
+            head,
+        })
+    }
+
+    /// All trainable parameters with their names.
+    pub fn named_parameters(&self) -> Vec<ParamRef<T>> {
+        let mut out = Vec::new();
+        self.parameters("", &mut out);
+        out
+    }
+
+    /// Number of trainable scalars.
+    pub fn parameter_count(&self) -> usize {
+        self.named_parameters()
+            .iter()
+            .map(|p| p.var.value().numel())
+            .sum()
+    }
+
+    /// The whole state (parameters, running statistics, index tables).
+    pub fn state_dict(&self) -> StateDict<T> {
+        let mut sd = StateDict::new();
+        self.save_state("", &mut sd);
+        sd
+    }
+
+    /// Folds every spatial operator into one depthwise kernel with a bias (SPEC 1.4); the
+    /// eval-mode outputs are unchanged. SW layers first merge their P banks.
+    pub fn reparameterize(&mut self) -> Result<()> {
+        for stage in &mut self.stages {
+            for block in &mut stage.blocks {
+                if let Spatial::Sw(sw) = &mut block.spatial {
+                    merge_paths(sw)?;
+                }
+                fold_spatial(&mut block.spatial)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: Real> Module<T> for SwResNet<T> {
+    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        let dims = x.shape().nchw("sw-resnet", "input")?;
+        if dims[1] != self.config.in_channels {
+            return Err(Error::shape(
+                "sw-resnet",
+                format!(
+                    "input has {} channels, the network expects {}",
+                    dims[1], self.config.in_channels
+                ),
+            ));
+        }
+        let mut h = relu(&self.stem.forward(x, mode)?)?;
+        for stage in &mut self.stages {
+            if let Some(down) = &mut stage.down {
+                h = relu(&down.forward(&h, mode)?)?;
+            }
+            for block in &mut stage.blocks {
+                let s = relu(&block.spatial.forward(&h, mode)?)?;
+                let s = block.bn.forward(&block.pw.forward(&s, mode)?, mode)?;
+                h = relu(&add(&h, &s)?)?;
+            }
+        }
+        let pooled = global_avg_pool(&h)?;
+        self.head.forward(&pooled, mode)
+    }
+
+    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
+        self.stem.parameters(&join(prefix, "stem"), out);
+        for (s, stage) in self.stages.iter().enumerate() {
+            let sp = join(prefix, &format!("stages.{s}"));
+            if let Some(d) = &stage.down {
+                d.parameters(&join(&sp, "down"), out);
+            }
+            for (b, block) in stage.blocks.iter().enumerate() {
+                let bp = join(&sp, &format!("blocks.{b}"));
+                block.spatial.parameters(&join(&bp, "spatial"), out);
+                block.pw.parameters(&join(&bp, "pw"), out);
+                block.bn.parameters(&join(&bp, "bn"), out);
+            }
+        }
+        self.head.parameters(&join(prefix, "head"), out);
+    }
+
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
+        self.stem.save_state(&join(prefix, "stem"), sd);
+        for (s, stage) in self.stages.iter().enumerate() {
+            let sp = join(prefix, &format!("stages.{s}"));
+            if let Some(d) = &stage.down {
+                d.save_state(&join(&sp, "down"), sd);
+            }
+            for (b, block) in stage.blocks.iter().enumerate() {
+                let bp = join(&sp, &format!("blocks.{b}"));
+                block.spatial.save_state(&join(&bp, "spatial"), sd);
+                block.pw.save_state(&join(&bp, "pw"), sd);
+                block.bn.save_state(&join(&bp, "bn"), sd);
+            }
+        }
+        self.head.save_state(&join(prefix, "head"), sd);
+    }
+
+    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
+        self.stem.load_state(&join(prefix, "stem"), sd)?;
+        for (s, stage) in self.stages.iter_mut().enumerate() {
+            let sp = join(prefix, &format!("stages.{s}"));
+            if let Some(d) = &mut stage.down {
+                d.load_state(&join(&sp, "down"), sd)?;
+            }
+            for (b, block) in stage.blocks.iter_mut().enumerate() {
+                let bp = join(&sp, &format!("blocks.{b}"));
+                block.spatial.load_state(&join(&bp, "spatial"), sd)?;
+                block.pw.load_state(&join(&bp, "pw"), sd)?;
+                block.bn.load_state(&join(&bp, "bn"), sd)?;
+            }
+        }
+        self.head.load_state(&join(prefix, "head"), sd)
+    }
+}

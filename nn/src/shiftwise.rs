@@ -1,0 +1,304 @@
+//! `ShiftWiseConv`: the shift-wise module of SPEC 1.5.
+//!
+//! ```text
+//! X (C channels) --gather--> X_r (R channels) --P bank convs, summed--> Y (R*nk channels)
+//!                                             --shift_add--> Hout, Vout, Iout (R channels each)
+//! Z = BN_h(Hout) + BN_v(Vout) + BN_i(Iout) + X_r;   output = concat(Z, X_ghost)
+//! ```
+//! The ghost channels (`floor(C * ghost_ratio)` of them, chosen by the layer's RNG and sorted)
+//! pass through untouched, after the R processed ones: the output channel order differs from
+//! the input's. The layer's own seeded RNG draws, in this order: the ghost channels, the index
+//! tables (`ShiftTables::random`), then the P bank weights. The tables and the channel split are
+//! saved with the weights (`pad_hv`, `idx_identit`, `ghost_idx`, `rep_idx`) and restored from a
+//! checkpoint, never regenerated.
+//!
+//! The P banks are computed as P convolutions and summed (the training form whose cost SPEC 1.7
+//! counts, `P*nk*k^2` MACs per pixel and rep channel); [`crate::reparam`] merges them.
+
+use crate::layers::BatchNorm2d;
+use crate::module::{join, Mode, Module, ParamRef, StateDict};
+use shiftgrad_autograd::Var;
+use shiftgrad_ops::shift_add::{shift_add, ShiftTables};
+use shiftgrad_ops::{add_n, concat_channels, conv2d, gather_channels, Conv2dParams};
+use shiftgrad_tensor::{init, Error, Real, Result, Tensor};
+use std::rc::Rc;
+
+/// Hyper-parameters of one shift-wise layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SwConfig {
+    /// Channels in and out (C).
+    pub channels: usize,
+    /// Big kernel M (focus length); any value >= `small`.
+    pub big_kernel: usize,
+    /// Small kernel k (odd).
+    pub small_kernel: usize,
+    /// Fraction of channels passed through untouched, in [0, 1).
+    pub ghost_ratio: f64,
+    /// Number of parallel bank convolutions P (training only).
+    pub n_path: usize,
+    /// Number of shuffled index groups G.
+    pub n_rep: usize,
+    /// Seed of the layer's RNG.
+    pub seed: u64,
+}
+
+impl SwConfig {
+    /// The paper's defaults (ghost 0.23, P = 2, G = 4) for `channels`, `big` and `small`.
+    pub fn new(channels: usize, big_kernel: usize, small_kernel: usize, seed: u64) -> Self {
+        SwConfig {
+            channels,
+            big_kernel,
+            small_kernel,
+            ghost_ratio: 0.23,
+            n_path: 2,
+            n_rep: 4,
+            seed,
+        }
+    }
+
+    /// Number of ghost channels, `floor(C * ghost_ratio)`.
+    pub fn ghost_channels(&self) -> usize {
+        (self.channels as f64 * self.ghost_ratio).floor() as usize
+    }
+
+    /// Checks every hyper-parameter; the error names the layer and the value.
+    pub fn validate(&self) -> Result<()> {
+        const OP: &str = "ShiftWiseConv";
+        if !(0.0..1.0).contains(&self.ghost_ratio) {
+            return Err(Error::arg(
+                OP,
+                format!("ghost ratio must be in [0, 1), got {}", self.ghost_ratio),
+            ));
+        }
+        if self.n_path == 0 {
+            return Err(Error::arg(OP, "n_path must be at least 1"));
+        }
+        if self.channels == 0 || self.channels == self.ghost_channels() {
+            return Err(Error::arg(
+                OP,
+                format!(
+                    "{} channels with ghost ratio {} leave no channel to process",
+                    self.channels, self.ghost_ratio
+                ),
+            ));
+        }
+        let reps = self.channels - self.ghost_channels();
+        ShiftTables::check_geometry(self.big_kernel, self.small_kernel, reps, self.n_rep)
+    }
+}
+
+/// The shift-wise spatial operator.
+pub struct ShiftWiseConv<T: Real> {
+    pub config: SwConfig,
+    /// Sorted indices of the ghost channels (pass through).
+    pub ghost_idx: Vec<usize>,
+    /// Sorted indices of the R processed channels.
+    pub rep_idx: Vec<usize>,
+    pub tables: Rc<ShiftTables>,
+    /// The P bank weights, each (R*nk, 1, k, k).
+    pub banks: Vec<Var<T>>,
+    pub bn_h: BatchNorm2d<T>,
+    pub bn_v: BatchNorm2d<T>,
+    pub bn_i: BatchNorm2d<T>,
+}
+
+impl<T: Real> ShiftWiseConv<T> {
+    /// A layer with tables, channel split and weights drawn from `config.seed`.
+    pub fn new(config: SwConfig) -> Result<Self> {
+        config.validate()?;
+        let mut rng = init::rng(config.seed);
+        let c = config.channels;
+        let perm = init::permutation(c, &mut rng);
+        let mut ghost_idx: Vec<usize> = perm[..config.ghost_channels()].to_vec();
+        ghost_idx.sort_unstable();
+        let rep_idx: Vec<usize> = (0..c).filter(|i| !ghost_idx.contains(i)).collect();
+        let reps = rep_idx.len();
+        let tables = ShiftTables::random(
+            config.big_kernel,
+            config.small_kernel,
+            reps,
+            config.n_rep,
+            &mut rng,
+        )?;
+        let k = config.small_kernel;
+        let bound = 1.0 / k as f64; // 1/sqrt(fan_in), fan_in = k*k
+        let banks = (0..config.n_path)
+            .map(|_| {
+                Var::param(init::uniform(
+                    &[reps * tables.nk(), 1, k, k][..],
+                    -bound,
+                    bound,
+                    &mut rng,
+                ))
+            })
+            .collect();
+        Ok(ShiftWiseConv {
+            config,
+            ghost_idx,
+            rep_idx,
+            tables: Rc::new(tables),
+            banks,
+            bn_h: BatchNorm2d::new(reps),
+            bn_v: BatchNorm2d::new(reps),
+            bn_i: BatchNorm2d::new(reps),
+        })
+    }
+
+    /// Number of processed channels R.
+    pub fn reps(&self) -> usize {
+        self.rep_idx.len()
+    }
+
+    /// The parameters of the bank convolution (stride 1, zero padding k-1, groups R).
+    pub fn bank_params(&self) -> Conv2dParams {
+        let p = self.config.small_kernel - 1;
+        Conv2dParams::new().pad(p, p).groups(self.reps())
+    }
+
+    /// The sum of the P banks (the merged bank of SPEC 1.1).
+    pub fn merged_bank(&self) -> Result<Tensor<T>> {
+        let mut acc = self.banks[0].value().clone();
+        for b in &self.banks[1..] {
+            acc.add_assign(&b.value())?;
+        }
+        Ok(acc)
+    }
+
+    /// The processed channels `X_r` and the ghost channels (if any) of `x`.
+    pub fn split(&self, x: &Var<T>) -> Result<(Var<T>, Option<Var<T>>)> {
+        let dims = x.shape().nchw("ShiftWiseConv", "input")?;
+        if dims[1] != self.config.channels {
+            return Err(Error::shape(
+                "ShiftWiseConv",
+                format!(
+                    "input has {} channels, the layer expects {}",
+                    dims[1], self.config.channels
+                ),
+            ));
+        }
+        let x_r = gather_channels(x, &self.rep_idx)?;
+        let x_g = if self.ghost_idx.is_empty() {
+            None
+        } else {
+            Some(gather_channels(x, &self.ghost_idx)?)
+        };
+        Ok((x_r, x_g))
+    }
+}
+
+impl<T: Real> Module<T> for ShiftWiseConv<T> {
+    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        let (x_r, x_g) = self.split(x)?;
+        let p = self.bank_params();
+        let paths = self
+            .banks
+            .iter()
+            .map(|w| conv2d(&x_r, w, None, p))
+            .collect::<Result<Vec<_>>>()?;
+        let y = if paths.len() == 1 {
+            paths[0].clone()
+        } else {
+            add_n(&paths.iter().collect::<Vec<_>>())?
+        };
+        let (h, v, i) = shift_add(&y, &self.tables)?;
+        let h = self.bn_h.forward(&h, mode)?;
+        let v = self.bn_v.forward(&v, mode)?;
+        let i = self.bn_i.forward(&i, mode)?;
+        let z = add_n(&[&h, &v, &i, &x_r])?;
+        match x_g {
+            Some(g) => concat_channels(&[&z, &g]),
+            None => Ok(z),
+        }
+    }
+
+    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
+        for (q, b) in self.banks.iter().enumerate() {
+            out.push(ParamRef {
+                name: join(prefix, &format!("bank.{q}.weight")),
+                var: b.clone(),
+                decay: true,
+            });
+        }
+        self.bn_h.parameters(&join(prefix, "bn_h"), out);
+        self.bn_v.parameters(&join(prefix, "bn_v"), out);
+        self.bn_i.parameters(&join(prefix, "bn_i"), out);
+    }
+
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
+        for (q, b) in self.banks.iter().enumerate() {
+            sd.insert(join(prefix, &format!("bank.{q}.weight")), b.value().clone());
+        }
+        self.bn_h.save_state(&join(prefix, "bn_h"), sd);
+        self.bn_v.save_state(&join(prefix, "bn_v"), sd);
+        self.bn_i.save_state(&join(prefix, "bn_i"), sd);
+        let t = &self.tables;
+        sd.insert_int(
+            join(prefix, "pad_hv"),
+            &[t.reps * t.nk(), 2 * t.groups],
+            t.pad_hv.clone(),
+        );
+        sd.insert_int(
+            join(prefix, "idx_identit"),
+            &[t.reps, t.groups],
+            t.idx_identit.clone(),
+        );
+        let as_i32 = |v: &[usize]| v.iter().map(|&i| i as i32).collect::<Vec<_>>();
+        sd.insert_int(
+            join(prefix, "ghost_idx"),
+            &[self.ghost_idx.len()],
+            as_i32(&self.ghost_idx),
+        );
+        sd.insert_int(
+            join(prefix, "rep_idx"),
+            &[self.rep_idx.len()],
+            as_i32(&self.rep_idx),
+        );
+    }
+
+    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
+        for (q, b) in self.banks.iter().enumerate() {
+            sd.load_var(&join(prefix, &format!("bank.{q}.weight")), b)?;
+        }
+        self.bn_h.load_state(&join(prefix, "bn_h"), sd)?;
+        self.bn_v.load_state(&join(prefix, "bn_v"), sd)?;
+        self.bn_i.load_state(&join(prefix, "bn_i"), sd)?;
+        let t = &self.tables;
+        let (_, pad_hv) = sd.int(&join(prefix, "pad_hv"))?;
+        let (_, idx) = sd.int(&join(prefix, "idx_identit"))?;
+        let tables = ShiftTables::from_arrays(
+            t.big,
+            t.small,
+            t.reps,
+            t.groups,
+            pad_hv.to_vec(),
+            idx.to_vec(),
+        )?;
+        let read_idx = |name: &str, expected_len: usize| -> Result<Vec<usize>> {
+            let (_, d) = sd.int(&join(prefix, name))?;
+            if d.len() != expected_len
+                || d.iter()
+                    .any(|&i| i < 0 || i as usize >= self.config.channels)
+            {
+                return Err(Error::Other(format!(
+                    "state dict: {} is not a valid channel list",
+                    join(prefix, name)
+                )));
+            }
+            Ok(d.iter().map(|&i| i as usize).collect())
+        };
+        let ghost_idx = read_idx("ghost_idx", self.ghost_idx.len())?;
+        let rep_idx = read_idx("rep_idx", self.rep_idx.len())?;
+        let mut all: Vec<usize> = ghost_idx.iter().chain(&rep_idx).copied().collect();
+        all.sort_unstable();
+        if all != (0..self.config.channels).collect::<Vec<_>>() {
+            return Err(Error::Other(format!(
+                "state dict: {} ghost/rep channels do not partition the input",
+                prefix
+            )));
+        }
+        self.tables = Rc::new(tables);
+        self.ghost_idx = ghost_idx;
+        self.rep_idx = rep_idx;
+        Ok(())
+    }
+}

@@ -1,0 +1,185 @@
+//! Module-level tests: reparameterisation keeps outputs, state dicts round-trip (index tables
+//! included), bad hyper-parameters are clear errors.
+
+use shiftgrad_autograd::{no_grad, Var};
+use shiftgrad_nn::baselines::{Spatial, SpatialKind};
+use shiftgrad_nn::reparam::{fold_spatial, merge_paths};
+use shiftgrad_nn::resnet::{ResNetConfig, SwResNet};
+use shiftgrad_nn::{Mode, Module, ShiftWiseConv, SwConfig};
+use shiftgrad_tensor::{init, Real, Tensor};
+
+fn cfg(
+    channels: usize,
+    big: usize,
+    small: usize,
+    ghost: f64,
+    n_path: usize,
+    n_rep: usize,
+) -> SwConfig {
+    SwConfig {
+        channels,
+        big_kernel: big,
+        small_kernel: small,
+        ghost_ratio: ghost,
+        n_path,
+        n_rep,
+        seed: 3,
+    }
+}
+
+/// Runs a few training-mode batches so that every batch-norm has non-trivial running
+/// statistics, and randomises gamma/beta.
+fn settle<T: Real, M: Module<T>>(m: &mut M, shape: [usize; 4], seed: u64) {
+    let mut rng = init::rng(seed);
+    let mut params = Vec::new();
+    m.parameters("", &mut params);
+    for p in params.iter().filter(|p| p.name.contains("bn")) {
+        let t: Tensor<T> = init::uniform(p.var.shape(), 0.5, 1.5, &mut rng);
+        p.var.set_value(t).unwrap();
+    }
+    no_grad(|| {
+        for _ in 0..3 {
+            let x = Var::constant(init::normal(shape, 0.3, 1.2, &mut rng));
+            m.forward(&x, Mode::Train).unwrap();
+        }
+    });
+}
+
+fn rel_diff<T: Real>(a: &Tensor<T>, b: &Tensor<T>) -> f64 {
+    a.max_abs_diff(b).unwrap() / b.max_abs().max(1e-30)
+}
+
+fn eval<T: Real, M: Module<T>>(m: &mut M, x: &Tensor<T>) -> Tensor<T> {
+    no_grad(|| {
+        m.forward(&Var::constant(x.clone()), Mode::Eval)
+            .unwrap()
+            .value()
+            .clone()
+    })
+}
+
+#[test]
+fn folded_sw_layer_equals_trained_form_f64() {
+    for (c, big, small, ghost, p, g, h, w) in [
+        (8, 13, 3, 0.23, 2, 4, 9, 11),
+        (6, 10, 3, 0.0, 2, 2, 5, 4),
+        (5, 51, 5, 0.3, 1, 3, 14, 9),
+        (4, 49, 3, 0.5, 3, 1, 6, 60),
+    ] {
+        let mut sw = Spatial::<f64>::new(SpatialKind::Sw, cfg(c, big, small, ghost, p, g)).unwrap();
+        settle(&mut sw, [2, c, h, w], 1);
+        let x: Tensor<f64> = init::normal([2, c, h, w], 0.0, 1.0, &mut init::rng(2));
+        let before = eval(&mut sw, &x);
+        if let Spatial::Sw(s) = &mut sw {
+            merge_paths(s).unwrap();
+        }
+        let merged = eval(&mut sw, &x);
+        assert!(rel_diff(&merged, &before) < 1e-12, "merge changed outputs");
+        fold_spatial(&mut sw).unwrap();
+        assert!(matches!(sw, Spatial::Folded(_)));
+        let after = eval(&mut sw, &x);
+        let d = rel_diff(&after, &before);
+        assert!(d < 1e-10, "M={big} k={small}: folded differs by {d:e}");
+    }
+}
+
+#[test]
+fn folded_baselines_equal_trained_form() {
+    for kind in [SpatialKind::Dense, SpatialKind::Slak, SpatialKind::Small] {
+        let mut s = Spatial::<f64>::new(kind, cfg(4, 7, 3, 0.0, 1, 1)).unwrap();
+        settle(&mut s, [2, 4, 6, 5], 4);
+        let x: Tensor<f64> = init::normal([2, 4, 6, 5], 0.0, 1.0, &mut init::rng(5));
+        let before = eval(&mut s, &x);
+        fold_spatial(&mut s).unwrap();
+        let d = rel_diff(&eval(&mut s, &x), &before);
+        assert!(d < 1e-10, "{kind}: {d:e}");
+    }
+}
+
+fn small_net(spatial: SpatialKind, seed: u64) -> ResNetConfig {
+    let mut c = ResNetConfig::preset("sw-resnet-tiny").unwrap();
+    c.widths = vec![8, 12];
+    c.depths = vec![1, 1];
+    c.big_kernels = vec![7, 5];
+    c.spatial = spatial;
+    c.seed = seed;
+    c
+}
+
+#[test]
+fn reparameterised_network_gives_the_same_outputs() {
+    let x64: Tensor<f64> = init::normal([2, 1, 12, 12], 0.0, 1.0, &mut init::rng(9));
+    for kind in [
+        SpatialKind::Sw,
+        SpatialKind::Slak,
+        SpatialKind::Dense,
+        SpatialKind::Small,
+    ] {
+        let mut net = SwResNet::<f64>::new(small_net(kind, 1)).unwrap();
+        settle(&mut net, [4, 1, 12, 12], 8);
+        let before = eval(&mut net, &x64);
+        net.reparameterize().unwrap();
+        let d = rel_diff(&eval(&mut net, &x64), &before);
+        assert!(d < 1e-10, "{kind} f64: {d:e}");
+    }
+    let x32: Tensor<f32> = x64.cast();
+    let mut net = SwResNet::<f32>::new(small_net(SpatialKind::Sw, 1)).unwrap();
+    settle(&mut net, [4, 1, 12, 12], 8);
+    let before = eval(&mut net, &x32);
+    net.reparameterize().unwrap();
+    let d = rel_diff(&eval(&mut net, &x32), &before);
+    assert!(d < 1e-4, "sw f32: {d:e}");
+}
+
+#[test]
+fn state_dict_round_trips_with_tables() {
+    let mut a = SwResNet::<f64>::new(small_net(SpatialKind::Sw, 11)).unwrap();
+    settle(&mut a, [4, 1, 10, 10], 12);
+    let dir = std::env::temp_dir().join(format!("shiftgrad-nn-sd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.npz");
+    a.state_dict().save(&path).unwrap();
+    let sd = shiftgrad_nn::StateDict::<f64>::load(&path).unwrap();
+    assert!(sd
+        .names()
+        .any(|n| n == "stages.0.blocks.0.spatial.bank.0.weight"));
+    assert!(sd
+        .names()
+        .any(|n| n == "stages.0.blocks.0.spatial.bn_h.running_mean"));
+    assert!(sd.names().any(|n| n == "stages.0.blocks.0.spatial.pad_hv"));
+    // A network with another seed has other tables; loading restores ours.
+    let mut b = SwResNet::<f64>::new(small_net(SpatialKind::Sw, 99)).unwrap();
+    b.load_state("", &sd).unwrap();
+    let x: Tensor<f64> = init::normal([2, 1, 10, 10], 0.0, 1.0, &mut init::rng(13));
+    assert_eq!(eval(&mut a, &x), eval(&mut b, &x));
+    // An incompatible checkpoint is an error naming the entry.
+    let mut c = SwResNet::<f64>::new(small_net(SpatialKind::Dense, 1)).unwrap();
+    let e = c.load_state("", &sd).unwrap_err().to_string();
+    assert!(e.contains("stages.0.blocks.0.spatial"), "{e}");
+}
+
+#[test]
+fn bad_hyper_parameters_are_clear_errors() {
+    let err = |c: SwConfig| {
+        ShiftWiseConv::<f32>::new(c)
+            .err()
+            .expect("should fail")
+            .to_string()
+    };
+    assert!(
+        err(cfg(8, 13, 4, 0.2, 2, 4)).contains("odd"),
+        "{}",
+        err(cfg(8, 13, 4, 0.2, 2, 4))
+    );
+    let e = err(cfg(8, 2, 3, 0.2, 2, 4));
+    assert!(e.contains('2') && e.contains('3'), "{e}");
+    let e = err(cfg(8, 13, 3, 1.0, 2, 4));
+    assert!(e.contains("ghost ratio"), "{e}");
+    let e = err(cfg(8, 13, 3, -0.1, 2, 4));
+    assert!(e.contains("ghost ratio"), "{e}");
+    let e = Spatial::<f32>::new(SpatialKind::Dense, cfg(8, 12, 3, 0.0, 1, 1))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("odd big kernel"), "{e}");
+}
