@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use shiftgrad::cli;
 use shiftgrad::nn::SwConfig;
-use shiftgrad::tensor::{Error, Result};
+use shiftgrad::tensor::{Device, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,9 +28,9 @@ enum DTypeArg {
 enum Command {
     /// Run the f64 finite-difference gradient checks of every op and module; print a table.
     Gradcheck {
-        /// Device to run on (cpu).
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else cpu).
+        #[arg(long)]
+        device: Option<String>,
         /// Run only this op's cases (e.g. conv2d, shift_add, sw_module).
         #[arg(long)]
         op: Option<String>,
@@ -62,9 +62,9 @@ enum Command {
         seed: u64,
         #[arg(long, value_enum, default_value = "f64")]
         dtype: DTypeArg,
-        /// Device to run on (cpu).
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else cpu).
+        #[arg(long)]
+        device: Option<String>,
         /// Write x, bank, pad_hv, idx_identit, h, v, i, dense_h, dense_v, dense_i to this .npz.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -93,23 +93,12 @@ enum Command {
     },
 }
 
-fn cpu_only(command: &'static str, device: &str) -> Result<()> {
-    if device == "cpu" {
-        Ok(())
-    } else {
-        Err(Error::arg(
-            command,
-            format!("unknown device {device:?}: this build has the cpu device only"),
-        ))
-    }
-}
-
 fn run(command: Command) -> Result<bool> {
     let mut stdout = std::io::stdout();
     match command {
         Command::Gradcheck { device, op } => {
-            cpu_only("gradcheck", &device)?;
-            let rows = cli::gradcheck::run(op.as_deref(), &mut stdout)?;
+            let device = Device::open(device.as_deref())?;
+            let rows = cli::gradcheck::run(op.as_deref(), &device, &mut stdout)?;
             Ok(rows.iter().all(|r| r.passed))
         }
         Command::Equiv {
@@ -126,8 +115,9 @@ fn run(command: Command) -> Result<bool> {
             device,
             out,
         } => {
-            cpu_only("equiv", &device)?;
+            let device = Device::open(device.as_deref())?;
             let args = cli::equiv::EquivArgs {
+                device,
                 big,
                 small,
                 channels,

@@ -4,7 +4,7 @@
 #[test]
 fn every_case_of_the_suite_passes() {
     let mut out = Vec::new();
-    let rows = shiftgrad::cli::gradcheck::run(None, &mut out).unwrap();
+    let rows = shiftgrad::cli::gradcheck::run(None, &Default::default(), &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(!rows.is_empty());
     let failed: Vec<_> = rows.iter().filter(|r| !r.passed).collect();
@@ -13,7 +13,7 @@ fn every_case_of_the_suite_passes() {
 
 #[test]
 fn unknown_op_is_an_error_listing_the_known_ones() {
-    let e = shiftgrad::cli::gradcheck::run(Some("nope"), &mut Vec::new())
+    let e = shiftgrad::cli::gradcheck::run(Some("nope"), &Default::default(), &mut Vec::new())
         .err()
         .unwrap()
         .to_string();

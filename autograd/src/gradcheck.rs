@@ -8,7 +8,7 @@
 //! output channel of the same value). Always f64: f32 cannot support steps small enough.
 
 use crate::{no_grad, Var};
-use shiftgrad_tensor::{init, Error, Result, Tensor};
+use shiftgrad_tensor::{init, Device, Error, Result, Tensor};
 
 /// Step and tolerances. An element passes when `|analytic - numeric| <= atol + rtol * |numeric|`.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +87,19 @@ pub fn gradcheck(
     tol: Tolerance,
     seed: u64,
 ) -> Result<GradcheckReport> {
+    gradcheck_on(&Device::Cpu, f, inputs, wrt, tol, seed)
+}
+
+/// [`gradcheck`] with every evaluation of `f` on `device`: the inputs are uploaded, the
+/// analytic gradients computed there, and outputs and gradients read back for comparison.
+pub fn gradcheck_on(
+    device: &Device,
+    f: CheckedFn<'_>,
+    inputs: &[Tensor<f64>],
+    wrt: &[bool],
+    tol: Tolerance,
+    seed: u64,
+) -> Result<GradcheckReport> {
     if wrt.len() != inputs.len() {
         return Err(Error::arg(
             "gradcheck",
@@ -102,9 +115,12 @@ pub fn gradcheck(
     let cotangent: Tensor<f64> = init::normal(out.shape(), 0.0, 1.0, &mut init::rng(seed));
     let value_of = |xs: &[Tensor<f64>]| -> Result<f64> {
         no_grad(|| {
-            let vs: Vec<Var<f64>> = xs.iter().map(|t| Var::constant(t.clone())).collect();
+            let vs: Vec<Var<f64>> = xs
+                .iter()
+                .map(|t| Ok(Var::constant(t.to_device(device)?)))
+                .collect::<Result<_>>()?;
             let y = f(&vs)?;
-            let y = y.value();
+            let y = y.value().to_host()?;
             y.check_same_shape(&cotangent, "gradcheck")?;
             Ok(dot(&y, &cotangent))
         })

@@ -18,5 +18,5 @@
 mod gradcheck;
 mod var;
 
-pub use gradcheck::{gradcheck, CheckedFn, GradcheckReport, InputReport, Tolerance};
+pub use gradcheck::{gradcheck, gradcheck_on, CheckedFn, GradcheckReport, InputReport, Tolerance};
 pub use var::{is_grad_enabled, no_grad, BackwardCtx, NoGradGuard, Var};

@@ -208,10 +208,12 @@ impl<T: Real> Var<T> {
                 format!("needs a scalar to start from, got shape {}", self.shape()),
             ));
         }
-        self.backward_with(Tensor::ones(self.shape()))
+        let device = self.value().device();
+        self.backward_with(Tensor::full_on(self.shape(), T::one(), &device)?)
     }
 
     /// Back-propagates with the given gradient of this value (a vector-Jacobian product).
+    /// The seed is moved to this value's device if it is elsewhere.
     pub fn backward_with(&self, seed: Tensor<T>) -> Result<()> {
         self.value().check_same_shape(&seed, "backward")?;
         if !self.requires_grad() {
@@ -220,6 +222,12 @@ impl<T: Real> Var<T> {
                 "the value does not require a gradient (no input of its graph does)",
             ));
         }
+        let device = self.value().device();
+        let seed = if seed.device().same(&device) {
+            seed
+        } else {
+            seed.to_device(&device)?
+        };
         let order = self.topological_order();
         accumulate(&self.0, seed)?;
         for node in order.iter().rev() {

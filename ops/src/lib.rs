@@ -10,6 +10,8 @@
 //! and the shapes, never a panic from an index.
 
 pub mod cost;
+pub mod device;
+pub mod parity;
 pub mod suite;
 
 pub mod batch_norm;

@@ -3,8 +3,8 @@
 //! Each op directory contributes a `cases()` list. `shiftgrad gradcheck` and the integration
 //! test `tests/gradcheck.rs` run the same list, so the table a user sees is the test.
 
-use shiftgrad_autograd::{gradcheck, GradcheckReport, Tolerance, Var};
-use shiftgrad_tensor::{init, Result, Shape, Tensor};
+use shiftgrad_autograd::{gradcheck_on, GradcheckReport, Tolerance, Var};
+use shiftgrad_tensor::{init, Device, Result, Shape, Tensor};
 
 /// The function under test: inputs to one output (any shape).
 pub type CaseFn = Box<dyn Fn(&[Var<f64>]) -> Result<Var<f64>>>;
@@ -44,12 +44,18 @@ impl GradCase {
         }
     }
 
-    /// Runs the check (cotangent seeded from the config text, so each case is reproducible).
+    /// Runs the check on the CPU (cotangent seeded from the config text, so each case is
+    /// reproducible).
     pub fn run(&self) -> Result<GradcheckReport> {
+        self.run_on(&Device::Cpu)
+    }
+
+    /// Runs the check with every evaluation on `device`.
+    pub fn run_on(&self, device: &Device) -> Result<GradcheckReport> {
         let seed = self.config.bytes().fold(0xcbf29ce484222325u64, |h, b| {
             (h ^ b as u64).wrapping_mul(0x100000001b3)
         });
-        gradcheck(&*self.f, &self.inputs, &self.wrt, self.tol, seed)
+        gradcheck_on(device, &*self.f, &self.inputs, &self.wrt, self.tol, seed)
     }
 }
 

@@ -9,7 +9,7 @@ use shiftgrad_autograd::{no_grad, Var};
 use shiftgrad_ops::shift_add::{dense_kernels, dense_padding, shift_add, ShiftTables};
 use shiftgrad_ops::{add_n, conv2d, Conv2dParams};
 use shiftgrad_tensor::io::NpzWriter;
-use shiftgrad_tensor::{init, Error, Real, Result, Tensor};
+use shiftgrad_tensor::{init, Device, Error, Real, Result, Tensor};
 use std::io::Write;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -27,6 +27,8 @@ pub struct EquivArgs {
     pub batch: usize,
     pub seed: u64,
     pub out: Option<PathBuf>,
+    /// Where the operator runs (the arrays are generated on the host and uploaded).
+    pub device: Device,
 }
 
 /// The differences found, one per path (h, v, i).
@@ -68,15 +70,20 @@ pub fn run<T: Real>(a: &EquivArgs, out: &mut dyn Write) -> Result<EquivReport> {
     }
 
     let (direct, dense, kernels) = no_grad(|| -> Result<_> {
-        let xv = Var::constant(x.clone());
+        let dev = &a.device;
+        let xv = Var::constant(x.to_device(dev)?);
         let bank_params = Conv2dParams::new().pad(k - 1, k - 1).groups(a.channels);
         let paths = banks
             .iter()
-            .map(|w| conv2d(&xv, &Var::constant(w.clone()), None, bank_params))
+            .map(|w| conv2d(&xv, &Var::constant(w.to_device(dev)?), None, bank_params))
             .collect::<Result<Vec<_>>>()?;
         let y = add_n(&paths.iter().collect::<Vec<_>>())?;
         let (h, v, i) = shift_add(&y, &tables)?;
-        let direct = [h, v, i].map(|o| o.value().clone());
+        let direct = [
+            h.value().to_host()?,
+            v.value().to_host()?,
+            i.value().to_host()?,
+        ];
 
         let (dh, dv, di) = dense_kernels(&tables, &bank)?;
         let (ph, pv, pi) = dense_padding(&tables);
@@ -102,7 +109,7 @@ pub fn run<T: Real>(a: &EquivArgs, out: &mut dyn Write) -> Result<EquivReport> {
     let io = |e: std::io::Error| Error::Other(format!("equiv: {e}"));
     writeln!(
         out,
-        "SW operator M={} k={} nk={} L={} R={} G={} P={} on {}x{}x{}x{} ({})",
+        "SW operator M={} k={} nk={} L={} R={} G={} P={} on {}x{}x{}x{} ({}, {})",
         a.big,
         k,
         nk,
@@ -114,7 +121,8 @@ pub fn run<T: Real>(a: &EquivArgs, out: &mut dyn Write) -> Result<EquivReport> {
         a.channels,
         a.height,
         a.width,
-        T::DTYPE
+        T::DTYPE,
+        a.device.name()
     )
     .map_err(io)?;
     writeln!(

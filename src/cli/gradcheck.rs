@@ -1,7 +1,7 @@
 //! `shiftgrad gradcheck`: runs the f64 finite-difference suite and prints a table.
 
 use shiftgrad_ops::suite::{self, GradCase};
-use shiftgrad_tensor::{Error, Result};
+use shiftgrad_tensor::{Device, Error, Result};
 use std::io::Write;
 use std::time::Instant;
 
@@ -24,7 +24,7 @@ pub fn all_cases() -> Vec<GradCase> {
 
 /// Runs the cases whose op is `op` (all when `None`), printing the table to `out` as it goes.
 /// Returns the rows; an unknown op name is an error listing the known ones.
-pub fn run(op: Option<&str>, out: &mut dyn Write) -> Result<Vec<Row>> {
+pub fn run(op: Option<&str>, device: &Device, out: &mut dyn Write) -> Result<Vec<Row>> {
     let cases = all_cases();
     let names = suite::op_names(&cases);
     if let Some(op) = op {
@@ -39,13 +39,19 @@ pub fn run(op: Option<&str>, out: &mut dyn Write) -> Result<Vec<Row>> {
     let io = |e: std::io::Error| Error::Other(format!("gradcheck: {e}"));
     writeln!(
         out,
+        "f64 finite-difference gradient checks on {}",
+        device.name()
+    )
+    .map_err(io)?;
+    writeln!(
+        out,
         "{:<16} {:<44} {:>11} {:>11}  result",
         "op", "configuration", "max abs", "max rel"
     )
     .map_err(io)?;
     let mut rows = Vec::new();
     for case in cases.iter().filter(|c| op.is_none_or(|o| c.op == o)) {
-        let row = match case.run() {
+        let row = match case.run_on(device) {
             Ok(r) => Row {
                 op: case.op,
                 config: case.config.clone(),

@@ -1,0 +1,81 @@
+//! What every op's OpenCL path shares: choosing the device of the inputs, building the op's
+//! program for `T` (`-D real=float` or `-D real=double`, compiled once per device and cached by
+//! the context), allocating outputs from the pool, and launching with errors mapped to the
+//! project's [`Error`]. Kernels are enqueued without waiting; data comes back to the host only
+//! when someone reads it.
+
+use shiftgrad_tensor::opencl::{self, Arg, Context, Program};
+use shiftgrad_tensor::{Device, Error, Real, Result, Shape, Tensor};
+
+/// Maps a device-layer error.
+pub fn dev_err(e: opencl::Error) -> Error {
+    Error::Device(e.to_string())
+}
+
+/// The device all of `tensors` live on; an error naming `op` if they differ.
+pub fn common_device<T: Real>(op: &'static str, tensors: &[&Tensor<T>]) -> Result<Device> {
+    let first = tensors.first().map(|t| t.device()).unwrap_or_default();
+    for t in &tensors[1.min(tensors.len())..] {
+        if !t.device().same(&first) {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "inputs are on different devices ({} and {})",
+                    first.name(),
+                    t.device().name()
+                ),
+            ));
+        }
+    }
+    Ok(first)
+}
+
+/// The program `name` built from `source` for element type `T`.
+pub fn program<T: Real>(ctx: &Context, name: &str, source: &str) -> Result<Program> {
+    ctx.program(name, source, &[("real", T::DTYPE.cl_name().to_string())])
+        .map_err(dev_err)
+}
+
+/// Enqueues `kernel` over `global` work-items (no wait).
+pub fn launch<const N: usize>(
+    ctx: &Context,
+    program: &Program,
+    kernel: &str,
+    global: [usize; N],
+    local: Option<[usize; N]>,
+    args: &[Arg<'_>],
+) -> Result<()> {
+    ctx.launch(program, kernel, global, local, args)
+        .map_err(dev_err)
+}
+
+/// An uninitialised output tensor on `ctx`.
+pub fn output<T: Real>(ctx: &Context, shape: impl Into<Shape>) -> Result<Tensor<T>> {
+    Tensor::alloc_on(shape, &Device::OpenCl(ctx.clone()))
+}
+
+/// A zero-filled output tensor on `ctx` (for kernels that accumulate).
+pub fn zeros<T: Real>(ctx: &Context, shape: impl Into<Shape>) -> Result<Tensor<T>> {
+    Tensor::zeros_on(shape, &Device::OpenCl(ctx.clone()))
+}
+
+/// The kernel argument of a device tensor. Ops call this only after dispatching on the
+/// device, so a host tensor here is a bug in the op.
+pub fn buf<T: Real>(t: &Tensor<T>) -> Arg<'_> {
+    t.buffer().expect("ops::device::buf on a host tensor").arg()
+}
+
+/// A `u32` kernel argument from a size, checked.
+pub fn u32_arg(op: &'static str, n: usize) -> Result<Arg<'static>> {
+    u32::try_from(n).map(Arg::U32).map_err(|_| {
+        Error::arg(
+            op,
+            format!("size {n} is too large for a 32-bit kernel index"),
+        )
+    })
+}
+
+/// Rounds `n` up to a multiple of `m` (global sizes for fixed work-groups).
+pub fn round_up(n: usize, m: usize) -> usize {
+    n.div_ceil(m) * m
+}
