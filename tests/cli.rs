@@ -24,7 +24,7 @@ fn gradcheck_op_filter_runs_only_that_op() {
     let out = stdout(&o);
     let rows: Vec<&str> = out
         .lines()
-        .skip(1)
+        .skip(2)
         .filter(|l| !l.contains("cases,"))
         .collect();
     assert!(rows.len() >= 10, "{out}");
