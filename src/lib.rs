@@ -11,3 +11,4 @@ pub use shiftgrad_ops as ops;
 pub use shiftgrad_tensor as tensor;
 
 pub mod cli;
+pub mod train;

@@ -24,8 +24,33 @@ enum DTypeArg {
     F64,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimArg {
+    Sgd,
+    Adamw,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Train an SW-ResNet on Fashion-MNIST (the main job).
+    Train(Box<TrainArgs>),
+    /// Test accuracy and loss of a training checkpoint.
+    Eval {
+        /// A checkpoint.npz written by `shiftgrad train`.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else auto).
+        #[arg(long)]
+        device: Option<String>,
+        /// Fashion-MNIST directory (default: $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Evaluate on the first N test images only.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// List OpenCL platforms and devices.
+    Devices,
     /// Run the f64 finite-difference gradient checks of every op and module; print a table.
     Gradcheck {
         /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else cpu).
@@ -93,9 +118,196 @@ enum Command {
     },
 }
 
+/// Arguments of `shiftgrad train`.
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Network preset: sw-resnet-tiny or sw-resnet-20.
+    #[arg(long, default_value = "sw-resnet-tiny")]
+    preset: String,
+    /// Spatial operator: sw, slak, dense or small.
+    #[arg(long, default_value = "sw")]
+    spatial: String,
+    /// Stage widths, e.g. 32,64,128 (default: the preset's).
+    #[arg(long, value_delimiter = ',')]
+    widths: Option<Vec<usize>>,
+    /// Blocks per stage, e.g. 2,2,2.
+    #[arg(long, value_delimiter = ',')]
+    depths: Option<Vec<usize>>,
+    /// Big kernel per stage, e.g. 13,13,7.
+    #[arg(long = "big-kernels", value_delimiter = ',')]
+    big_kernels: Option<Vec<usize>>,
+    #[arg(long = "small-kernel")]
+    small_kernel: Option<usize>,
+    #[arg(long = "ghost-ratio")]
+    ghost_ratio: Option<f64>,
+    #[arg(long = "n-path")]
+    n_path: Option<usize>,
+    #[arg(long = "n-rep")]
+    n_rep: Option<usize>,
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    #[arg(long = "batch-size", default_value_t = 64)]
+    batch_size: usize,
+    /// Peak learning rate (after warm-up).
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
+    #[arg(long, value_enum, default_value = "sgd")]
+    optimizer: OptimArg,
+    /// SGD momentum (Nesterov).
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Weight decay (default 5e-4 for SGD, 0.05 for AdamW); not applied to batch-norm parameters or biases.
+    #[arg(long = "weight-decay")]
+    weight_decay: Option<f64>,
+    /// Linear warm-up length in epochs (then cosine decay to 0).
+    #[arg(long = "warmup-epochs", default_value_t = 0.2)]
+    warmup_epochs: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else auto).
+    #[arg(long)]
+    device: Option<String>,
+    /// Output directory (default: runs/<preset>-<spatial>-seed<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Fashion-MNIST directory (default: $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Evaluate on the first N test images only.
+    #[arg(long = "test-limit")]
+    test_limit: Option<usize>,
+    /// Zero padding of the random crop (0 disables cropping).
+    #[arg(long = "crop-pad", default_value_t = 2)]
+    crop_pad: usize,
+    /// Disable random horizontal flips.
+    #[arg(long = "no-flip")]
+    no_flip: bool,
+    /// Continue the run in this directory from its checkpoint (its configuration is used).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The device for training and evaluation: the flag, else $SHIFTGRAD_DEVICE, else auto.
+fn train_device(flag: Option<&str>) -> Result<Device> {
+    let env = std::env::var(shiftgrad::opencl::DEVICE_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    Device::open(Some(flag.or(env.as_deref()).unwrap_or("auto")))
+}
+
+fn run_train(a: TrainArgs) -> Result<bool> {
+    use shiftgrad::train::{config::OptimName, config::RunConfig, train, Start, TrainJob};
+    let device = train_device(a.device.as_deref())?;
+    let data_dir = shiftgrad::nn::data::data_dir(a.data.as_deref());
+    if let Some(dir) = a.resume {
+        train(TrainJob {
+            start: Start::Resume,
+            device,
+            out: dir,
+            data_dir,
+            quiet: a.quiet,
+            stop_after: None,
+        })?;
+        return Ok(true);
+    }
+    let net = shiftgrad::nn::resnet::ResNetConfig::preset(&a.preset)?;
+    let optimizer = match a.optimizer {
+        OptimArg::Sgd => OptimName::Sgd,
+        OptimArg::Adamw => OptimName::Adamw,
+    };
+    let config = RunConfig {
+        preset: a.preset.clone(),
+        spatial: a.spatial.clone(),
+        widths: a.widths.unwrap_or(net.widths),
+        depths: a.depths.unwrap_or(net.depths),
+        big_kernels: a.big_kernels.unwrap_or(net.big_kernels),
+        small_kernel: a.small_kernel.unwrap_or(net.small_kernel),
+        ghost_ratio: a.ghost_ratio.unwrap_or(net.ghost_ratio),
+        n_path: a.n_path.unwrap_or(net.n_path),
+        n_rep: a.n_rep.unwrap_or(net.n_rep),
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        optimizer,
+        momentum: a.momentum,
+        weight_decay: a.weight_decay.unwrap_or(match optimizer {
+            OptimName::Sgd => 5e-4,
+            OptimName::Adamw => 0.05,
+        }),
+        warmup_epochs: a.warmup_epochs,
+        seed: a.seed,
+        limit: a.limit,
+        test_limit: a.test_limit,
+        crop_pad: a.crop_pad,
+        flip: !a.no_flip,
+    };
+    let out = a.out.unwrap_or_else(|| {
+        PathBuf::from(format!("runs/{}-{}-seed{}", a.preset, a.spatial, a.seed))
+    });
+    let start = Start::Fresh(Box::new(config));
+    train(TrainJob {
+        start,
+        device,
+        out,
+        data_dir,
+        quiet: a.quiet,
+        stop_after: None,
+    })?;
+    Ok(true)
+}
+
 fn run(command: Command) -> Result<bool> {
     let mut stdout = std::io::stdout();
     match command {
+        Command::Train(a) => run_train(*a),
+        Command::Eval {
+            checkpoint,
+            device,
+            data,
+            limit,
+        } => {
+            let device = train_device(device.as_deref())?;
+            let sd = shiftgrad::train::load_checkpoint(&checkpoint)?;
+            let meta = shiftgrad::train::read_meta(&sd, &checkpoint)?;
+            let mut model = shiftgrad::train::build_model(&meta.config, &device, Some(&sd))
+                .map_err(|e| {
+                    shiftgrad::tensor::Error::file(
+                        &checkpoint,
+                        format!("incompatible checkpoint: {e}"),
+                    )
+                })?;
+            let dir = shiftgrad::nn::data::data_dir(data.as_deref());
+            let mut test = shiftgrad::nn::data::load(&dir, shiftgrad::nn::data::Split::Test)?;
+            if let Some(n) = limit {
+                test.truncate(n);
+            }
+            let (loss, acc) = shiftgrad::train::evaluate(&mut model, &test, &device)?;
+            println!(
+                "{}: epoch {} of {} ({} {}), {} test images on {}: accuracy {:.2}%, loss {:.4}",
+                checkpoint.display(),
+                meta.epoch,
+                meta.config.epochs,
+                meta.config.preset,
+                meta.config.spatial,
+                test.len(),
+                device.name(),
+                100.0 * acc,
+                loss
+            );
+            Ok(true)
+        }
+        Command::Devices => {
+            let devices = shiftgrad::opencl::list_devices()
+                .map_err(|e| shiftgrad::tensor::Error::Device(e.to_string()))?;
+            print!("{}", shiftgrad::opencl::DeviceTable(&devices));
+            Ok(true)
+        }
         Command::Gradcheck { device, op } => {
             let device = Device::open(device.as_deref())?;
             let rows = cli::gradcheck::run(op.as_deref(), &device, &mut stdout)?;

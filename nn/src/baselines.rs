@@ -16,7 +16,7 @@ use crate::reparam::Folded;
 use crate::shiftwise::{ShiftWiseConv, SwConfig};
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::add_n;
-use shiftgrad_tensor::{init, Error, Real, Result};
+use shiftgrad_tensor::{init, Device, Error, Real, Result};
 
 /// Which spatial operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,10 @@ impl<T: Real> DwBn<T> {
         self.conv
             .save_state(&join(prefix, &format!("conv{name}")), sd);
         self.bn.save_state(&join(prefix, &format!("bn{name}")), sd);
+    }
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        self.conv.to_device(device)?;
+        self.bn.to_device(device)
     }
     fn load_state(&mut self, prefix: &str, name: &str, sd: &StateDict<T>) -> Result<()> {
         self.conv
@@ -191,6 +195,18 @@ impl<T: Real> Module<T> for Spatial<T> {
                 small.load_state(prefix, "_small", sd)
             }
             Spatial::Folded(f) => f.load_state(prefix, sd),
+        }
+    }
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        match self {
+            Spatial::Sw(sw) => sw.to_device(device),
+            Spatial::Dense(d) | Spatial::Small(d) => d.to_device(device),
+            Spatial::Slak { tall, wide, small } => {
+                tall.to_device(device)?;
+                wide.to_device(device)?;
+                small.to_device(device)
+            }
+            Spatial::Folded(f) => f.to_device(device),
         }
     }
 }

@@ -4,11 +4,11 @@
 //! convolution and linear weights uniform in `±1/sqrt(fan_in)` (PyTorch's Kaiming-uniform with
 //! a = sqrt(5)), biases likewise; batch-norm gamma 1, beta 0, running mean 0, running var 1.
 
-use crate::module::{join, Mode, Module, ParamRef, StateDict};
+use crate::module::{join, move_tensor, move_var, Mode, Module, ParamRef, StateDict};
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::batch_norm::{batch_norm2d_eval, batch_norm2d_train};
 use shiftgrad_ops::{conv2d, linear::linear, Conv2dParams};
-use shiftgrad_tensor::{init, Error, Real, Result, Tensor};
+use shiftgrad_tensor::{init, Device, Error, Real, Result, Tensor};
 
 fn default_uniform<T: Real>(shape: &[usize], fan_in: usize, rng: &mut init::Rng) -> Tensor<T> {
     let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
@@ -101,6 +101,13 @@ impl<T: Real> Module<T> for Conv2d<T> {
         }
         Ok(())
     }
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        move_var(&self.weight, device)?;
+        if let Some(b) = &self.bias {
+            move_var(b, device)?;
+        }
+        Ok(())
+    }
 }
 
 /// Batch normalisation over (N, H, W) per channel, PyTorch semantics (momentum 0.1, eps 1e-5).
@@ -128,14 +135,30 @@ impl<T: Real> BatchNorm2d<T> {
 
     /// The eval-mode affine map per channel, `y = scale * x + shift`.
     pub fn eval_affine(&self) -> (Vec<f64>, Vec<f64>) {
-        let g = self.weight.value();
-        let b = self.bias.value();
+        let g = self
+            .weight
+            .value()
+            .to_host()
+            .expect("batch-norm: reading gamma back failed");
+        let b = self
+            .bias
+            .value()
+            .to_host()
+            .expect("batch-norm: reading beta back failed");
+        let running_mean = self
+            .running_mean
+            .to_host()
+            .expect("batch-norm: reading running mean back failed");
+        let running_var = self
+            .running_var
+            .to_host()
+            .expect("batch-norm: reading running var back failed");
         let mut scale = Vec::new();
         let mut shift = Vec::new();
         for c in 0..g.numel() {
-            let s = g.data()[c].as_f64() / (self.running_var.data()[c].as_f64() + self.eps).sqrt();
+            let s = g.data()[c].as_f64() / (running_var.data()[c].as_f64() + self.eps).sqrt();
             scale.push(s);
-            shift.push(b.data()[c].as_f64() - s * self.running_mean.data()[c].as_f64());
+            shift.push(b.data()[c].as_f64() - s * running_mean.data()[c].as_f64());
         }
         (scale, shift)
     }
@@ -185,13 +208,20 @@ impl<T: Real> Module<T> for BatchNorm2d<T> {
         sd.load_var(&join(prefix, "weight"), &self.weight)?;
         sd.load_var(&join(prefix, "bias"), &self.bias)?;
         let shape = self.running_mean.shape().clone();
+        let device = self.running_mean.device();
         self.running_mean = sd
             .tensor_shaped(&join(prefix, "running_mean"), &shape)?
-            .clone();
+            .to_device(&device)?;
         self.running_var = sd
             .tensor_shaped(&join(prefix, "running_var"), &shape)?
-            .clone();
+            .to_device(&device)?;
         Ok(())
+    }
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        move_var(&self.weight, device)?;
+        move_var(&self.bias, device)?;
+        move_tensor(&mut self.running_mean, device)?;
+        move_tensor(&mut self.running_var, device)
     }
 }
 
@@ -234,5 +264,9 @@ impl<T: Real> Module<T> for Linear<T> {
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
         sd.load_var(&join(prefix, "weight"), &self.weight)?;
         sd.load_var(&join(prefix, "bias"), &self.bias)
+    }
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        move_var(&self.weight, device)?;
+        move_var(&self.bias, device)
     }
 }

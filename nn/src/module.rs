@@ -8,7 +8,7 @@
 
 use shiftgrad_autograd::Var;
 use shiftgrad_tensor::io::{NpzReader, NpzWriter};
-use shiftgrad_tensor::{Error, Real, Result, Shape, Tensor};
+use shiftgrad_tensor::{Device, Error, Real, Result, Shape, Tensor};
 use std::path::Path;
 
 /// Training (batch statistics, running averages updated) or evaluation (running statistics).
@@ -39,6 +39,25 @@ pub trait Module<T: Real> {
     /// Reads every parameter and buffer under `prefix`; a missing name or a shape that differs
     /// from the module's is an error naming both.
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()>;
+    /// Moves every parameter and buffer to `device`.
+    fn to_device(&mut self, device: &Device) -> Result<()>;
+}
+
+/// Moves a parameter's value to `device` (no-op if it is there).
+pub fn move_var<T: Real>(var: &Var<T>, device: &Device) -> Result<()> {
+    if var.value().device().same(device) {
+        return Ok(());
+    }
+    let t = var.value().to_device(device)?;
+    var.set_value(t)
+}
+
+/// Moves a buffer to `device` (no-op if it is there).
+pub fn move_tensor<T: Real>(t: &mut Tensor<T>, device: &Device) -> Result<()> {
+    if !t.device().same(device) {
+        *t = t.to_device(device)?;
+    }
+    Ok(())
 }
 
 /// `prefix.name`, or `name` at the top.
@@ -70,8 +89,14 @@ impl<T: Real> StateDict<T> {
             entries: Vec::new(),
         }
     }
-    /// Adds (or replaces) a float array.
+    /// Adds (or replaces) a float array (a device tensor is read back to the host).
     pub fn insert(&mut self, name: String, t: Tensor<T>) {
+        let t = if t.is_host() {
+            t
+        } else {
+            t.to_host()
+                .expect("state dict: reading a device tensor back failed")
+        };
         self.put(name, Entry::Float(t));
     }
     /// Adds (or replaces) an int32 array.
@@ -135,7 +160,8 @@ impl<T: Real> StateDict<T> {
     /// Loads a parameter's value from `name` (shape checked).
     pub fn load_var(&self, name: &str, var: &Var<T>) -> Result<()> {
         let t = self.tensor_shaped(name, &var.shape())?;
-        var.set_value(t.clone())
+        let device = var.value().device();
+        var.set_value(t.to_device(&device)?)
     }
     /// Writes to an `.npz` file atomically (temporary file, then rename).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {

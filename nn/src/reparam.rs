@@ -19,12 +19,12 @@
 
 use crate::baselines::{DwBn, Spatial};
 use crate::layers::BatchNorm2d;
-use crate::module::{join, Mode, Module, ParamRef, StateDict};
+use crate::module::{join, move_var, Mode, Module, ParamRef, StateDict};
 use crate::shiftwise::ShiftWiseConv;
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::shift_add::{dense_kernels, dense_padding};
 use shiftgrad_ops::{concat_channels, conv2d, gather_channels, Conv2dParams};
-use shiftgrad_tensor::{Error, Real, Result, Tensor};
+use shiftgrad_tensor::{Device, Error, Real, Result, Tensor};
 
 /// A folded spatial operator: gather the processed channels, one depthwise convolution with a
 /// bias (residual included), concat the ghost channels.
@@ -94,6 +94,10 @@ impl<T: Real> Module<T> for Folded<T> {
         sd.load_var(&join(prefix, "weight"), &self.weight)?;
         sd.load_var(&join(prefix, "bias"), &self.bias)
     }
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        move_var(&self.weight, device)?;
+        move_var(&self.bias, device)
+    }
 }
 
 /// A depthwise kernel being assembled on a common grid, in f64.
@@ -128,6 +132,7 @@ impl Grid {
         left: usize,
         affine: &(Vec<f64>, Vec<f64>),
     ) -> Result<()> {
+        let kernel = kernel.to_host()?;
         let d = kernel.dims();
         let (h, w) = (d[2], d[3]);
         let (scale, shift) = affine;
@@ -196,7 +201,7 @@ impl Grid {
 /// `L x L` depthwise kernel with a bias.
 pub fn fold_sw<T: Real>(sw: &ShiftWiseConv<T>) -> Result<Folded<T>> {
     let t = &sw.tables;
-    let bank = sw.merged_bank()?;
+    let bank = sw.merged_bank()?.to_host()?;
     let (dh, dv, di) = dense_kernels(t, &bank)?;
     let (ph, pv, pi) = dense_padding(t);
     let l = t.nk() * t.small;

@@ -23,7 +23,7 @@ use rand::Rng as _;
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::pool::global_avg_pool;
 use shiftgrad_ops::{add, relu, Conv2dParams};
-use shiftgrad_tensor::{init, Error, Real, Result};
+use shiftgrad_tensor::{init, Device, Error, Real, Result};
 
 /// The architecture and its hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +118,10 @@ impl<T: Real> ConvBn<T> {
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
         self.conv.load_state(&join(prefix, "conv"), sd)?;
         self.bn.load_state(&join(prefix, "bn"), sd)
+    }
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        self.conv.to_device(device)?;
+        self.bn.to_device(device)
     }
 }
 
@@ -220,12 +224,14 @@ impl<T: Real> SwResNet<T> {
     /// Folds every spatial operator into one depthwise kernel with a bias (SPEC 1.4); the
     /// eval-mode outputs are unchanged. SW layers first merge their P banks.
     pub fn reparameterize(&mut self) -> Result<()> {
+        let device = self.head.weight.value().device();
         for stage in &mut self.stages {
             for block in &mut stage.blocks {
                 if let Spatial::Sw(sw) = &mut block.spatial {
                     merge_paths(sw)?;
                 }
                 fold_spatial(&mut block.spatial)?;
+                block.spatial.to_device(&device)?;
             }
         }
         Ok(())
@@ -308,5 +314,20 @@ impl<T: Real> Module<T> for SwResNet<T> {
             }
         }
         self.head.load_state(&join(prefix, "head"), sd)
+    }
+
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        self.stem.to_device(device)?;
+        for stage in &mut self.stages {
+            if let Some(d) = &mut stage.down {
+                d.to_device(device)?;
+            }
+            for block in &mut stage.blocks {
+                block.spatial.to_device(device)?;
+                block.pw.to_device(device)?;
+                block.bn.to_device(device)?;
+            }
+        }
+        self.head.to_device(device)
     }
 }

@@ -16,11 +16,11 @@
 //! counts, `P*nk*k^2` MACs per pixel and rep channel); [`crate::reparam`] merges them.
 
 use crate::layers::BatchNorm2d;
-use crate::module::{join, Mode, Module, ParamRef, StateDict};
+use crate::module::{join, move_var, Mode, Module, ParamRef, StateDict};
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::shift_add::{shift_add, ShiftTables};
 use shiftgrad_ops::{add_n, concat_channels, conv2d, gather_channels, Conv2dParams};
-use shiftgrad_tensor::{init, Error, Real, Result, Tensor};
+use shiftgrad_tensor::{init, Device, Error, Real, Result, Tensor};
 use std::rc::Rc;
 
 /// Hyper-parameters of one shift-wise layer.
@@ -300,5 +300,14 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
         self.ghost_idx = ghost_idx;
         self.rep_idx = rep_idx;
         Ok(())
+    }
+
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        for b in &self.banks {
+            move_var(b, device)?;
+        }
+        self.bn_h.to_device(device)?;
+        self.bn_v.to_device(device)?;
+        self.bn_i.to_device(device)
     }
 }

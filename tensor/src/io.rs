@@ -179,7 +179,11 @@ impl NpzWriter {
 
     /// Adds a float array.
     pub fn tensor<T: Real>(&mut self, name: &str, t: &Tensor<T>) -> Result<()> {
-        self.add(name, t.dims(), t.data())
+        if t.is_host() {
+            self.add(name, t.dims(), t.data())
+        } else {
+            self.add(name, t.dims(), &t.to_vec()?)
+        }
     }
 
     /// Adds an int32 array.

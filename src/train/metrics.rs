@@ -1,0 +1,88 @@
+//! Per-epoch metrics (`metrics.jsonl`, one JSON object a line) and the run summary
+//! (`summary.json`).
+
+use serde::{Deserialize, Serialize};
+use shiftgrad_tensor::{Error, Result};
+use std::path::Path;
+
+/// One epoch's numbers. The timing fields differ between runs; the others are reproducible.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    pub train_images_per_s: f64,
+    pub epoch_seconds: f64,
+}
+
+impl EpochMetrics {
+    /// The same metrics with the timing fields zeroed, for comparing runs.
+    pub fn without_timing(&self) -> EpochMetrics {
+        EpochMetrics {
+            train_images_per_s: 0.0,
+            epoch_seconds: 0.0,
+            ..self.clone()
+        }
+    }
+}
+
+/// Writes `history` as `metrics.jsonl`, atomically.
+pub fn write_jsonl(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+    let mut text = String::new();
+    for m in history {
+        text.push_str(&serde_json::to_string(m).expect("metrics serialise"));
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// Reads `metrics.jsonl`.
+pub fn read_jsonl(path: &Path) -> Result<Vec<EpochMetrics>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| Error::file(path, format!("bad metrics line: {e}")))
+        })
+        .collect()
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| Error::file(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+}
+
+/// The most time-consuming kernels of a run (OpenCL profiling events).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KernelShare {
+    pub kernel: String,
+    pub launches: u64,
+    pub seconds: f64,
+    pub share: f64,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub preset: String,
+    pub spatial: String,
+    pub device: String,
+    pub parameters: usize,
+    pub forward_flops_per_image: f64,
+    pub backward_flops_per_image: f64,
+    pub forward_macs_per_image: f64,
+    pub peak_device_memory_bytes: u64,
+    pub epochs: usize,
+    pub wall_seconds: f64,
+    pub train_images_per_s: f64,
+    pub final_test_accuracy: f64,
+    pub final_test_loss: f64,
+    pub kernel_time_top: Vec<KernelShare>,
+}

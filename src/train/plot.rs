@@ -1,0 +1,100 @@
+//! `curves.png`: loss and accuracy against epoch, train and test, drawn with plotters. The
+//! font (DejaVu Sans) is embedded, so drawing needs no system font.
+
+use super::metrics::EpochMetrics;
+use plotters::prelude::*;
+use shiftgrad_tensor::{Error, Result};
+use std::path::Path;
+use std::sync::Once;
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+    });
+}
+
+/// Draws the curves of `history` to `path` (written to a temporary file, then renamed).
+pub fn draw(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+    register_font();
+    let tmp = path.with_extension("png.tmp.png");
+    let err = |e: &dyn std::fmt::Display| Error::file(path, format!("drawing the curves: {e}"));
+    {
+        let root = BitMapBackend::new(&tmp, (1000, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let (left, right) = root.split_horizontally(500);
+        let epochs = history.len().max(1) as f64;
+        let xs: Vec<f64> = history.iter().map(|m| m.epoch as f64).collect();
+        let panels: [(&DrawingArea<_, _>, &str, [Vec<f64>; 2], (f64, f64)); 2] = [
+            (
+                &left,
+                "loss",
+                [
+                    history.iter().map(|m| m.train_loss).collect(),
+                    history.iter().map(|m| m.test_loss).collect(),
+                ],
+                (
+                    0.0,
+                    history
+                        .iter()
+                        .flat_map(|m| [m.train_loss, m.test_loss])
+                        .fold(0.1, f64::max)
+                        * 1.05,
+                ),
+            ),
+            (
+                &right,
+                "accuracy (%)",
+                [
+                    history.iter().map(|m| 100.0 * m.train_acc).collect(),
+                    history.iter().map(|m| 100.0 * m.test_acc).collect(),
+                ],
+                (
+                    history
+                        .iter()
+                        .flat_map(|m| [m.train_acc, m.test_acc])
+                        .fold(1.0, f64::min)
+                        * 100.0
+                        - 2.0,
+                    100.0,
+                ),
+            ),
+        ];
+        for (area, name, [train, test], (lo, hi)) in panels {
+            let mut chart = ChartBuilder::on(area)
+                .caption(name, ("sans-serif", 20))
+                .margin(12)
+                .x_label_area_size(35)
+                .y_label_area_size(50)
+                .build_cartesian_2d(0.5..epochs + 0.5, lo.max(0.0)..hi)
+                .map_err(|e| err(&e))?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .draw()
+                .map_err(|e| err(&e))?;
+            for (series, color, label) in [(train, BLUE, "train"), (test, RED, "test")] {
+                chart
+                    .draw_series(LineSeries::new(
+                        xs.iter().copied().zip(series),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(|e| err(&e))?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| err(&e))?;
+        }
+        root.present().map_err(|e| err(&e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+}
