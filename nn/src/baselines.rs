@@ -81,9 +81,9 @@ impl<T: Real> DwBn<T> {
             .save_state(&join(prefix, &format!("conv{name}")), sd);
         self.bn.save_state(&join(prefix, &format!("bn{name}")), sd);
     }
-    fn to_device(&mut self, device: &Device) -> Result<()> {
-        self.conv.to_device(device)?;
-        self.bn.to_device(device)
+    fn move_to(&mut self, device: &Device) -> Result<()> {
+        self.conv.move_to(device)?;
+        self.bn.move_to(device)
     }
     fn load_state(&mut self, prefix: &str, name: &str, sd: &StateDict<T>) -> Result<()> {
         self.conv
@@ -197,16 +197,16 @@ impl<T: Real> Module<T> for Spatial<T> {
             Spatial::Folded(f) => f.load_state(prefix, sd),
         }
     }
-    fn to_device(&mut self, device: &Device) -> Result<()> {
+    fn move_to(&mut self, device: &Device) -> Result<()> {
         match self {
-            Spatial::Sw(sw) => sw.to_device(device),
-            Spatial::Dense(d) | Spatial::Small(d) => d.to_device(device),
+            Spatial::Sw(sw) => sw.move_to(device),
+            Spatial::Dense(d) | Spatial::Small(d) => d.move_to(device),
             Spatial::Slak { tall, wide, small } => {
-                tall.to_device(device)?;
-                wide.to_device(device)?;
-                small.to_device(device)
+                tall.move_to(device)?;
+                wide.move_to(device)?;
+                small.move_to(device)
             }
-            Spatial::Folded(f) => f.to_device(device),
+            Spatial::Folded(f) => f.move_to(device),
         }
     }
 }

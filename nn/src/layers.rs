@@ -101,7 +101,7 @@ impl<T: Real> Module<T> for Conv2d<T> {
         }
         Ok(())
     }
-    fn to_device(&mut self, device: &Device) -> Result<()> {
+    fn move_to(&mut self, device: &Device) -> Result<()> {
         move_var(&self.weight, device)?;
         if let Some(b) = &self.bias {
             move_var(b, device)?;
@@ -217,7 +217,7 @@ impl<T: Real> Module<T> for BatchNorm2d<T> {
             .to_device(&device)?;
         Ok(())
     }
-    fn to_device(&mut self, device: &Device) -> Result<()> {
+    fn move_to(&mut self, device: &Device) -> Result<()> {
         move_var(&self.weight, device)?;
         move_var(&self.bias, device)?;
         move_tensor(&mut self.running_mean, device)?;
@@ -265,7 +265,7 @@ impl<T: Real> Module<T> for Linear<T> {
         sd.load_var(&join(prefix, "weight"), &self.weight)?;
         sd.load_var(&join(prefix, "bias"), &self.bias)
     }
-    fn to_device(&mut self, device: &Device) -> Result<()> {
+    fn move_to(&mut self, device: &Device) -> Result<()> {
         move_var(&self.weight, device)?;
         move_var(&self.bias, device)
     }

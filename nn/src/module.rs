@@ -40,7 +40,7 @@ pub trait Module<T: Real> {
     /// from the module's is an error naming both.
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()>;
     /// Moves every parameter and buffer to `device`.
-    fn to_device(&mut self, device: &Device) -> Result<()>;
+    fn move_to(&mut self, device: &Device) -> Result<()>;
 }
 
 /// Moves a parameter's value to `device` (no-op if it is there).

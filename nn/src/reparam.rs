@@ -94,7 +94,7 @@ impl<T: Real> Module<T> for Folded<T> {
         sd.load_var(&join(prefix, "weight"), &self.weight)?;
         sd.load_var(&join(prefix, "bias"), &self.bias)
     }
-    fn to_device(&mut self, device: &Device) -> Result<()> {
+    fn move_to(&mut self, device: &Device) -> Result<()> {
         move_var(&self.weight, device)?;
         move_var(&self.bias, device)
     }

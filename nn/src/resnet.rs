@@ -119,9 +119,9 @@ impl<T: Real> ConvBn<T> {
         self.conv.load_state(&join(prefix, "conv"), sd)?;
         self.bn.load_state(&join(prefix, "bn"), sd)
     }
-    fn to_device(&mut self, device: &Device) -> Result<()> {
-        self.conv.to_device(device)?;
-        self.bn.to_device(device)
+    fn move_to(&mut self, device: &Device) -> Result<()> {
+        self.conv.move_to(device)?;
+        self.bn.move_to(device)
     }
 }
 
@@ -231,7 +231,7 @@ impl<T: Real> SwResNet<T> {
                     merge_paths(sw)?;
                 }
                 fold_spatial(&mut block.spatial)?;
-                block.spatial.to_device(&device)?;
+                block.spatial.move_to(&device)?;
             }
         }
         Ok(())
@@ -316,18 +316,18 @@ impl<T: Real> Module<T> for SwResNet<T> {
         self.head.load_state(&join(prefix, "head"), sd)
     }
 
-    fn to_device(&mut self, device: &Device) -> Result<()> {
-        self.stem.to_device(device)?;
+    fn move_to(&mut self, device: &Device) -> Result<()> {
+        self.stem.move_to(device)?;
         for stage in &mut self.stages {
             if let Some(d) = &mut stage.down {
-                d.to_device(device)?;
+                d.move_to(device)?;
             }
             for block in &mut stage.blocks {
-                block.spatial.to_device(device)?;
-                block.pw.to_device(device)?;
-                block.bn.to_device(device)?;
+                block.spatial.move_to(device)?;
+                block.pw.move_to(device)?;
+                block.bn.move_to(device)?;
             }
         }
-        self.head.to_device(device)
+        self.head.move_to(device)
     }
 }

@@ -302,12 +302,12 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
         Ok(())
     }
 
-    fn to_device(&mut self, device: &Device) -> Result<()> {
+    fn move_to(&mut self, device: &Device) -> Result<()> {
         for b in &self.banks {
             move_var(b, device)?;
         }
-        self.bn_h.to_device(device)?;
-        self.bn_v.to_device(device)?;
-        self.bn_i.to_device(device)
+        self.bn_h.move_to(device)?;
+        self.bn_v.move_to(device)?;
+        self.bn_i.move_to(device)
     }
 }

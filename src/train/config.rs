@@ -91,9 +91,8 @@ impl RunConfig {
                 format!("learning rate must be positive, got {}", self.lr),
             ));
         }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0)
-            || !(0.0..1.0).contains(&self.momentum)
-        {
+        let decay_ok = self.weight_decay.is_finite() && self.weight_decay >= 0.0;
+        if !decay_ok || !(0.0..1.0).contains(&self.momentum) {
             return Err(Error::arg(
                 OP,
                 "weight decay must be >= 0 and momentum in [0, 1)",

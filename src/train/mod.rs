@@ -144,7 +144,7 @@ pub fn build_model(
     sd: Option<&StateDict<f32>>,
 ) -> Result<SwResNet<f32>> {
     let mut model = SwResNet::<f32>::new(config.network()?)?;
-    model.to_device(device)?;
+    model.move_to(device)?;
     if let Some(sd) = sd {
         model.load_state("", sd)?;
     }

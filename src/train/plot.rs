@@ -29,12 +29,12 @@ pub fn draw(path: &Path, history: &[EpochMetrics]) -> Result<()> {
         let (left, right) = root.split_horizontally(500);
         let epochs = history.len().max(1) as f64;
         let xs: Vec<f64> = history.iter().map(|m| m.epoch as f64).collect();
-        let panels: [(&DrawingArea<_, _>, &str, [Vec<f64>; 2], (f64, f64)); 2] = [
+        let panels = [
             (
                 &left,
                 "loss",
                 [
-                    history.iter().map(|m| m.train_loss).collect(),
+                    history.iter().map(|m| m.train_loss).collect::<Vec<f64>>(),
                     history.iter().map(|m| m.test_loss).collect(),
                 ],
                 (
