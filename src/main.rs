@@ -51,6 +51,25 @@ enum Command {
     },
     /// List OpenCL platforms and devices.
     Devices,
+    /// Time training steps of a network on a device; per-kernel device times on OpenCL.
+    Profile {
+        #[arg(long, default_value = "sw-resnet-tiny")]
+        preset: String,
+        #[arg(long, default_value = "sw")]
+        spatial: String,
+        #[arg(long = "batch-size", default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Stage widths override, e.g. 32,64,128.
+        #[arg(long, value_delimiter = ',')]
+        widths: Option<Vec<usize>>,
+        /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else auto).
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Run the f64 finite-difference gradient checks of every op and module; print a table.
     Gradcheck {
         /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else cpu).
@@ -300,6 +319,24 @@ fn run(command: Command) -> Result<bool> {
                 100.0 * acc,
                 loss
             );
+            Ok(true)
+        }
+        Command::Profile {
+            preset,
+            spatial,
+            batch_size,
+            steps,
+            warmup,
+            widths,
+            device,
+        } => {
+            let device = train_device(device.as_deref())?;
+            let mut config = shiftgrad::nn::resnet::ResNetConfig::preset(&preset)?;
+            config.spatial = spatial.parse()?;
+            if let Some(w) = widths {
+                config.widths = w;
+            }
+            cli::profile::run(config, &device, batch_size, warmup, steps, &mut stdout)?;
             Ok(true)
         }
         Command::Devices => {

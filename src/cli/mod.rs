@@ -3,3 +3,4 @@
 pub mod compare;
 pub mod equiv;
 pub mod gradcheck;
+pub mod profile;

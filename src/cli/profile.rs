@@ -1,0 +1,112 @@
+//! `shiftgrad profile`: times training steps of a network on a device and prints where the
+//! time goes. On OpenCL every kernel's device time comes from its profiling event (the queue
+//! is created with profiling enabled); on the CPU only the step time is reported.
+
+use shiftgrad_autograd::Var;
+use shiftgrad_nn::optim::Optimizer;
+use shiftgrad_nn::resnet::{ResNetConfig, SwResNet};
+use shiftgrad_nn::{Mode, Module};
+use shiftgrad_ops::cross_entropy;
+use shiftgrad_tensor::{counters, init, Device, Error, Result, Tensor};
+use std::io::Write;
+use std::time::Instant;
+
+/// Runs `warmup` untimed and `steps` timed training steps of `config` at `batch` on `device`,
+/// printing a table to `out`. Returns the median step time in seconds.
+pub fn run(
+    config: ResNetConfig,
+    device: &Device,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    out: &mut dyn Write,
+) -> Result<f64> {
+    if batch == 0 || steps == 0 {
+        return Err(Error::arg("profile", "batch and steps must be at least 1"));
+    }
+    let mut model = SwResNet::<f32>::new(config.clone())?;
+    model.move_to(device)?;
+    let mut optim = Optimizer::new(
+        shiftgrad_nn::optim::OptimKind::Sgd {
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+        },
+        model.named_parameters(),
+    );
+    let mut rng = init::rng(1);
+    let x: Tensor<f32> = init::normal([batch, config.in_channels, 28, 28], 0.0, 1.0, &mut rng);
+    let x = x.to_device(device)?;
+    let labels: Vec<usize> = (0..batch).map(|i| i % config.classes).collect();
+    let mut step = |model: &mut SwResNet<f32>| -> Result<()> {
+        let logits = model.forward(&Var::constant(x.clone()), Mode::Train)?;
+        let loss = cross_entropy(&logits, &labels)?;
+        loss.backward()?;
+        optim.step(0.01)?;
+        loss.value().item()?; // waits for the device
+        Ok(())
+    };
+    for _ in 0..warmup {
+        step(&mut model)?;
+    }
+    if let Device::OpenCl(ctx) = device {
+        ctx.finish().map_err(|e| Error::Device(e.to_string()))?;
+        ctx.reset_kernel_times();
+    }
+    counters::reset();
+    let mut times = Vec::new();
+    for _ in 0..steps {
+        let t = Instant::now();
+        step(&mut model)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let snap = counters::snapshot();
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median = times[times.len() / 2];
+    let io = |e: std::io::Error| Error::Other(format!("profile: {e}"));
+    writeln!(
+        out,
+        "{} ({} spatial) batch {} on {}: median step {:.3} s ({:.1} images/s) over {} steps; {:.2} GFLOP per step (op counters)",
+        "sw-resnet",
+        config.spatial,
+        batch,
+        device.name(),
+        median,
+        batch as f64 / median,
+        steps,
+        snap.flops as f64 / steps as f64 * 1e-9
+    )
+    .map_err(io)?;
+    if let Device::OpenCl(ctx) = device {
+        let kt = ctx
+            .kernel_times()
+            .map_err(|e| Error::Device(e.to_string()))?;
+        let total: u64 = kt.iter().map(|k| k.device_ns).sum::<u64>().max(1);
+        writeln!(
+            out,
+            "{:<44} {:>9} {:>12} {:>10} {:>7}",
+            "kernel", "launches", "ms/step", "us/launch", "share"
+        )
+        .map_err(io)?;
+        for k in &kt {
+            let ms = k.device_ns as f64 * 1e-6 / steps as f64;
+            writeln!(
+                out,
+                "{:<44} {:>9} {:>12.2} {:>10.1} {:>6.1}%",
+                format!("{}::{}", k.program, k.kernel),
+                k.launches / steps as u64,
+                ms,
+                k.device_ns as f64 * 1e-3 / k.timed_launches.max(1) as f64,
+                100.0 * k.device_ns as f64 / total as f64
+            )
+            .map_err(io)?;
+        }
+        writeln!(
+            out,
+            "device time {:.1} ms per step",
+            total as f64 * 1e-6 / steps as f64
+        )
+        .map_err(io)?;
+    }
+    Ok(median)
+}
