@@ -66,8 +66,8 @@ pub fn run(
     let io = |e: std::io::Error| Error::Other(format!("profile: {e}"));
     writeln!(
         out,
-        "{} ({} spatial) batch {} on {}: median step {:.3} s ({:.1} images/s) over {} steps; {:.2} GFLOP per step (op counters)",
-        "sw-resnet",
+        "widths {:?} ({} spatial) batch {} on {}: median step {:.3} s ({:.1} images/s) over {} steps; {:.2} GFLOP per step (op counters)",
+        config.widths,
         config.spatial,
         batch,
         device.name(),
