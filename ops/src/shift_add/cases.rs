@@ -5,33 +5,41 @@
 //! forward passes.
 
 use super::{shift_add, ShiftTables};
+use crate::device::common_device;
 use crate::suite::{input, GradCase};
 use shiftgrad_autograd::Var;
 use shiftgrad_tensor::{init, Result, Tensor};
 use std::rc::Rc;
 
 /// Stacks three values of one shape along a new leading axis; the backward splits the
-/// gradient into its three thirds.
+/// gradient into its three thirds. Works on any device: it is test scaffolding, not an op,
+/// so it stacks on the host (reading device values back) and puts the result on the inputs'
+/// device, which keeps the suite's `--device` runs on one device without a kernel of its own.
 pub(crate) fn stack3(a: &Var<f64>, b: &Var<f64>, c: &Var<f64>) -> Result<Var<f64>> {
     let (va, vb, vc) = (a.value(), b.value(), c.value());
     va.check_same_shape(&vb, "stack3")?;
     va.check_same_shape(&vc, "stack3")?;
+    let device = common_device("stack3", &[&va, &vb, &vc])?;
     let n = va.numel();
     let mut dims = vec![3];
     dims.extend_from_slice(va.dims());
     let mut data = Vec::with_capacity(3 * n);
     for v in [&va, &vb, &vc] {
-        data.extend_from_slice(v.data());
+        data.extend_from_slice(v.to_host()?.data());
     }
     let shape = va.shape().clone();
-    let value = Tensor::new(dims, data)?;
+    let value = Tensor::new(dims, data)?.to_device(&device)?;
     drop((va, vb, vc));
     Ok(Var::from_op("stack3", value, &[a, b, c], move |ctx| {
-        let g = ctx.grad_out.data();
+        let g = ctx.grad_out.to_host()?;
+        let g = g.data();
         (0..3)
             .map(|p| {
                 ctx.needs[p]
-                    .then(|| Tensor::new(shape.clone(), g[p * n..(p + 1) * n].to_vec()))
+                    .then(|| {
+                        Tensor::new(shape.clone(), g[p * n..(p + 1) * n].to_vec())?
+                            .to_device(&device)
+                    })
                     .transpose()
             })
             .collect()

@@ -16,9 +16,14 @@
 //! the backward loops over `dY` rows `(b, c, u)` and gathers
 //! `dY[b,c,u,v] = sum_g (dHout[b,o,u-e,v+pad_hv[c,g]] + dVout[b,o,u+pad_hv[c,G+g],v-e]
 //! + [c == idx_identit[o,g]] dIout[b,o,u-e,v-e])`, so each output element is owned by one loop
-//! iteration: deterministic, and ready to become one work-item per row on OpenCL with no
-//! atomics. We rejected the scatter form of the backward (the transpose of the forward loop)
-//! for the same reason. See `cpu.rs` for the loop order.
+//! iteration: deterministic, with no atomics. We rejected the scatter form of the backward (the
+//! transpose of the forward loop) for the same reason. See `cpu.rs` for the loop order.
+//!
+//! **Devices.** The op runs where `y` lives (and each backward where its output gradient
+//! lives): the CPU reference in `cpu.rs`, or the OpenCL kernels of `cl.rs` / `shift_add.cl`,
+//! the same gathers with one work-item per output row, adding the terms in the same order as
+//! the CPU loops. The tables are uploaded to a device once per
+//! tables object and cached (see `cl.rs`).
 //!
 //! **Three graph nodes.** [`Var::from_op`] makes one output per node, so the op records three
 //! nodes (`shift_add.h`, `shift_add.v`, `shift_add.i`), each with `y` as its only input; each
@@ -38,6 +43,7 @@
 //! The dense equivalent of bank convolution + shift-add (SPEC 1.4) is in `dense.rs`.
 
 pub(crate) mod cases;
+mod cl;
 mod cpu;
 mod dense;
 mod tables;
@@ -48,9 +54,10 @@ pub use dense::{dense_kernels, dense_padding};
 pub use tables::ShiftTables;
 
 use crate::cost::{bytes, Cost, Work};
+use cl::Path;
 use cpu::Dims;
 use shiftgrad_autograd::Var;
-use shiftgrad_tensor::{Error, Real, Result};
+use shiftgrad_tensor::{Device, Error, Real, Result, Tensor};
 use std::rc::Rc;
 
 const OP: &str = "shift_add";
@@ -164,27 +171,45 @@ pub fn shift_add<T: Real>(
     let (forward, [back_h, back_v, back_i]) = works::<T>(tables, d.batch, d.h, d.w);
     let (out_h, out_v, out_i) = {
         let yv = y.value();
-        (
-            cpu::forward_h(&yv, tables, d),
-            cpu::forward_v(&yv, tables, d),
-            cpu::forward_i(&yv, tables, d),
-        )
+        match yv.device() {
+            Device::Cpu => (
+                cpu::forward_h(&yv, tables, d),
+                cpu::forward_v(&yv, tables, d),
+                cpu::forward_i(&yv, tables, d),
+            ),
+            Device::OpenCl(c) => cl::forward(&c, &yv, tables, d)?,
+        }
     };
     forward.record();
     let t = tables.clone();
     let hout = Var::from_op("shift_add.h", out_h, &[y], move |ctx| {
         back_h.record();
-        Ok(vec![Some(cpu::backward_h(ctx.grad_out, &t, d))])
+        Ok(vec![Some(backward(ctx.grad_out, Path::Horizontal, &t, d)?)])
     });
     let t = tables.clone();
     let vout = Var::from_op("shift_add.v", out_v, &[y], move |ctx| {
         back_v.record();
-        Ok(vec![Some(cpu::backward_v(ctx.grad_out, &t, d))])
+        Ok(vec![Some(backward(ctx.grad_out, Path::Vertical, &t, d)?)])
     });
     let t = tables.clone();
     let iout = Var::from_op("shift_add.i", out_i, &[y], move |ctx| {
         back_i.record();
-        Ok(vec![Some(cpu::backward_i(ctx.grad_out, &t, d))])
+        Ok(vec![Some(backward(ctx.grad_out, Path::Identity, &t, d)?)])
     });
     Ok((hout, vout, iout))
+}
+
+/// One path's contribution to `dY`, on the device of its output gradient.
+fn backward<T: Real>(
+    grad: &Tensor<T>,
+    path: Path,
+    tables: &Rc<ShiftTables>,
+    d: Dims,
+) -> Result<Tensor<T>> {
+    Ok(match (grad.device(), path) {
+        (Device::Cpu, Path::Horizontal) => cpu::backward_h(grad, tables, d),
+        (Device::Cpu, Path::Vertical) => cpu::backward_v(grad, tables, d),
+        (Device::Cpu, Path::Identity) => cpu::backward_i(grad, tables, d),
+        (Device::OpenCl(c), path) => cl::backward(&c, path, grad, tables, d)?,
+    })
 }

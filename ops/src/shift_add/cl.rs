@@ -1,0 +1,210 @@
+//! OpenCL shift-add: one forward kernel producing `Hout`, `Vout` and `Iout` together, and one
+//! backward kernel per path (the op records three graph nodes). All four are gathers: each
+//! work-item owns one output row (see the comment block of `shift_add.cl` for the mapping and
+//! for why rows rather than a few columns), so results are deterministic, bitwise, from run to
+//! run; they add the same terms in the same order as the CPU reference (on PoCL the two agree
+//! bit for bit; the parity tests allow the usual tolerance). The forward reads the bank
+//! channels of one rep once for all three outputs; the alternative, one launch per output,
+//! would read `Y` three times.
+//!
+//! **The index tables on the device.** `pad_hv` and `idx_identit` live on the host in
+//! [`ShiftTables`] (shared through an `Rc` by the layer and by every node it records). They
+//! are uploaded once per tables object, as int32 buffers in the same layout, and kept in a
+//! per-thread cache keyed by the address of the `Rc`'s allocation and by the compiled program
+//! (a program belongs to one context, so the pair names one tables object on one device; f32
+//! and f64 programs get a copy each, a few hundred bytes). The cache holds a `Weak` to the
+//! tables, not a strong reference: the weak count keeps the allocation, and so the address,
+//! from being reused while the entry exists, and a table whose last `Rc` has gone (or whose
+//! value was moved out with `Rc::try_unwrap` to be edited) can no longer be upgraded; such
+//! entries are dropped on the next lookup, returning their buffers to the pool. Tables cannot
+//! be mutated in place while the entry exists (`Rc::get_mut` refuses when a `Weak` exists, and
+//! `Rc::make_mut` moves the value to a new allocation), so a cached copy is never stale.
+//! The cached buffers count as live device memory for as long as their tables live: they are
+//! part of the model, like its weights. Rejected: a device copy stored inside `ShiftTables`
+//! (a `RefCell` field) — it would make the tables type `!Send`/`!Sync` and give `Clone` and
+//! `PartialEq` surprising meanings; and uploading on every call, a blocking host-to-device copy
+//! per op and per backward node.
+
+use super::cpu::Dims;
+use super::ShiftTables;
+use crate::device::{buf, dev_err, launch, output, program, round_up};
+use shiftgrad_tensor::opencl::{Arg, Buffer, Context, KernelParams, Program};
+use shiftgrad_tensor::{Error, Real, Result, Tensor};
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+const SOURCE: &str = include_str!("shift_add.cl");
+const OP: &str = "shift_add";
+
+/// Rows per work-group. Fixed rather than left to the driver: PoCL compiles a kernel once per
+/// work-group size, and a driver-chosen size follows the shapes, so every new shape would pay
+/// a compilation (seconds over a proptest run). 16 was as fast as any size tried on PoCL.
+const ROWS_PER_GROUP: usize = 16;
+
+/// Sizes of one application, mirrored by `ShiftParams` in `shift_add.cl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct Params {
+    batch: i32,
+    reps: i32,
+    nk: i32,
+    groups: i32,
+    extra: i32,
+    h: i32,
+    w: i32,
+    hp: i32,
+    wp: i32,
+}
+
+// SAFETY: #[repr(C)], nine i32 fields (no padding, no pointers), mirrored field for field by
+// `ShiftParams` in shift_add.cl.
+unsafe impl KernelParams for Params {}
+
+impl Params {
+    /// The sizes as kernel ints. The kernels index `Y` and the outputs with `int` arithmetic,
+    /// so every element count must fit in an `i32` (`Y` is the largest tensor involved).
+    fn new(d: Dims) -> Result<Params> {
+        // With the batch counted as at least 1, every size below is at most this product.
+        let y_len = d.batch.max(1) as u128 * d.channels() as u128 * d.hp() as u128 * d.wp() as u128;
+        if y_len > i32::MAX as u128 {
+            return Err(Error::arg(
+                OP,
+                format!(
+                    "y of {y_len} elements is too large for the OpenCL kernels' 32-bit indices"
+                ),
+            ));
+        }
+        let i = |n: usize| n as i32;
+        Ok(Params {
+            batch: i(d.batch),
+            reps: i(d.reps),
+            nk: i(d.nk),
+            groups: i(d.groups),
+            extra: i(d.extra),
+            h: i(d.h),
+            w: i(d.w),
+            hp: i(d.hp()),
+            wp: i(d.wp()),
+        })
+    }
+}
+
+/// `pad_hv` and `idx_identit` on one device.
+struct DeviceTables {
+    pad_hv: Buffer<i32>,
+    idx_identit: Buffer<i32>,
+}
+
+struct CacheEntry {
+    tables: Weak<ShiftTables>,
+    program: Program,
+    copies: Rc<DeviceTables>,
+}
+
+thread_local! {
+    /// Uploaded tables (see the module doc). A context is single-threaded, so a per-thread
+    /// cache is all the sharing there can be.
+    static UPLOADED: RefCell<Vec<CacheEntry>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The device copy of `tables` for the context of `program`, uploaded on first use.
+fn device_tables(
+    ctx: &Context,
+    program: &Program,
+    tables: &Rc<ShiftTables>,
+) -> Result<Rc<DeviceTables>> {
+    UPLOADED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        cache.retain(|e| e.tables.strong_count() > 0);
+        let hit = cache.iter().find(|e| {
+            std::ptr::eq(e.tables.as_ptr(), Rc::as_ptr(tables)) && e.program.ptr_eq(program)
+        });
+        if let Some(e) = hit {
+            return Ok(e.copies.clone());
+        }
+        let copies = Rc::new(DeviceTables {
+            pad_hv: ctx.upload(&tables.pad_hv).map_err(dev_err)?,
+            idx_identit: ctx.upload(&tables.idx_identit).map_err(dev_err)?,
+        });
+        cache.push(CacheEntry {
+            tables: Rc::downgrade(tables),
+            program: program.clone(),
+            copies: copies.clone(),
+        });
+        Ok(copies)
+    })
+}
+
+/// `(Hout, Vout, Iout)` of `y` (already checked against the tables: `d` came from them).
+pub fn forward<T: Real>(
+    ctx: &Context,
+    y: &Tensor<T>,
+    tables: &Rc<ShiftTables>,
+    d: Dims,
+) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
+    let params = Params::new(d)?;
+    let prog = program::<T>(ctx, OP, SOURCE)?;
+    let dev = device_tables(ctx, &prog, tables)?;
+    let shape = [d.batch, d.reps, d.h, d.w];
+    let (hout, vout, iout) = (
+        output::<T>(ctx, shape)?,
+        output::<T>(ctx, shape)?,
+        output::<T>(ctx, shape)?,
+    );
+    let rows = d.batch * d.reps * d.h;
+    launch(
+        ctx,
+        &prog,
+        "shift_add_forward",
+        [round_up(rows, ROWS_PER_GROUP)],
+        Some([ROWS_PER_GROUP]),
+        &[
+            buf(y),
+            dev.pad_hv.arg(),
+            dev.idx_identit.arg(),
+            buf(&hout),
+            buf(&vout),
+            buf(&iout),
+            Arg::params(&params),
+        ],
+    )?;
+    Ok((hout, vout, iout))
+}
+
+/// Which output a backward node differentiates.
+#[derive(Clone, Copy, Debug)]
+pub enum Path {
+    Horizontal,
+    Vertical,
+    Identity,
+}
+
+/// The contribution of one path's output gradient `grad` to `dY`, a full `(B, R*nk, Hp, Wp)`
+/// tensor (positions that receive no term are zero).
+pub fn backward<T: Real>(
+    ctx: &Context,
+    path: Path,
+    grad: &Tensor<T>,
+    tables: &Rc<ShiftTables>,
+    d: Dims,
+) -> Result<Tensor<T>> {
+    let params = Params::new(d)?;
+    let prog = program::<T>(ctx, OP, SOURCE)?;
+    let dev = device_tables(ctx, &prog, tables)?;
+    let dy = output::<T>(ctx, [d.batch, d.channels(), d.hp(), d.wp()])?;
+    let (kernel, table) = match path {
+        Path::Horizontal => ("shift_add_backward_h", &dev.pad_hv),
+        Path::Vertical => ("shift_add_backward_v", &dev.pad_hv),
+        Path::Identity => ("shift_add_backward_i", &dev.idx_identit),
+    };
+    let rows = d.batch * d.channels() * d.hp();
+    launch(
+        ctx,
+        &prog,
+        kernel,
+        [round_up(rows, ROWS_PER_GROUP)],
+        Some([ROWS_PER_GROUP]),
+        &[buf(grad), table.arg(), buf(&dy), Arg::params(&params)],
+    )?;
+    Ok(dy)
+}

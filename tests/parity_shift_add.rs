@@ -1,0 +1,240 @@
+//! OpenCL against the CPU reference for the shift-add (SPEC 1.3): forward values and `dY` of
+//! each of the three paths, f32 and f64, on random geometries (M divisible by k or not,
+//! k = 1, 3, 5, G = 1..4, maps smaller and larger than M, non-square); bitwise determinism of
+//! forward and backward; the tables uploaded once per tables object; and the shift_add cases
+//! of the gradcheck suite evaluated on the device. Skipped, with a note, where no OpenCL
+//! device exists.
+
+use proptest::prelude::*;
+use shiftgrad::ops::parity::{compare, deterministic, has_fp64, opencl_device};
+use shiftgrad::ops::shift_add::{shift_add, ShiftTables};
+use shiftgrad::ops::{Real, Var};
+use shiftgrad::tensor::{init, Device, Tensor};
+use std::rc::Rc;
+
+thread_local! {
+    /// One device per test thread, so that each program is compiled once per thread rather
+    /// than once per proptest case.
+    static DEVICE: Option<Device> = opencl_device();
+}
+
+fn device() -> Option<Device> {
+    DEVICE.with(|d| d.clone())
+}
+
+/// (M, k) pairs: M divisible by k or not, k = 1, 3, 5, M = k.
+const GEOMETRIES: [(usize, usize); 10] = [
+    (13, 3),
+    (10, 3),
+    (51, 5),
+    (9, 3),
+    (3, 3),
+    (17, 5),
+    (5, 5),
+    (7, 1),
+    (4, 1),
+    (31, 3),
+];
+
+fn tables(big: usize, small: usize, reps: usize, groups: usize, seed: u64) -> Rc<ShiftTables> {
+    Rc::new(ShiftTables::random(big, small, reps, groups, &mut init::rng(seed)).unwrap())
+}
+
+/// A random `Y` for a `(batch, h, w)` output map.
+fn bank_output<T: Real>(t: &ShiftTables, batch: usize, h: usize, w: usize, seed: u64) -> Tensor<T> {
+    let e = t.extra();
+    init::normal(
+        [batch, t.reps * t.nk(), h + 2 * e, w + 2 * e],
+        0.0,
+        1.0,
+        &mut init::rng(seed),
+    )
+}
+
+/// Path `p` (0 = Hout, 1 = Vout, 2 = Iout) of the shift-add of `y`.
+fn path<T: Real>(y: &Var<T>, t: &Rc<ShiftTables>, p: usize) -> shiftgrad::ops::Result<Var<T>> {
+    let (h, v, i) = shift_add(y, t)?;
+    Ok(vec![h, v, i].swap_remove(p))
+}
+
+/// Largest relative difference (output and `dY`) over the three paths.
+fn parity<T: Real>(dev: &Device, t: &Rc<ShiftTables>, y: Tensor<T>, seed: u64) -> [f64; 3] {
+    let mut out = [0.0; 3];
+    for (p, slot) in out.iter_mut().enumerate() {
+        let r = compare(
+            dev,
+            &|v| path(&v[0], t, p),
+            std::slice::from_ref(&y),
+            &[true],
+            seed + p as u64,
+        )
+        .unwrap();
+        *slot = r.max();
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn forward_and_gradients_match_cpu(
+        geometry in 0..GEOMETRIES.len(),
+        reps in 1usize..4,
+        groups in 1usize..5,
+        batch in 1usize..3,
+        h in 1usize..12,
+        w in 1usize..12,
+        seed in 0u64..1000,
+    ) {
+        let Some(dev) = device() else { return Ok(()) };
+        let (big, small) = GEOMETRIES[geometry];
+        let t = tables(big, small, reps, groups, seed);
+        let r = parity(&dev, &t, bank_output::<f32>(&t, batch, h, w, seed), seed);
+        prop_assert!(r.iter().all(|&d| d <= 1e-6), "f32 M{big} k{small} {r:?}");
+        if has_fp64(&dev) {
+            let r = parity(&dev, &t, bank_output::<f64>(&t, batch, h, w, seed), seed);
+            prop_assert!(r.iter().all(|&d| d <= 1e-12), "f64 M{big} k{small} {r:?}");
+        }
+    }
+}
+
+/// A few fixed geometries, including the SW-ResNet sizes (M = 13, k = 3, G = 4), maps much
+/// smaller than M and an empty batch, so the edge cases do not depend on the proptest draw.
+#[test]
+fn fixed_geometries_match_cpu() {
+    let Some(dev) = device() else { return };
+    for (i, &(big, small, reps, groups, batch, h, w)) in [
+        (13, 3, 3, 4, 2, 28, 28),
+        (13, 3, 2, 4, 1, 7, 7),
+        (51, 5, 2, 3, 1, 2, 9),
+        (10, 3, 2, 2, 2, 13, 5),
+        (7, 1, 1, 4, 1, 1, 1),
+        (31, 3, 1, 1, 1, 1, 17),
+        (13, 3, 2, 2, 0, 4, 4),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 50 + i as u64;
+        let t = tables(big, small, reps, groups, seed);
+        let r = parity(&dev, &t, bank_output::<f32>(&t, batch, h, w, seed), seed);
+        assert!(r.iter().all(|&d| d <= 1e-6), "f32 case {i}: {r:?}");
+        if has_fp64(&dev) {
+            let r = parity(&dev, &t, bank_output::<f64>(&t, batch, h, w, seed), seed);
+            assert!(r.iter().all(|&d| d <= 1e-12), "f64 case {i}: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn forward_and_backward_are_deterministic() {
+    let Some(dev) = device() else { return };
+    let t = tables(13, 3, 3, 4, 7);
+    let y32 = bank_output::<f32>(&t, 2, 9, 14, 8);
+    let y64 = bank_output::<f64>(&t, 2, 9, 14, 8);
+    for p in 0..3 {
+        let f32_same = deterministic(
+            &dev,
+            &|v| path(&v[0], &t, p),
+            std::slice::from_ref(&y32),
+            &[true],
+        )
+        .unwrap();
+        assert!(f32_same, "f32 path {p} differs between runs");
+        if has_fp64(&dev) {
+            let f64_same = deterministic(
+                &dev,
+                &|v| path(&v[0], &t, p),
+                std::slice::from_ref(&y64),
+                &[true],
+            )
+            .unwrap();
+            assert!(f64_same, "f64 path {p} differs between runs");
+        }
+    }
+}
+
+/// The gradients of the three paths reach `Y` together (the engine adds them on the device).
+#[test]
+fn all_three_paths_accumulate_into_dy() {
+    let Some(dev) = device() else { return };
+    let t = tables(10, 3, 2, 3, 11);
+    let y: Tensor<f64> = bank_output(&t, 2, 6, 5, 12);
+    let seeds = [21, 22, 23];
+    let run = |device: &Device| -> Tensor<f64> {
+        let yv = Var::leaf(y.to_device(device).unwrap(), true);
+        let (h, v, i) = shift_add(&yv, &t).unwrap();
+        for (out, s) in [h, v, i].iter().zip(seeds) {
+            let g: Tensor<f64> = init::normal(out.shape(), 0.0, 1.0, &mut init::rng(s));
+            out.backward_with(g.to_device(device).unwrap()).unwrap();
+        }
+        let g = yv.grad().as_ref().unwrap().to_host().unwrap();
+        g
+    };
+    let (cpu, gpu) = (run(&Device::Cpu), run(&dev));
+    let diff = gpu.max_abs_diff(&cpu).unwrap() / cpu.max_abs();
+    let tol = if has_fp64(&dev) { 1e-12 } else { 1e-5 };
+    assert!(diff <= tol, "accumulated dY differs by {diff}");
+}
+
+/// The tables are uploaded on the first call only, and released with their last `Rc`.
+#[test]
+fn tables_are_uploaded_once_per_tables_object() {
+    let Some(dev) = device() else { return };
+    let Device::OpenCl(ctx) = &dev else {
+        unreachable!()
+    };
+    let allocations = || {
+        let s = ctx.pool_stats();
+        s.fresh_allocations + s.reuses
+    };
+    let table_bytes = |t: &ShiftTables| 4 * (t.pad_hv.len() + t.idx_identit.len()) as u64;
+    let run = |t: &Rc<ShiftTables>, seed| {
+        let y = bank_output::<f32>(t, 1, 5, 6, seed)
+            .to_device(&dev)
+            .unwrap();
+        let (h, v, i) = shift_add(&Var::constant(y), t).unwrap();
+        drop((h, v, i));
+    };
+    let t1 = tables(13, 3, 2, 4, 1);
+    let live0 = ctx.pool_stats().live_bytes;
+    run(&t1, 2);
+    assert_eq!(ctx.pool_stats().live_bytes, live0 + table_bytes(&t1));
+    // Second call: the input and three outputs only, no table upload.
+    let before = allocations();
+    run(&t1, 3);
+    assert_eq!(allocations() - before, 4);
+    assert_eq!(ctx.pool_stats().live_bytes, live0 + table_bytes(&t1));
+    // A clone of the Rc is the same tables object; a new object with equal contents is not.
+    let t1b = t1.clone();
+    let before = allocations();
+    run(&t1b, 4);
+    assert_eq!(allocations() - before, 4);
+    let t1c = Rc::new((*t1).clone());
+    let before = allocations();
+    run(&t1c, 5);
+    assert_eq!(allocations() - before, 6);
+    // Dropping the last Rc frees the device copy at the next lookup.
+    drop((t1, t1b, t1c));
+    let t2 = tables(51, 5, 1, 2, 5);
+    run(&t2, 6);
+    assert_eq!(ctx.pool_stats().live_bytes, live0 + table_bytes(&t2));
+}
+
+#[test]
+fn gradcheck_suite_cases_pass_on_the_device() {
+    let Some(dev) = device() else { return };
+    if !has_fp64(&dev) {
+        eprintln!("skipping: the device has no fp64");
+        return;
+    }
+    let cases: Vec<_> = shiftgrad::ops::suite::all_cases()
+        .into_iter()
+        .filter(|c| c.op == "shift_add")
+        .collect();
+    assert!(!cases.is_empty());
+    for case in &cases {
+        let report = case.run_on(&dev).unwrap();
+        assert!(report.passed(), "{}: {report:?}", case.config);
+    }
+}
