@@ -1,6 +1,7 @@
-//! OpenCL add_n and mul: four elements per work-item (see elementwise.cl for the mapping).
+//! OpenCL add, add_n and mul (the work-item mappings, and the measurements behind them, are in
+//! elementwise.cl).
 //!
-//! add_n passes up to [`MAX_INPUTS`] input buffers to one kernel. A longer sum is chained in
+//! A sum of two tensors uses the two-input kernel. add_n passes up to [`MAX_INPUTS`] input buffers to one kernel. A longer sum is chained in
 //! a fixed order: the first pass writes `x_0 + ... + x_7` into the output, and each further
 //! pass adds the next (up to) seven inputs to it in place, `y = y + x_8 + ... + x_14`, so the
 //! additions happen in the same left-to-right order as the CPU reference. We rejected a
@@ -16,17 +17,23 @@ const SOURCE: &str = include_str!("elementwise.cl");
 /// Input buffers of one add_n launch (mirrors MAX_INPUTS in elementwise.cl).
 pub const MAX_INPUTS: usize = 8;
 
-/// Work-items for `n` elements, four each.
-fn items(n: usize) -> usize {
-    n.div_ceil(4)
-}
-
 /// `xs[0] + ... + xs[k-1]` (shapes already checked, `k >= 1`, all on `ctx`).
 pub fn add_n<T: Real>(ctx: &Context, xs: &[&Tensor<T>]) -> Result<Tensor<T>> {
     let p = program::<T>(ctx, "elementwise", SOURCE)?;
     let y = output::<T>(ctx, xs[0].shape().clone())?;
     let n = xs[0].numel();
     let n_arg = u32_arg("add", n)?;
+    if let [a, b] = xs {
+        launch(
+            ctx,
+            &p,
+            "add2",
+            [n],
+            None,
+            &[buf(*a), buf(*b), buf(&y), n_arg],
+        )?;
+        return Ok(y);
+    }
     // First pass: up to MAX_INPUTS inputs; then MAX_INPUTS - 1 more per pass, with y as x0.
     let mut rest = xs;
     let mut first = true;
@@ -40,11 +47,11 @@ pub fn add_n<T: Real>(ctx: &Context, xs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         };
         args.extend(rest[..take].iter().map(|x| buf(*x)));
         let k = args.len();
-        // Unused slots repeat x0; the kernel reads only the first k.
+        // Unused slots repeat x0 (always a valid load); the kernel adds only the first k.
         let x0 = args[0];
         args.resize(MAX_INPUTS, x0);
         args.extend([buf(&y), Arg::U32(k as u32), n_arg]);
-        launch(ctx, &p, "add_n", [items(n)], None, &args)?;
+        launch(ctx, &p, "add_n", [n], None, &args)?;
         rest = &rest[take..];
         first = false;
     }
@@ -60,7 +67,7 @@ pub fn mul<T: Real>(ctx: &Context, a: &Tensor<T>, b: &Tensor<T>) -> Result<Tenso
         ctx,
         &p,
         "mul",
-        [items(n)],
+        [n],
         None,
         &[buf(a), buf(b), buf(&y), u32_arg("mul", n)?],
     )?;
@@ -82,7 +89,7 @@ pub fn mul_backward<T: Real>(
         ctx,
         &p,
         "mul_backward",
-        [items(n)],
+        [n],
         None,
         &[
             buf(dy),

@@ -7,10 +7,10 @@
 //!   every input. Used for `Z = BN_h + BN_v + BN_i + X_r` (SPEC 1.5): one pass writes the
 //!   output once instead of three chained `add`s writing two temporaries.
 //!
-//! On an OpenCL device each work-item handles four consecutive elements with vector loads
-//! (elementwise.cl); add_n passes up to eight inputs to one kernel and chains longer sums in
-//! a fixed order (cl.rs), and mul's backward computes both gradients in one pass over `dy`
-//! when both are needed. The gradients of add are device copies of `dy`.
+//! On an OpenCL device every kernel runs one element per work-item (elementwise.cl gives the
+//! measurements against four elements per work-item); add_n passes up to eight inputs to one kernel and chains longer sums in a
+//! fixed order (cl.rs), and mul's backward computes both gradients in one pass over `dy` when
+//! both are needed. The gradients of add are device copies of `dy`.
 //!
 //! There is no broadcasting: shapes must be equal, and a caller with a per-kernel mask
 //! expands it to the weight's shape first. We rejected NumPy-style broadcasting because every

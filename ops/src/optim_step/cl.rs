@@ -80,7 +80,7 @@ pub fn sgd<T: Real>(
         ctx,
         &p,
         "sgd_step",
-        [n.div_ceil(4)],
+        [n],
         None,
         &[buf(w), buf(g), b, Arg::params(&params)],
     )
@@ -114,7 +114,7 @@ pub fn adamw<T: Real>(
         ctx,
         &p,
         "adamw_step",
-        [n.div_ceil(4)],
+        [n],
         None,
         &[buf(w), buf(g), buf(m), buf(v), Arg::params(&params)],
     )

@@ -6,9 +6,10 @@
 // multiply-adds is off, so the device rounds like the CPU reference (up to division and
 // square root in f32, which OpenCL does not require to be correctly rounded).
 //
-// Work-item mapping: work-item g updates elements 4g .. 4g+3 (those below n), each read and
-// written by that work-item only. The parameter tensors of a model are small next to its
-// activations, so the kernels stay scalar and plain.
+// Work-item mapping: work-item i updates element i, which no other work-item touches. One
+// element per work-item lets PoCL's work-group vectoriser pack consecutive work-items into
+// SIMD lanes; a loop over four elements per work-item measured 4x (SGD) to 7x (AdamW) slower
+// on PoCL for 2^20 f32 parameters (0.25 ms vs 1.1 ms, 0.56 ms vs 4.3 ms).
 
 #pragma OPENCL FP_CONTRACT OFF
 
@@ -27,8 +28,8 @@ typedef struct {
 // Without a momentum buffer the host passes g for `buf`; it is then neither read nor written.
 __kernel void sgd_step(__global real* w, __global const real* g, __global real* buf,
                        const SgdParams p) {
-    const size_t i0 = get_global_id(0) * 4;
-    for (size_t i = i0; i < i0 + 4 && i < p.n; ++i) {
+    const size_t i = get_global_id(0);
+    if (i < p.n) {
         const real wi = w[i];
         const real d = g[i] + p.weight_decay * wi;
         real step = d;
@@ -58,8 +59,8 @@ typedef struct {
 
 __kernel void adamw_step(__global real* w, __global const real* g, __global real* m,
                          __global real* v, const AdamWParams p) {
-    const size_t i0 = get_global_id(0) * 4;
-    for (size_t i = i0; i < i0 + 4 && i < p.n; ++i) {
+    const size_t i = get_global_id(0);
+    if (i < p.n) {
         const real gi = g[i];
         const real wi = w[i] * p.decay;
         const real mi = p.beta1 * m[i] + p.one_minus_beta1 * gi;
