@@ -6,12 +6,17 @@
 //! * AdamW as `torch.optim.AdamW`: decoupled weight decay `p -= lr*wd*p`, then Adam with bias
 //!   correction.
 //!
+//! The update arithmetic lives in `shiftgrad_ops::optim_step` (one generic rule per optimiser,
+//! run on the host or as an OpenCL kernel where the parameter lives), in the parameter's
+//! element type.
+//!
 //! Weight decay applies only to parameters whose [`ParamRef::decay`] is set (not batch-norm
 //! parameters or biases). The per-parameter state is saved under `optim.<param name>.<slot>`
 //! so that a resumed run continues exactly.
 
 use crate::module::{ParamRef, StateDict};
 use shiftgrad_autograd::no_grad;
+use shiftgrad_ops::{adamw_step, sgd_step};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
 
 /// Which optimiser, with its hyper-parameters.
@@ -68,14 +73,26 @@ impl<T: Real> Optimizer<T> {
     }
 
     /// One update with learning rate `lr`, from the gradients accumulated by backward.
-    /// Parameters without a gradient are left alone.
+    /// Parameters without a gradient are left alone. The update runs where the parameter
+    /// lives ([`shiftgrad_ops::sgd_step`], [`shiftgrad_ops::adamw_step`]); optimiser state
+    /// found on another device (a state dict loaded on the host for a model on a device) is
+    /// moved to the parameter's device first, once.
     pub fn step(&mut self, lr: f64) -> Result<()> {
         self.steps += 1;
-        let t = self.steps as f64;
+        let t = self.steps;
         no_grad(|| {
             for (i, p) in self.params.iter().enumerate() {
                 let Some(g) = p.var.take_grad() else { continue };
                 let mut w = p.var.value_mut();
+                let here = w.device();
+                for s in [&mut self.slot1[i], &mut self.slot2[i]]
+                    .into_iter()
+                    .flatten()
+                {
+                    if !s.device().same(&here) {
+                        *s = s.to_device(&here)?;
+                    }
+                }
                 match self.kind {
                     OptimKind::Sgd {
                         momentum,
@@ -83,36 +100,7 @@ impl<T: Real> Optimizer<T> {
                         weight_decay,
                     } => {
                         let wd = if p.decay { weight_decay } else { 0.0 };
-                        let mut d: Vec<f64> = g
-                            .data()
-                            .iter()
-                            .zip(w.data())
-                            .map(|(g, w)| g.as_f64() + wd * w.as_f64())
-                            .collect();
-                        if momentum != 0.0 {
-                            let buf = match &mut self.slot1[i] {
-                                Some(b) => {
-                                    for (b, d) in b.data_mut().iter_mut().zip(&d) {
-                                        *b = T::of_f64(momentum * b.as_f64() + d);
-                                    }
-                                    b
-                                }
-                                slot @ None => slot.insert(Tensor::new(
-                                    g.shape().clone(),
-                                    d.iter().map(|&v| T::of_f64(v)).collect(),
-                                )?),
-                            };
-                            for (d, b) in d.iter_mut().zip(buf.data()) {
-                                *d = if nesterov {
-                                    *d + momentum * b.as_f64()
-                                } else {
-                                    b.as_f64()
-                                };
-                            }
-                        }
-                        for (w, d) in w.data_mut().iter_mut().zip(&d) {
-                            *w = T::of_f64(w.as_f64() - lr * d);
-                        }
+                        sgd_step(&mut w, &g, &mut self.slot1[i], lr, momentum, nesterov, wd)?;
                     }
                     OptimKind::AdamW {
                         beta1,
@@ -121,26 +109,8 @@ impl<T: Real> Optimizer<T> {
                         weight_decay,
                     } => {
                         let wd = if p.decay { weight_decay } else { 0.0 };
-                        let m =
-                            self.slot1[i].get_or_insert_with(|| Tensor::zeros(g.shape().clone()));
-                        let v =
-                            self.slot2[i].get_or_insert_with(|| Tensor::zeros(g.shape().clone()));
-                        let (c1, c2) = (1.0 - beta1.powf(t), 1.0 - beta2.powf(t));
-                        for (((w, g), m), v) in w
-                            .data_mut()
-                            .iter_mut()
-                            .zip(g.data())
-                            .zip(m.data_mut())
-                            .zip(v.data_mut())
-                        {
-                            let gf = g.as_f64();
-                            let mf = beta1 * m.as_f64() + (1.0 - beta1) * gf;
-                            let vf = beta2 * v.as_f64() + (1.0 - beta2) * gf * gf;
-                            *m = T::of_f64(mf);
-                            *v = T::of_f64(vf);
-                            let wf = w.as_f64() * (1.0 - lr * wd);
-                            *w = T::of_f64(wf - lr * (mf / c1) / ((vf / c2).sqrt() + eps));
-                        }
+                        let (m, v) = (&mut self.slot1[i], &mut self.slot2[i]);
+                        adamw_step(&mut w, &g, m, v, t, lr, beta1, beta2, eps, wd)?;
                     }
                 }
             }

@@ -7,22 +7,29 @@
 //!   the inputs' channel ranges.
 //!
 //! Both move whole `H*W` planes, which are contiguous in NCHW, so every inner loop is a slice
-//! copy (or a slice add). The backward of gather walks the output channels in order and adds
-//! each plane into its source channel of a zeroed `dx`: no atomics are involved on the CPU, and
-//! it handles repeats without building the inverse index. We rejected expressing the ghost split
-//! as a multiplication by a 0/1 selection matrix: it costs `C*K*H*W` MACs for pure data movement.
+//! copy (or a slice add). On the CPU the backward of gather walks the output channels in order
+//! and adds each plane into its source channel of a zeroed `dx`, which handles repeats without
+//! building the inverse index. On an OpenCL device that scatter would race where an index
+//! repeats, so the backward is a gather instead: the host builds the inverse index (for each
+//! input channel, the entries that read it, in increasing order), uploads it as a small i32
+//! table, and each work-item sums its channel's `dy` planes in that order, the CPU's order
+//! (channels.cl; four elements per work-item). Concat is one strided copy kernel per input in
+//! each direction. We rejected expressing the ghost split as a multiplication by a 0/1
+//! selection matrix: it costs `C*K*H*W` MACs for pure data movement.
 //!
 //! Cost (SPEC 4): data movement has no FLOPs, only bytes, except the additions the gather
 //! backward needs when an index repeats.
 
 pub(crate) mod cases;
+mod cl;
 mod cpu;
 #[cfg(test)]
 mod tests;
 
 use crate::cost::{bytes, Cost, Work};
+use crate::device::common_device;
 use shiftgrad_autograd::Var;
-use shiftgrad_tensor::{Error, Real, Result, Shape};
+use shiftgrad_tensor::{Device, Error, Real, Result, Shape};
 
 /// Cost of `gather_channels` of `x` with dims `(N, C, H, W)` and the index list `idx`
 /// (`K = idx.len()` output channels, `D` distinct indices).
@@ -69,12 +76,19 @@ pub fn gather_channels<T: Real>(x: &Var<T>, idx: &[usize]) -> Result<Var<T>> {
     }
     let out_shape = Shape::new(&[n, idx.len(), h, w]);
     let cost = gather_cost::<T>(dims, idx);
-    let y = cpu::gather_forward(&x.value(), idx, out_shape);
+    let y = match x.value().device() {
+        Device::Cpu => cpu::gather_forward(&x.value(), idx, out_shape),
+        Device::OpenCl(c) => cl::gather_forward(&c, &x.value(), idx, out_shape)?,
+    };
     cost.forward.record();
     let idx = idx.to_vec();
     Ok(Var::from_op("gather_channels", y, &[x], move |ctx| {
         cost.backward.record();
-        Ok(vec![Some(cpu::gather_backward(ctx.grad_out, &idx, dims))])
+        let dx = match ctx.grad_out.device() {
+            Device::Cpu => cpu::gather_backward(ctx.grad_out, &idx, dims),
+            Device::OpenCl(c) => cl::gather_backward(&c, ctx.grad_out, &idx, dims)?,
+        };
+        Ok(vec![Some(dx)])
     }))
 }
 
@@ -109,7 +123,10 @@ pub fn concat_channels<T: Real>(xs: &[&Var<T>]) -> Result<Var<T>> {
     let y = {
         let values: Vec<_> = xs.iter().map(|x| x.value()).collect();
         let refs: Vec<_> = values.iter().map(|v| &**v).collect();
-        cpu::concat_forward(&refs, out_shape)
+        match common_device("concat_channels", &refs)? {
+            Device::Cpu => cpu::concat_forward(&refs, out_shape),
+            Device::OpenCl(c) => cl::concat_forward(&c, &refs, out_shape)?,
+        }
     };
     cost.forward.record();
     Ok(Var::from_op("concat_channels", y, xs, move |ctx| {
@@ -120,6 +137,9 @@ pub fn concat_channels<T: Real>(xs: &[&Var<T>]) -> Result<Var<T>> {
             .map(|(d, _)| *d)
             .collect();
         concat_cost::<T>(&work).backward.record();
-        Ok(cpu::concat_backward(ctx.grad_out, &channels, ctx.needs))
+        match ctx.grad_out.device() {
+            Device::Cpu => Ok(cpu::concat_backward(ctx.grad_out, &channels, ctx.needs)),
+            Device::OpenCl(c) => cl::concat_backward(&c, ctx.grad_out, &channels, ctx.needs),
+        }
     }))
 }

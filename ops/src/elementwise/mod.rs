@@ -7,6 +7,11 @@
 //!   every input. Used for `Z = BN_h + BN_v + BN_i + X_r` (SPEC 1.5): one pass writes the
 //!   output once instead of three chained `add`s writing two temporaries.
 //!
+//! On an OpenCL device every kernel runs one element per work-item (elementwise.cl gives the
+//! measurements against four elements per work-item); add_n passes up to eight inputs to one kernel and chains longer sums in a
+//! fixed order (cl.rs), and mul's backward computes both gradients in one pass over `dy` when
+//! both are needed. The gradients of add are device copies of `dy`.
+//!
 //! There is no broadcasting: shapes must be equal, and a caller with a per-kernel mask
 //! expands it to the weight's shape first. We rejected NumPy-style broadcasting because every
 //! use in SW-ResNets has equal shapes, and broadcasting would add a reduction to every
@@ -15,13 +20,15 @@
 //! recorded in the backward is that of the gradients actually computed.
 
 pub(crate) mod cases;
+mod cl;
 mod cpu;
 #[cfg(test)]
 mod tests;
 
 use crate::cost::{bytes, Cost, Work};
+use crate::device::common_device;
 use shiftgrad_autograd::Var;
-use shiftgrad_tensor::{Error, Real, Result, Tensor};
+use shiftgrad_tensor::{Device, Error, Real, Result, Tensor};
 
 /// Cost of `add_n` of `k` tensors of `n` elements each (`add` is `k = 2`).
 /// Forward: `(k - 1) * n` additions, reads `k * n`, writes `n`.
@@ -83,37 +90,54 @@ pub fn add_n<T: Real>(xs: &[&Var<T>]) -> Result<Var<T>> {
     let y = {
         let values: Vec<_> = xs.iter().map(|x| x.value()).collect();
         let refs: Vec<&Tensor<T>> = values.iter().map(|v| &**v).collect();
-        cpu::add_n(&refs)
+        match common_device("add", &refs)? {
+            Device::Cpu => cpu::add_n(&refs),
+            Device::OpenCl(c) => cl::add_n(&c, &refs)?,
+        }
     };
     c.forward.record();
     Ok(Var::from_op("add", y, xs, move |ctx| {
         let needed = ctx.needs.iter().filter(|&&b| b).count();
         add_backward_work::<T>(needed, n).record();
-        Ok(ctx
-            .needs
+        // Each needed gradient is a copy of dy, on dy's device.
+        ctx.needs
             .iter()
-            .map(|&need| need.then(|| ctx.grad_out.clone()))
-            .collect())
+            .map(|&need| need.then(|| ctx.grad_out.try_clone()).transpose())
+            .collect()
     }))
 }
 
 /// `a * b` element-wise; the shapes must be equal (a mask is expanded by the caller).
 pub fn mul<T: Real>(a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
     let n = a.value().numel();
-    let y = a.value().zip_map(&b.value(), "mul", |x, y| x * y)?;
+    let y = {
+        let (av, bv) = (a.value(), b.value());
+        av.check_same_shape(&bv, "mul")?;
+        match common_device("mul", &[&av, &bv])? {
+            Device::Cpu => cpu::mul(&av, &bv)?,
+            Device::OpenCl(c) => cl::mul(&c, &av, &bv)?,
+        }
+    };
     mul_cost::<T>(n).forward.record();
     let (a_saved, b_saved) = (a.clone(), b.clone());
     Ok(Var::from_op("mul", y, &[a, b], move |ctx| {
         let needed = ctx.needs.iter().filter(|&&b| b).count();
         mul_backward_work::<T>(needed, n).record();
-        let da = match ctx.needs[0] {
-            true => Some(cpu::mul(ctx.grad_out, &b_saved.value())?),
-            false => None,
+        let (av, bv, dy) = (a_saved.value(), b_saved.value(), ctx.grad_out);
+        let grads = match (dy.device(), ctx.needs[0], ctx.needs[1]) {
+            (Device::OpenCl(c), true, true) => {
+                let (da, db) = cl::mul_backward(&c, dy, &av, &bv)?;
+                (Some(da), Some(db))
+            }
+            (Device::OpenCl(c), need_a, need_b) => (
+                need_a.then(|| cl::mul(&c, dy, &bv)).transpose()?,
+                need_b.then(|| cl::mul(&c, dy, &av)).transpose()?,
+            ),
+            (Device::Cpu, need_a, need_b) => (
+                need_a.then(|| cpu::mul(dy, &bv)).transpose()?,
+                need_b.then(|| cpu::mul(dy, &av)).transpose()?,
+            ),
         };
-        let db = match ctx.needs[1] {
-            true => Some(cpu::mul(ctx.grad_out, &a_saved.value())?),
-            false => None,
-        };
-        Ok(vec![da, db])
+        Ok(vec![grads.0, grads.1])
     }))
 }

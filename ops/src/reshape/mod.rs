@@ -7,6 +7,9 @@
 //! reference-counted storage in every tensor, for an op that SW-ResNets apply only to small
 //! tensors (the pooled features before the linear head, weight banks).
 //!
+//! On an OpenCL device the copy is a device-to-device buffer copy (`Tensor::try_clone`), so
+//! the tensor never leaves the device and no kernel of its own is needed.
+//!
 //! Cost (SPEC 4): no FLOPs; the copy reads and writes every element once, each way.
 
 pub(crate) mod cases;
@@ -28,11 +31,11 @@ pub fn cost<T: Real>(n: usize) -> Cost {
 /// `x` under the shape `shape`, which must have as many elements as `x`.
 pub fn reshape<T: Real>(x: &Var<T>, shape: &[usize]) -> Result<Var<T>> {
     let in_shape = x.shape();
-    let y = x.value().clone().reshape(shape)?;
+    let y = x.value().try_clone()?.reshape(shape)?;
     let c = cost::<T>(in_shape.numel());
     c.forward.record();
     Ok(Var::from_op("reshape", y, &[x], move |ctx| {
         c.backward.record();
-        Ok(vec![Some(ctx.grad_out.clone().reshape(in_shape)?)])
+        Ok(vec![Some(ctx.grad_out.try_clone()?.reshape(in_shape)?)])
     }))
 }

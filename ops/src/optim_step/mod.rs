@@ -1,0 +1,148 @@
+//! Optimiser updates as in-place tensor operations, on the host or on an OpenCL device:
+//! [`sgd_step`] (`torch.optim.SGD`) and [`adamw_step`] (`torch.optim.AdamW`).
+//!
+//! These are not differentiable ops: they modify a parameter tensor in place from its
+//! gradient and the optimiser's state tensors, which they create on the parameter's device
+//! on the first step, so a model trained on a device keeps its parameters, gradients and
+//! optimiser state there. `shiftgrad_nn::optim::Optimizer::step` calls them.
+//!
+//! The update rule of one element is written once, generic over `T`, in cpu.rs
+//! (`sgd_element`, `adamw_element`); optim_step.cl repeats it operation for operation. The
+//! hyper-parameters are turned into `T` coefficients once per step on the host, so both paths
+//! compute in `T` from the same numbers. We rejected computing the update in f64 for f32
+//! parameters (what nn's optimiser did before): the device would then need f64 support to
+//! train f32 models, and the extra precision buys nothing visible after rounding back to f32.
+//! Each kernel launch updates all elements of one tensor; fusing all parameters into one
+//! launch would need their buffers packed together, which the tensor type does not do.
+
+mod cl;
+pub mod cpu;
+#[cfg(test)]
+mod tests;
+
+use crate::device::common_device;
+use cpu::{AdamWCoeffs, SgdCoeffs};
+use shiftgrad_tensor::{Device, Error, Real, Result, Tensor};
+
+fn check_state<T: Real>(
+    op: &'static str,
+    what: &str,
+    w: &Tensor<T>,
+    s: &Option<Tensor<T>>,
+) -> Result<()> {
+    if let Some(s) = s {
+        if s.shape() != w.shape() {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{what} has shape {}, the parameter has shape {}",
+                    s.shape(),
+                    w.shape()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The device of `w`, `g` and the existing state tensors, after checking their shapes.
+fn checked_device<T: Real>(
+    op: &'static str,
+    w: &Tensor<T>,
+    g: &Tensor<T>,
+    states: &[(&str, &Option<Tensor<T>>)],
+) -> Result<Device> {
+    if g.shape() != w.shape() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "gradient has shape {}, the parameter has shape {}",
+                g.shape(),
+                w.shape()
+            ),
+        ));
+    }
+    let mut all = vec![w, g];
+    for (what, s) in states {
+        check_state(op, what, w, s)?;
+        all.extend(s.as_ref());
+    }
+    common_device(op, &all)
+}
+
+/// One `torch.optim.SGD` step on `w` in place, from its gradient `g`:
+/// `d = g + weight_decay*w`; with `momentum != 0`, `buf = d` on the first step (when `buf` is
+/// `None`; it is then created on `w`'s device) and `buf = momentum*buf + d` after, and the
+/// step is `d + momentum*buf` if `nesterov`, else `buf`; with `momentum == 0` there is no
+/// buffer (`buf` is left alone) and the step is `d`. Finally `w -= lr*step`.
+/// `g` and `buf` must have `w`'s shape and device.
+pub fn sgd_step<T: Real>(
+    w: &mut Tensor<T>,
+    g: &Tensor<T>,
+    buf: &mut Option<Tensor<T>>,
+    lr: f64,
+    momentum: f64,
+    nesterov: bool,
+    weight_decay: f64,
+) -> Result<()> {
+    const OP: &str = "sgd_step";
+    let device = checked_device(OP, w, g, &[("momentum buffer", buf)])?;
+    let k = SgdCoeffs::<T>::new(lr, momentum, nesterov, weight_decay);
+    let first = momentum != 0.0 && buf.is_none();
+    if first {
+        // Its contents are never read: the first step writes `buf = d`.
+        *buf = Some(Tensor::alloc_on(w.shape().clone(), &device)?);
+    }
+    let buffer = if momentum != 0.0 { buf.as_mut() } else { None };
+    match device {
+        Device::Cpu => {
+            cpu::sgd(w, g, buffer, first, &k);
+            Ok(())
+        }
+        Device::OpenCl(c) => cl::sgd(&c, w, g, buffer.as_deref(), first, &k),
+    }
+}
+
+/// One `torch.optim.AdamW` step number `step` (counted from 1) on `w` in place, from its
+/// gradient `g`: `w *= 1 - lr*weight_decay`; `m = beta1*m + (1-beta1)*g`;
+/// `v = beta2*v + (1-beta2)*g^2`; `w -= lr * (m / (1-beta1^step)) / (sqrt(v / (1-beta2^step))
+/// + eps)`. `m` and `v` start as zeros, created on `w`'s device when `None`. `g`, `m` and `v`
+/// must have `w`'s shape and device.
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_step<T: Real>(
+    w: &mut Tensor<T>,
+    g: &Tensor<T>,
+    m: &mut Option<Tensor<T>>,
+    v: &mut Option<Tensor<T>>,
+    step: u64,
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+) -> Result<()> {
+    const OP: &str = "adamw_step";
+    if step == 0 {
+        return Err(Error::arg(
+            OP,
+            "step counts from 1 (the bias corrections divide by 1 - beta^step)",
+        ));
+    }
+    let device = checked_device(OP, w, g, &[("first moment", m), ("second moment", v)])?;
+    let k = AdamWCoeffs::<T>::new(step, lr, beta1, beta2, eps, weight_decay);
+    let m = match m {
+        Some(m) => m,
+        slot @ None => slot.insert(Tensor::zeros_on(w.shape().clone(), &device)?),
+    };
+    let v = match v {
+        Some(v) => v,
+        slot @ None => slot.insert(Tensor::zeros_on(w.shape().clone(), &device)?),
+    };
+    match device {
+        Device::Cpu => {
+            cpu::adamw(w, g, m, v, &k);
+            Ok(())
+        }
+        Device::OpenCl(c) => cl::adamw(&c, w, g, m, v, &k),
+    }
+}
