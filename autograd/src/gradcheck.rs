@@ -109,8 +109,8 @@ pub fn gradcheck_on(
     let vars: Vec<Var<f64>> = inputs
         .iter()
         .zip(wrt)
-        .map(|(t, &g)| Var::leaf(t.clone(), g))
-        .collect();
+        .map(|(t, &g)| Ok(Var::leaf(t.to_device(device)?, g)))
+        .collect::<Result<_>>()?;
     let out = f(&vars)?;
     let cotangent: Tensor<f64> = init::normal(out.shape(), 0.0, 1.0, &mut init::rng(seed));
     let value_of = |xs: &[Tensor<f64>]| -> Result<f64> {
@@ -133,10 +133,10 @@ pub fn gradcheck_on(
         if !wrt[i] {
             continue;
         }
-        let analytic = var
-            .grad()
-            .clone()
-            .unwrap_or_else(|| Tensor::zeros(var.shape()));
+        let analytic = match var.grad().as_ref() {
+            Some(g) => g.to_host()?,
+            None => Tensor::zeros(var.shape()),
+        };
         let (mut max_abs_err, mut max_rel_err, mut passed) = (0.0f64, 0.0f64, true);
         for j in 0..xs[i].numel() {
             let x0 = xs[i].data()[j];
