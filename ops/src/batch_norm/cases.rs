@@ -2,7 +2,8 @@
 //! gamma away from 1, beta away from 0 and running statistics away from (0, 1), so that a
 //! gradient that forgot gamma or used the wrong statistics cannot pass. The training closure
 //! starts from a fresh copy of the running statistics on every call, so that the repeated
-//! evaluations of gradcheck all see the same function.
+//! evaluations of gradcheck all see the same function. The statistics are copied to the
+//! device of x, where batch-norm expects them.
 
 use crate::suite::{input, GradCase};
 
@@ -19,7 +20,8 @@ pub fn cases() -> Vec<GradCase> {
         format!("train [{n}, {c}, {h}, {w}]"),
         vec![x.clone(), gamma.clone(), beta.clone()],
         Box::new(move |v| {
-            let (mut rm, mut rv) = (rm.clone(), rv.clone());
+            let dev = v[0].value().device();
+            let (mut rm, mut rv) = (rm.to_device(&dev)?, rv.to_device(&dev)?);
             super::batch_norm2d_train(&v[0], &v[1], &v[2], &mut rm, &mut rv, 0.1, 1e-5)
         }),
     );
@@ -28,7 +30,9 @@ pub fn cases() -> Vec<GradCase> {
         format!("eval [{n}, {c}, {h}, {w}]"),
         vec![x, gamma, beta],
         Box::new(move |v| {
-            super::batch_norm2d_eval(&v[0], &v[1], &v[2], &running_mean, &running_var, 1e-5)
+            let dev = v[0].value().device();
+            let (rm, rv) = (running_mean.to_device(&dev)?, running_var.to_device(&dev)?);
+            super::batch_norm2d_eval(&v[0], &v[1], &v[2], &rm, &rv, 1e-5)
         }),
     );
     vec![train, eval]

@@ -22,24 +22,43 @@
 //! ```
 //!
 //! (the training form is the closed form of differentiating through `mu` and `var`). The
-//! forward saves only `mean` and `inv_std` per channel (f64); the backward recomputes `xhat`
+//! forward saves only `mean` and `inv_std` per channel; the backward recomputes `xhat`
 //! from x (kept alive by the graph anyway) at one subtract and one multiply per element, rather
 //! than saving an `xhat` tensor the size of x. We rejected composing batch-norm from mean, sub,
 //! mul and add graph ops: that saves several N×C×H×W intermediates and takes many more passes.
 //!
-//! Channel sums are accumulated in f64 whatever `T` is. The variance is computed in two passes
+//! On the CPU, channel sums are accumulated in f64 whatever `T` is. The variance is computed in two passes
 //! (mean, then squared deviations) rather than as `E[x^2] - E[x]^2`, which cancels
-//! catastrophically when |mean| >> std. Not supported: PyTorch's `momentum=None` (cumulative
-//! average) and `affine=False` (pass gamma = 1, beta = 0 as constants instead).
+//! catastrophically when |mean| >> std.
+//!
+//! **OpenCL** (`cl.rs`, `batch_norm.cl`): the same two-pass statistics, one work-group per
+//! channel reducing its N*H*W elements through a fixed-order tree in local memory (we rejected
+//! one work-item looping over a whole channel: 50176 elements in a row at (64, 32, 28, 28),
+//! and no parallelism inside a channel; and atomics, which make the sums depend on timing).
+//! Each work-item walks runs of up to 64 contiguous elements of a plane into 8 independent
+//! partial sums, which CPU OpenCL compilers vectorise (PoCL ran 5-10x slower with one element
+//! per work-item or one accumulator). The same work-group writes the channel's mean and
+//! `inv_std` (as `T`, on the device) and updates the running statistics in place, so they
+//! must live on x's device. The sums of exact inputs that can cancel (`sum x` for the mean,
+//! `sum dy`) are compensated (TwoSum), standing in for the CPU's f64 accumulation on devices
+//! without fp64; `sum dy * xhat` is not (each of its terms is already rounded in `T`).
+//! The element-wise passes (normalise, dx) give each work-item a run of 64 elements of one
+//! plane.
+//!
+//! Not supported: PyTorch's `momentum=None` (cumulative average) and `affine=False` (pass
+//! gamma = 1, beta = 0 as constants instead).
 
 pub(crate) mod cases;
+mod cl;
 mod cpu;
 #[cfg(test)]
 mod tests;
 
 use crate::cost::{bytes, Cost, Work};
+use crate::device::common_device;
 use shiftgrad_autograd::Var;
-use shiftgrad_tensor::{Error, Real, Result, Shape, Tensor};
+use shiftgrad_tensor::opencl::Context;
+use shiftgrad_tensor::{Device, Error, Real, Result, Shape, Tensor};
 
 const OP: &str = "batch_norm2d";
 
@@ -110,11 +129,32 @@ fn to_tensor<T: Real>(v: &[f64]) -> Tensor<T> {
     Tensor::from_fn([v.len()], |i| T::of_f64(v[i]))
 }
 
+/// The per-channel statistics the backward reads: f64 vectors for the CPU reference, `T`
+/// tensors (C elements each) on the device.
+enum Stats<T: Real> {
+    Host { mean: Vec<f64>, inv_std: Vec<f64> },
+    Device(Context, cl::Stats<T>),
+}
+
+/// The device of x, gamma, beta and the running statistics (all must agree).
+fn device_of<T: Real>(
+    x: &Var<T>,
+    gamma: &Var<T>,
+    beta: &Var<T>,
+    running_mean: &Tensor<T>,
+    running_var: &Tensor<T>,
+) -> Result<Device> {
+    let (xv, gv, bv) = (x.value(), gamma.value(), beta.value());
+    common_device(OP, &[&xv, &gv, &bv, running_mean, running_var])
+}
+
 /// Training mode: normalise with the batch mean and biased batch variance over (N, H, W) per
 /// channel; update the running statistics in place:
 /// `running = (1 - momentum) * running + momentum * batch_stat`, with the UNBIASED variance
 /// (`n / (n - 1)`) for running_var, as PyTorch does. x: (N, C, H, W); gamma, beta, running
-/// statistics: (C). Errors on bad shapes, `N*H*W < 2`, momentum outside [0, 1], or eps < 0.
+/// statistics: (C), all on one device (on OpenCL the running statistics are updated there, by
+/// the statistics kernel). Errors on bad shapes, mixed devices, `N*H*W < 2`, momentum outside
+/// [0, 1], or eps < 0.
 pub fn batch_norm2d_train<T: Real>(
     x: &Var<T>,
     gamma: &Var<T>,
@@ -150,51 +190,51 @@ pub fn batch_norm2d_train<T: Real>(
             ),
         ));
     }
+    let device = device_of(x, gamma, beta, running_mean, running_var)?;
     let c = cost::<T>(&x.shape(), true);
-    let (mean, var) = cpu::batch_stats(&x.value(), dims);
-    let bessel = count as f64 / (count - 1) as f64;
-    let keep = 1.0 - momentum;
-    for (r, m) in running_mean.data_mut().iter_mut().zip(&mean) {
-        *r = T::of_f64(keep * r.as_f64() + momentum * m);
-    }
-    for (r, v) in running_var.data_mut().iter_mut().zip(&var) {
-        *r = T::of_f64(keep * r.as_f64() + momentum * v * bessel);
-    }
-    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    let y = cpu::normalize(
-        &x.value(),
-        dims,
-        &mean,
-        &inv_std,
-        gamma.value().data(),
-        beta.value().data(),
-    );
-    c.forward.record();
-    let (x_saved, gamma_saved) = (x.clone(), gamma.clone());
-    Ok(Var::from_op(OP, y, &[x, gamma, beta], move |ctx| {
-        c.backward.record();
-        let (x, gamma) = (x_saved.value(), gamma_saved.value());
-        let (sum_dy, sum_dy_xhat) = cpu::grad_sums(ctx.grad_out, &x, dims, &mean, &inv_std);
-        let dx = ctx.needs[0].then(|| {
-            cpu::grad_input_train(
-                ctx.grad_out,
-                &x,
+    let (y, stats) = match device {
+        Device::Cpu => {
+            let (mean, var) = cpu::batch_stats(&x.value(), dims);
+            let bessel = count as f64 / (count - 1) as f64;
+            let keep = 1.0 - momentum;
+            for (r, m) in running_mean.data_mut().iter_mut().zip(&mean) {
+                *r = T::of_f64(keep * r.as_f64() + momentum * m);
+            }
+            for (r, v) in running_var.data_mut().iter_mut().zip(&var) {
+                *r = T::of_f64(keep * r.as_f64() + momentum * v * bessel);
+            }
+            let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+            let y = cpu::normalize(
+                &x.value(),
                 dims,
                 &mean,
                 &inv_std,
-                gamma.data(),
-                &sum_dy,
-                &sum_dy_xhat,
-            )
-        });
-        let dgamma = ctx.needs[1].then(|| to_tensor(&sum_dy_xhat));
-        let dbeta = ctx.needs[2].then(|| to_tensor(&sum_dy));
-        Ok(vec![dx, dgamma, dbeta])
-    }))
+                gamma.value().data(),
+                beta.value().data(),
+            );
+            (y, Stats::Host { mean, inv_std })
+        }
+        Device::OpenCl(ctx) => {
+            let (y, stats) = cl::train_forward(
+                &ctx,
+                &x.value(),
+                &gamma.value(),
+                &beta.value(),
+                running_mean,
+                running_var,
+                dims,
+                momentum,
+                eps,
+            )?;
+            (y, Stats::Device(ctx, stats))
+        }
+    };
+    c.forward.record();
+    Ok(graph(x, gamma, beta, y, stats, dims, true, c))
 }
 
 /// Evaluation mode: normalise with the running statistics (constants; gradients still flow to
-/// x, gamma and beta). Shapes as in [`batch_norm2d_train`].
+/// x, gamma and beta). Shapes and devices as in [`batch_norm2d_train`].
 pub fn batch_norm2d_eval<T: Real>(
     x: &Var<T>,
     gamma: &Var<T>,
@@ -213,37 +253,129 @@ pub fn batch_norm2d_eval<T: Real>(
         ],
         eps,
     )?;
+    let device = device_of(x, gamma, beta, running_mean, running_var)?;
     let c = cost::<T>(&x.shape(), false);
-    let mean: Vec<f64> = running_mean.data().iter().map(|m| m.as_f64()).collect();
-    let inv_std: Vec<f64> = running_var
-        .data()
-        .iter()
-        .map(|v| 1.0 / (v.as_f64() + eps).sqrt())
-        .collect();
-    let y = cpu::normalize(
-        &x.value(),
-        dims,
-        &mean,
-        &inv_std,
-        gamma.value().data(),
-        beta.value().data(),
-    );
+    let (y, stats) = match device {
+        Device::Cpu => {
+            let mean: Vec<f64> = running_mean.data().iter().map(|m| m.as_f64()).collect();
+            let inv_std: Vec<f64> = running_var
+                .data()
+                .iter()
+                .map(|v| 1.0 / (v.as_f64() + eps).sqrt())
+                .collect();
+            let y = cpu::normalize(
+                &x.value(),
+                dims,
+                &mean,
+                &inv_std,
+                gamma.value().data(),
+                beta.value().data(),
+            );
+            (y, Stats::Host { mean, inv_std })
+        }
+        Device::OpenCl(ctx) => {
+            let (y, stats) = cl::eval_forward(
+                &ctx,
+                &x.value(),
+                &gamma.value(),
+                &beta.value(),
+                running_mean,
+                running_var,
+                dims,
+                eps,
+            )?;
+            (y, Stats::Device(ctx, stats))
+        }
+    };
     c.forward.record();
+    Ok(graph(x, gamma, beta, y, stats, dims, false, c))
+}
+
+/// Registers the op on the graph; the backward keeps x and gamma (alive in the graph anyway)
+/// and the per-channel statistics.
+#[allow(clippy::too_many_arguments)]
+fn graph<T: Real>(
+    x: &Var<T>,
+    gamma: &Var<T>,
+    beta: &Var<T>,
+    y: Tensor<T>,
+    stats: Stats<T>,
+    dims: [usize; 4],
+    training: bool,
+    c: Cost,
+) -> Var<T> {
     let (x_saved, gamma_saved) = (x.clone(), gamma.clone());
-    Ok(Var::from_op(OP, y, &[x, gamma, beta], move |ctx| {
+    Var::from_op(OP, y, &[x, gamma, beta], move |ctx| {
         c.backward.record();
         let (x, gamma) = (x_saved.value(), gamma_saved.value());
-        let dx =
-            ctx.needs[0].then(|| cpu::grad_input_eval(ctx.grad_out, dims, &inv_std, gamma.data()));
-        let (dgamma, dbeta) = if ctx.needs[1] || ctx.needs[2] {
-            let (sum_dy, sum_dy_xhat) = cpu::grad_sums(ctx.grad_out, &x, dims, &mean, &inv_std);
-            (
-                ctx.needs[1].then(|| to_tensor(&sum_dy_xhat)),
-                ctx.needs[2].then(|| to_tensor(&sum_dy)),
-            )
-        } else {
-            (None, None)
-        };
-        Ok(vec![dx, dgamma, dbeta])
-    }))
+        backward(ctx.grad_out, &x, &gamma, &stats, dims, training, ctx.needs)
+    })
+}
+
+/// `[dx, dgamma, dbeta]`, each only where `needs` asks. The channel sums `sum dy` (= dbeta)
+/// and `sum dy * xhat` (= dgamma) are computed once when dgamma, dbeta or the training-mode dx
+/// needs them.
+fn backward<T: Real>(
+    dy: &Tensor<T>,
+    x: &Tensor<T>,
+    gamma: &Tensor<T>,
+    stats: &Stats<T>,
+    dims: [usize; 4],
+    training: bool,
+    needs: &[bool],
+) -> Result<Vec<Option<Tensor<T>>>> {
+    let need_sums = needs[1] || needs[2] || (training && needs[0]);
+    const SUMS: &str = "the training-mode dx computes the channel sums first";
+    let (dx, sums) = match stats {
+        Stats::Host { mean, inv_std } => {
+            let sums = need_sums.then(|| cpu::grad_sums(dy, x, dims, mean, inv_std));
+            let dx = needs[0].then(|| {
+                if training {
+                    let (sum_dy, sum_dy_xhat) = sums.as_ref().expect(SUMS);
+                    cpu::grad_input_train(
+                        dy,
+                        x,
+                        dims,
+                        mean,
+                        inv_std,
+                        gamma.data(),
+                        sum_dy,
+                        sum_dy_xhat,
+                    )
+                } else {
+                    cpu::grad_input_eval(dy, dims, inv_std, gamma.data())
+                }
+            });
+            let sums = sums.map(|(a, b)| (to_tensor(&a), to_tensor(&b)));
+            (dx, sums)
+        }
+        Stats::Device(ctx, s) => {
+            let sums = match need_sums {
+                true => Some(cl::grad_sums(ctx, dy, x, s, dims)?),
+                false => None,
+            };
+            let dx = match (needs[0], training) {
+                (false, _) => None,
+                (true, true) => {
+                    let (sum_dy, sum_dy_xhat) = sums.as_ref().expect(SUMS);
+                    Some(cl::grad_input_train(
+                        ctx,
+                        dy,
+                        x,
+                        s,
+                        gamma,
+                        sum_dy,
+                        sum_dy_xhat,
+                        dims,
+                    )?)
+                }
+                (true, false) => Some(cl::grad_input_eval(ctx, dy, s, gamma, dims)?),
+            };
+            (dx, sums)
+        }
+    };
+    let (sum_dy, sum_dy_xhat) = sums.unzip();
+    let dgamma = if needs[1] { sum_dy_xhat } else { None };
+    let dbeta = if needs[2] { sum_dy } else { None };
+    Ok(vec![dx, dgamma, dbeta])
 }

@@ -3,29 +3,45 @@
 
 use shiftgrad_tensor::{Real, Tensor};
 
-/// Per row: `lse = max + ln sum_j exp(x_j - max)` (the max subtracted first, so no exp
-/// overflows); the loss is `mean_i (lse_i - x[i, label_i])`. Returns the loss and the `lse`s.
-pub fn forward<T: Real>(logits: &Tensor<T>, labels: &[usize], k: usize) -> (f64, Vec<f64>) {
-    let mut lse = Vec::with_capacity(labels.len());
-    let mut total = 0.0f64;
-    for (row, &label) in logits.data().chunks_exact(k).zip(labels) {
-        let max = row
-            .iter()
-            .map(|v| v.as_f64())
-            .fold(f64::NEG_INFINITY, f64::max);
-        let sum_exp: f64 = row.iter().map(|v| (v.as_f64() - max).exp()).sum();
-        let l = max + sum_exp.ln();
-        total += l - row[label].as_f64();
-        lse.push(l);
-    }
-    (total / labels.len() as f64, lse)
+/// What one row's softmax needs: its maximum `m` and `tail = ln(1 + sum_{j != a} exp(x_j - m))`
+/// (`a` the first position of the maximum), so that `lse = m + tail`.
+#[derive(Clone, Copy, Debug)]
+pub struct RowStats {
+    pub max: f64,
+    pub tail: f64,
 }
 
-/// `dx[i, j] = (softmax(x_i)_j - [j == label_i]) * g / N`, `softmax(x_i)_j = exp(x_ij - lse_i)`.
+/// Per row: [`RowStats`] (the max subtracted first, so no exp overflows; `ln_1p` of the other
+/// terms, so a confident row keeps its tiny loss) and the loss
+/// `(max - x[label]) + tail = lse - x[label]`. Returns the batch mean and the row statistics.
+pub fn forward<T: Real>(logits: &Tensor<T>, labels: &[usize], k: usize) -> (f64, Vec<RowStats>) {
+    let mut stats = Vec::with_capacity(labels.len());
+    let mut total = 0.0f64;
+    for (row, &label) in logits.data().chunks_exact(k).zip(labels) {
+        let (arg, max) = row.iter().map(|v| v.as_f64()).enumerate().fold(
+            (0, f64::NEG_INFINITY),
+            |(a, m), (j, v)| if v > m { (j, v) } else { (a, m) },
+        );
+        let rest: f64 = row
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != arg)
+            .map(|(_, v)| (v.as_f64() - max).exp())
+            .sum();
+        let tail = rest.ln_1p();
+        total += (max - row[label].as_f64()) + tail;
+        stats.push(RowStats { max, tail });
+    }
+    (total / labels.len() as f64, stats)
+}
+
+/// `dx[i, j] = (softmax(x_i)_j - [j == label_i]) * g / N` with `z = (x_ij - max_i) - tail_i`
+/// (= `x_ij - lse_i`): `exp(z)` off the label and `expm1(z)` on it, which keeps
+/// `softmax - 1` accurate when the softmax is close to 1.
 pub fn backward<T: Real>(
     logits: &Tensor<T>,
     labels: &[usize],
-    lse: &[f64],
+    stats: &[RowStats],
     k: usize,
     g: f64,
 ) -> Tensor<T> {
@@ -35,11 +51,11 @@ pub fn backward<T: Real>(
         .data_mut()
         .chunks_exact_mut(k)
         .zip(logits.data().chunks_exact(k));
-    for (((drow, row), &label), &l) in rows.zip(labels).zip(lse) {
+    for (((drow, row), &label), s) in rows.zip(labels).zip(stats) {
         for (j, (d, &x)) in drow.iter_mut().zip(row).enumerate() {
-            let p = (x.as_f64() - l).exp();
-            let target = if j == label { 1.0 } else { 0.0 };
-            *d = T::of_f64((p - target) * scale);
+            let z = (x.as_f64() - s.max) - s.tail;
+            let p_minus_target = if j == label { z.exp_m1() } else { z.exp() };
+            *d = T::of_f64(p_minus_target * scale);
         }
     }
     dx

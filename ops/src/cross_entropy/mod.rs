@@ -3,21 +3,37 @@
 //! `lse_i = m_i + ln sum_j exp(logits[i, j] - m_i)` and `m_i` the row maximum (so no exp
 //! overflows, however large the logits). Same as PyTorch's `F.cross_entropy(logits, labels)`.
 //!
-//! Backward: `dlogits[i, j] = (softmax_ij - [j == label_i]) * dloss / N`. The forward saves one
-//! `lse` per row (f64) and the backward recomputes `softmax_ij = exp(logits[i, j] - lse_i)`
+//! Backward: `dlogits[i, j] = (softmax_ij - [j == label_i]) * dloss / N`. The forward saves
+//! two numbers per row and the backward recomputes `softmax_ij = exp(logits[i, j] - lse_i)`
 //! from the logits (kept by the graph anyway); we rejected saving the N×K probabilities,
 //! which trades memory for 2NK FLOPs. We also rejected composing log_softmax and an NLL op:
 //! fused, the loss never forms `log(softmax)`, which underflows to -inf for a confident wrong
 //! class.
+//!
+//! Precision: `lse` is kept as its two parts, `m` and `tail = ln_1p(sum_{j != argmax}
+//! exp(x_j - m))`. The row loss is `(m - x[label]) + tail` and `x - lse` is
+//! `(x - m) - tail`, so neither is rounded to the precision of `m` (large logits would
+//! otherwise cost all the digits of a small loss: in f32 a logit of 30 is known to 2e-6);
+//! and on the label `softmax - 1` is `expm1(x - lse)`, exact when the softmax is near 1. For
+//! a confident, correct row both the loss and its gradient stay accurate to the last digits
+//! instead of rounding to zero.
+//!
+//! On OpenCL (`cl.rs`, `cross_entropy.cl`) the labels are uploaded as an `int` buffer; one
+//! work-group computes every row's `(m, tail)` (one work-item per row) and the batch mean
+//! through a fixed tree in local memory, leaving the loss on the device as a scalar. The
+//! backward owns one logit per work-item and reads the upstream gradient from its device
+//! buffer (no read back). Row arithmetic is in `T` there (f64 on the CPU).
 
 pub(crate) mod cases;
+mod cl;
 mod cpu;
 #[cfg(test)]
 mod tests;
 
 use crate::cost::{bytes, Cost, Work};
 use shiftgrad_autograd::Var;
-use shiftgrad_tensor::{Error, Real, Result, Tensor};
+use shiftgrad_tensor::opencl::Context;
+use shiftgrad_tensor::{Device, Error, Real, Result, Tensor};
 
 const OP: &str = "cross_entropy";
 
@@ -76,24 +92,43 @@ pub fn cross_entropy<T: Real>(logits: &Var<T>, labels: &[usize]) -> Result<Var<T
         ));
     }
     let c = cost::<T>(n, k);
-    let (loss, lse) = cpu::forward(&logits.value(), labels, k);
+    let device = logits.value().device();
+    let (loss, saved) = match device {
+        Device::Cpu => {
+            let (loss, rows) = cpu::forward(&logits.value(), labels, k);
+            let saved = Saved::Host {
+                labels: labels.to_vec(),
+                rows,
+            };
+            (Tensor::scalar(T::of_f64(loss)), saved)
+        }
+        Device::OpenCl(ctx) => {
+            let (loss, saved) = cl::forward(&ctx, &logits.value(), labels, k)?;
+            (loss, Saved::Device(ctx, saved))
+        }
+    };
     c.forward.record();
-    let labels = labels.to_vec();
     let logits_saved = logits.clone();
-    Ok(Var::from_op(
-        OP,
-        Tensor::scalar(T::of_f64(loss)),
-        &[logits],
-        move |ctx| {
-            c.backward.record();
-            let g = ctx.grad_out.item()?.as_f64();
-            Ok(vec![Some(cpu::backward(
-                &logits_saved.value(),
-                &labels,
-                &lse,
-                k,
-                g,
-            ))])
-        },
-    ))
+    Ok(Var::from_op(OP, loss, &[logits], move |ctx| {
+        c.backward.record();
+        let logits = logits_saved.value();
+        let dx = match &saved {
+            Saved::Host { labels, rows } => {
+                let g = ctx.grad_out.item()?.as_f64();
+                cpu::backward(&logits, labels, rows, k, g)
+            }
+            Saved::Device(c, saved) => cl::backward(c, &logits, saved, ctx.grad_out, k)?,
+        };
+        Ok(vec![Some(dx)])
+    }))
+}
+
+/// What the backward keeps: the labels and each row's max and tail (its log-sum-exp is their
+/// sum), on the host (f64) or on the device.
+enum Saved<T: Real> {
+    Host {
+        labels: Vec<usize>,
+        rows: Vec<cpu::RowStats>,
+    },
+    Device(Context, cl::Saved<T>),
 }

@@ -100,3 +100,35 @@ fn error_messages() {
         "cross_entropy: empty batch (logits [0, 5]): the mean is undefined"
     );
 }
+
+#[test]
+fn a_confident_correct_row_keeps_its_small_loss_and_gradient() {
+    // loss = ln(1 + e^-30) ~ 9.4e-14; d/dx0 = -e^-30 / (1 + e^-30), d/dx1 = +the same.
+    // Forming lse = 30 + ln(1 + e^-30) first would round the loss to a few digits in f64 and
+    // to zero in f32 (a logit of 30 carries 2e-6 in f32), and softmax - 1 likewise.
+    let tiny = (-30f64).exp();
+    let want_loss = tiny.ln_1p();
+    let want_grad = tiny / (1.0 + tiny);
+    let logits = Var::param(Tensor::new([1, 2], vec![30.0, 0.0]).unwrap());
+    let loss = cross_entropy(&logits, &[0]).unwrap();
+    let got = loss.value().item().unwrap();
+    assert!(
+        (got - want_loss).abs() <= 1e-14 * want_loss,
+        "{got} vs {want_loss}"
+    );
+    loss.backward().unwrap();
+    let g = logits.grad().as_ref().unwrap().data().to_vec();
+    assert!((g[0] + want_grad).abs() <= 1e-14 * want_grad, "{g:?}");
+    assert!((g[1] - want_grad).abs() <= 1e-14 * want_grad, "{g:?}");
+
+    let logits = Var::param(Tensor::<f32>::new([1, 2], vec![30.0, 0.0]).unwrap());
+    let loss = cross_entropy(&logits, &[0]).unwrap();
+    let got = loss.value().item().unwrap() as f64;
+    assert!(
+        (got - want_loss).abs() <= 1e-6 * want_loss,
+        "{got} vs {want_loss}"
+    );
+    loss.backward().unwrap();
+    let g = logits.grad().as_ref().unwrap().data().to_vec();
+    assert!((g[0] as f64 + want_grad).abs() <= 1e-6 * want_grad, "{g:?}");
+}

@@ -3,16 +3,23 @@
 //!
 //! The output is (N, C), not (N, C, 1, 1): the head of an SW-ResNet feeds it straight into
 //! linear, and we rejected keeping the unit dimensions plus a separate flatten op (one more
-//! graph node for nothing). Plane sums are accumulated in f64.
+//! graph node for nothing). On the CPU, plane sums are accumulated in f64.
+//!
+//! On OpenCL (`cl.rs`, `pool.cl`) one work-item sums one plane: at the head of an SW-ResNet
+//! the planes are 7x7 and there are N*C = 8192 of them, plenty of work-items; we rejected a
+//! work-group tree per plane, which only pays for large planes. The sum is compensated
+//! (TwoSum), so a plane whose values cancel keeps about the digits of the CPU's f64 sum. The
+//! backward also takes one plane per work-item.
 
 pub(crate) mod cases;
+mod cl;
 mod cpu;
 #[cfg(test)]
 mod tests;
 
 use crate::cost::{bytes, Cost, Work};
 use shiftgrad_autograd::Var;
-use shiftgrad_tensor::{Error, Real, Result, Shape, Tensor};
+use shiftgrad_tensor::{Device, Error, Real, Result, Shape, Tensor};
 
 const OP: &str = "global_avg_pool";
 
@@ -40,10 +47,17 @@ pub fn global_avg_pool<T: Real>(x: &Var<T>) -> Result<Var<T>> {
         ));
     }
     let cst = cost::<T>(&shape);
-    let y = Tensor::new([n, c], cpu::forward(&x.value(), n * c, hw))?;
+    let y = match x.value().device() {
+        Device::Cpu => Tensor::new([n, c], cpu::forward(&x.value(), n * c, hw))?,
+        Device::OpenCl(ctx) => cl::forward(&ctx, &x.value(), [n, c], hw)?,
+    };
     cst.forward.record();
     Ok(Var::from_op(OP, y, &[x], move |ctx| {
         cst.backward.record();
-        Ok(vec![Some(cpu::backward(ctx.grad_out, &shape, hw))])
+        let dx = match ctx.grad_out.device() {
+            Device::Cpu => cpu::backward(ctx.grad_out, &shape, hw),
+            Device::OpenCl(c) => cl::backward(&c, ctx.grad_out, &shape, hw)?,
+        };
+        Ok(vec![Some(dx)])
     }))
 }

@@ -1,0 +1,281 @@
+//! OpenCL batch-norm: launches of the kernels in `batch_norm.cl` (see its header for the
+//! mapping of work-items to elements). The per-channel statistics stay on the device as
+//! `T` tensors of C elements; the running statistics are updated in place by the statistics
+//! kernel, so a training step never reads anything back.
+
+use crate::device::{buf, launch, output, program};
+use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
+use shiftgrad_tensor::{Error, Real, Result, Tensor};
+
+use super::OP;
+
+const SOURCE: &str = include_str!("batch_norm.cl");
+/// Work-group size of the per-channel reductions (`WG` in the .cl file).
+const WG: usize = 64;
+/// Elements per segment (`SEG` in the .cl file).
+const SEG: usize = 64;
+
+/// Mirrors `BnParams` in batch_norm.cl: the reals first, then the sizes, so there is no
+/// padding for either `T`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BnParams<T> {
+    eps: T,
+    momentum: T,
+    keep: T,
+    bessel: T,
+    n: u32,
+    c: u32,
+    hw: u32,
+    count: u32,
+}
+
+// SAFETY: #[repr(C)], four `T` (f32 or f64) then four u32: no padding for either type, no
+// pointers; mirrored field for field by `BnParams` in batch_norm.cl.
+unsafe impl<T: Real> KernelParams for BnParams<T> {}
+
+impl<T: Real> BnParams<T> {
+    fn new([n, c, h, w]: [usize; 4], momentum: f64, eps: f64) -> Result<Self> {
+        let count = n * h * w;
+        let u = |v: usize| {
+            u32::try_from(v).map_err(|_| {
+                Error::arg(
+                    OP,
+                    format!("size {v} is too large for a 32-bit kernel index"),
+                )
+            })
+        };
+        // Elements are indexed with 32-bit arithmetic in the kernels.
+        u(n * c * h * w)?;
+        Ok(BnParams {
+            eps: T::of_f64(eps),
+            momentum: T::of_f64(momentum),
+            keep: T::of_f64(1.0 - momentum),
+            bessel: T::of_f64(count as f64 / (count.max(2) - 1) as f64),
+            n: u(n)?,
+            c: u(c)?,
+            hw: u(h * w)?,
+            count: u(count)?,
+        })
+    }
+}
+
+fn prog<T: Real>(ctx: &Context) -> Result<Program> {
+    program::<T>(ctx, "batch_norm", SOURCE)
+}
+
+/// The element-wise range: (segments per plane, N*C).
+fn plane_range([n, c, h, w]: [usize; 4]) -> [usize; 2] {
+    [(h * w).div_ceil(SEG), n * c]
+}
+
+/// Per-channel statistics on the device: mean and `1 / sqrt(var + eps)`, C elements each.
+pub struct Stats<T: Real> {
+    pub mean: Tensor<T>,
+    pub inv_std: Tensor<T>,
+}
+
+/// Training forward: batch statistics (one work-group per channel), the running statistics
+/// updated in place, then `y`. Returns `y` and the statistics the backward needs.
+#[allow(clippy::too_many_arguments)]
+pub fn train_forward<T: Real>(
+    ctx: &Context,
+    x: &Tensor<T>,
+    gamma: &Tensor<T>,
+    beta: &Tensor<T>,
+    running_mean: &Tensor<T>,
+    running_var: &Tensor<T>,
+    dims: [usize; 4],
+    momentum: f64,
+    eps: f64,
+) -> Result<(Tensor<T>, Stats<T>)> {
+    let p = prog::<T>(ctx)?;
+    let params = BnParams::<T>::new(dims, momentum, eps)?;
+    let c = dims[1];
+    let stats = Stats {
+        mean: output::<T>(ctx, [c])?,
+        inv_std: output::<T>(ctx, [c])?,
+    };
+    launch(
+        ctx,
+        &p,
+        "bn_train_stats",
+        [c * WG],
+        Some([WG]),
+        &[
+            buf(x),
+            buf(&stats.mean),
+            buf(&stats.inv_std),
+            buf(running_mean),
+            buf(running_var),
+            Arg::params(&params),
+        ],
+    )?;
+    let y = normalize(ctx, &p, &params, x, &stats, gamma, beta, dims)?;
+    Ok((y, stats))
+}
+
+/// Evaluation forward: the running statistics as constants (copied, so a later update of the
+/// running statistics cannot change this graph's backward), then `y`.
+#[allow(clippy::too_many_arguments)]
+pub fn eval_forward<T: Real>(
+    ctx: &Context,
+    x: &Tensor<T>,
+    gamma: &Tensor<T>,
+    beta: &Tensor<T>,
+    running_mean: &Tensor<T>,
+    running_var: &Tensor<T>,
+    dims: [usize; 4],
+    eps: f64,
+) -> Result<(Tensor<T>, Stats<T>)> {
+    let p = prog::<T>(ctx)?;
+    let params = BnParams::<T>::new(dims, 0.0, eps)?;
+    let c = dims[1];
+    let stats = Stats {
+        mean: output::<T>(ctx, [c])?,
+        inv_std: output::<T>(ctx, [c])?,
+    };
+    launch(
+        ctx,
+        &p,
+        "bn_eval_stats",
+        [c],
+        None,
+        &[
+            buf(running_mean),
+            buf(running_var),
+            buf(&stats.mean),
+            buf(&stats.inv_std),
+            Arg::params(&params),
+        ],
+    )?;
+    let y = normalize(ctx, &p, &params, x, &stats, gamma, beta, dims)?;
+    Ok((y, stats))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn normalize<T: Real>(
+    ctx: &Context,
+    p: &Program,
+    params: &BnParams<T>,
+    x: &Tensor<T>,
+    stats: &Stats<T>,
+    gamma: &Tensor<T>,
+    beta: &Tensor<T>,
+    dims: [usize; 4],
+) -> Result<Tensor<T>> {
+    let y = output::<T>(ctx, x.shape().clone())?;
+    launch(
+        ctx,
+        p,
+        "bn_normalize",
+        plane_range(dims),
+        None,
+        &[
+            buf(x),
+            buf(&stats.mean),
+            buf(&stats.inv_std),
+            buf(gamma),
+            buf(beta),
+            buf(&y),
+            Arg::params(params),
+        ],
+    )?;
+    Ok(y)
+}
+
+/// Per channel `(sum dy, sum dy * xhat)`, i.e. `(dbeta, dgamma)`, one work-group per channel.
+pub fn grad_sums<T: Real>(
+    ctx: &Context,
+    dy: &Tensor<T>,
+    x: &Tensor<T>,
+    stats: &Stats<T>,
+    dims: [usize; 4],
+) -> Result<(Tensor<T>, Tensor<T>)> {
+    let p = prog::<T>(ctx)?;
+    let params = BnParams::<T>::new(dims, 0.0, 0.0)?;
+    let c = dims[1];
+    let sum_dy = output::<T>(ctx, [c])?;
+    let sum_dy_xhat = output::<T>(ctx, [c])?;
+    launch(
+        ctx,
+        &p,
+        "bn_grad_sums",
+        [c * WG],
+        Some([WG]),
+        &[
+            buf(dy),
+            buf(x),
+            buf(&stats.mean),
+            buf(&stats.inv_std),
+            buf(&sum_dy),
+            buf(&sum_dy_xhat),
+            Arg::params(&params),
+        ],
+    )?;
+    Ok((sum_dy, sum_dy_xhat))
+}
+
+/// Training-mode `dx` from the channel sums of [`grad_sums`].
+#[allow(clippy::too_many_arguments)]
+pub fn grad_input_train<T: Real>(
+    ctx: &Context,
+    dy: &Tensor<T>,
+    x: &Tensor<T>,
+    stats: &Stats<T>,
+    gamma: &Tensor<T>,
+    sum_dy: &Tensor<T>,
+    sum_dy_xhat: &Tensor<T>,
+    dims: [usize; 4],
+) -> Result<Tensor<T>> {
+    let p = prog::<T>(ctx)?;
+    let params = BnParams::<T>::new(dims, 0.0, 0.0)?;
+    let dx = output::<T>(ctx, x.shape().clone())?;
+    launch(
+        ctx,
+        &p,
+        "bn_grad_input_train",
+        plane_range(dims),
+        None,
+        &[
+            buf(dy),
+            buf(x),
+            buf(&stats.mean),
+            buf(&stats.inv_std),
+            buf(gamma),
+            buf(sum_dy),
+            buf(sum_dy_xhat),
+            buf(&dx),
+            Arg::params(&params),
+        ],
+    )?;
+    Ok(dx)
+}
+
+/// Evaluation-mode `dx = dy * gamma * inv_std`.
+pub fn grad_input_eval<T: Real>(
+    ctx: &Context,
+    dy: &Tensor<T>,
+    stats: &Stats<T>,
+    gamma: &Tensor<T>,
+    dims: [usize; 4],
+) -> Result<Tensor<T>> {
+    let p = prog::<T>(ctx)?;
+    let params = BnParams::<T>::new(dims, 0.0, 0.0)?;
+    let dx = output::<T>(ctx, dy.shape().clone())?;
+    launch(
+        ctx,
+        &p,
+        "bn_grad_input_eval",
+        plane_range(dims),
+        None,
+        &[
+            buf(dy),
+            buf(&stats.inv_std),
+            buf(gamma),
+            buf(&dx),
+            Arg::params(&params),
+        ],
+    )?;
+    Ok(dx)
+}
