@@ -276,6 +276,9 @@ pub fn weight_grad<T: Real>(
     let taps = taps(g);
     let filter = cig * filter_taps;
     let mut dw = Tensor::zeros([g.c_out, cig, g.kh, g.kw]);
+    if filter == 0 {
+        return dw; // no input channels: an empty weight
+    }
     for_items(dw.data_mut(), filter, threads, |first, filters| {
         for (i, dw_filter) in filters.chunks_mut(filter).enumerate() {
             let co = first + i;

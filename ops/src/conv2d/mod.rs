@@ -20,17 +20,25 @@
 //! and depthwise convolutions gain nothing from a matmul. We also rejected composing conv from
 //! pad/expand/mul/sum (tinygrad) for the same reason.
 //!
+//! On an OpenCL device the same three computations (and the bias sum) run as the kernels of
+//! `conv2d.cl`, launched from `cl.rs`: every one a gather (each output element written by one
+//! work-item, after a sum in a fixed order), so results are bitwise reproducible; `cl.rs`
+//! explains the work-item mappings chosen for PoCL. The op runs where its inputs are, and
+//! inputs on different devices are an error.
+//!
 //! The output-size formula lives only in [`output_hw`]; [`Geometry`] carries the validated
 //! sizes to the kernels and to the cost model.
 
 pub(crate) mod cases;
+mod cl;
 mod cpu;
 #[cfg(test)]
 mod tests;
 
 use crate::cost::{bytes, Cost, Work};
+use crate::device::common_device;
 use shiftgrad_autograd::Var;
-use shiftgrad_tensor::{Error, Real, Result, Shape, Tensor};
+use shiftgrad_tensor::{Device, Error, Real, Result, Shape, Tensor};
 
 const OP: &str = "conv2d";
 
@@ -270,6 +278,9 @@ pub fn cost<T: Real>(x: &Shape, w: &Shape, p: &Conv2dParams, has_bias: bool) -> 
 
 /// 2-D cross-correlation.
 /// x: (N, C_in, H, W); w: (C_out, C_in/groups, KH, KW); b: (C_out); -> (N, C_out, Ho, Wo)
+///
+/// Runs on the device of its inputs (all on the same one): the CPU reference in `cpu.rs` or
+/// the OpenCL kernels of `conv2d.cl` (launched from `cl.rs`), forward and backward.
 pub fn conv2d<T: Real>(
     x: &Var<T>,
     w: &Var<T>,
@@ -280,8 +291,14 @@ pub fn conv2d<T: Real>(
     let g = Geometry::new(&x.shape(), &w.shape(), bias_shape.as_ref(), &p)?;
     let threads = cpu::threads_for(g.macs());
     let y = {
+        let (xv, wv) = (x.value(), w.value());
         let bias = b.map(|b| b.value());
-        cpu::forward(&g, &x.value(), &w.value(), bias.as_deref(), threads)
+        let mut all = vec![&*xv, &*wv];
+        all.extend(bias.as_deref());
+        match common_device(OP, &all)? {
+            Device::Cpu => cpu::forward(&g, &xv, &wv, bias.as_deref(), threads),
+            Device::OpenCl(c) => cl::forward(&c, &g, &xv, &wv, bias.as_deref())?,
+        }
     };
     g.forward_work::<T>(b.is_some()).record();
 
@@ -293,7 +310,7 @@ pub fn conv2d<T: Real>(
     Ok(Var::from_op(OP, y, &inputs, move |ctx| {
         let needs = [ctx.needs[0], ctx.needs[1], has_bias && ctx.needs[2]];
         let (mut grads, work) =
-            backward(&g, ctx.grad_out, &xs.value(), &ws.value(), needs, threads);
+            backward(&g, ctx.grad_out, &xs.value(), &ws.value(), needs, threads)?;
         work.record();
         grads.truncate(ctx.needs.len());
         Ok(grads)
@@ -301,7 +318,7 @@ pub fn conv2d<T: Real>(
 }
 
 /// The gradients of `(x, w, b)` for output gradient `dy`, each computed only where `needs`
-/// says so (`None` elsewhere), and the work done.
+/// says so (`None` elsewhere), on the device of `dy`, `x` and `w`, and the work done.
 fn backward<T: Real>(
     g: &Geometry,
     dy: &Tensor<T>,
@@ -309,11 +326,18 @@ fn backward<T: Real>(
     w: &Tensor<T>,
     [need_dx, need_dw, need_db]: [bool; 3],
     threads: usize,
-) -> (Vec<Option<Tensor<T>>>, Work) {
-    let grads = vec![
-        need_dx.then(|| cpu::data_grad(g, dy, w, threads)),
-        need_dw.then(|| cpu::weight_grad(g, dy, x, threads)),
-        need_db.then(|| cpu::bias_grad(g, dy)),
-    ];
-    (grads, g.backward_work::<T>(need_dx, need_dw, need_db))
+) -> Result<(Vec<Option<Tensor<T>>>, Work)> {
+    let grads = match common_device(OP, &[dy, x, w])? {
+        Device::Cpu => vec![
+            need_dx.then(|| cpu::data_grad(g, dy, w, threads)),
+            need_dw.then(|| cpu::weight_grad(g, dy, x, threads)),
+            need_db.then(|| cpu::bias_grad(g, dy)),
+        ],
+        Device::OpenCl(c) => vec![
+            need_dx.then(|| cl::data_grad(&c, g, dy, w)).transpose()?,
+            need_dw.then(|| cl::weight_grad(&c, g, dy, x)).transpose()?,
+            need_db.then(|| cl::bias_grad(&c, g, dy)).transpose()?,
+        ],
+    };
+    Ok((grads, g.backward_work::<T>(need_dx, need_dw, need_db)))
 }

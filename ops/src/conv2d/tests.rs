@@ -232,7 +232,7 @@ fn backward_computes_only_what_is_needed() {
     let dy: Tensor<f64> = init::uniform(g.y_shape(), -1., 1., &mut rng);
     for mask in 0..8 {
         let needs = [mask & 1 != 0, mask & 2 != 0, mask & 4 != 0];
-        let (grads, work) = backward(&g, &dy, &x, &w, needs, 1);
+        let (grads, work) = backward(&g, &dy, &x, &w, needs, 1).unwrap();
         let computed = grads.iter().map(Option::is_some).collect::<Vec<_>>();
         assert_eq!(computed, needs);
         assert_eq!(work, g.backward_work::<f64>(needs[0], needs[1], needs[2]));
@@ -472,5 +472,35 @@ proptest! {
         );
         let r = case.run().unwrap();
         prop_assert!(r.passed(), "{:?}", r);
+    }
+}
+
+/// Empty batches, inputs without channels and weights without output channels give empty or
+/// zero results rather than a panic.
+#[test]
+fn empty_dimensions_give_empty_or_zero_results() {
+    let p = Conv2dParams::new().pad(1, 1);
+    for (xs, ws) in [
+        ([0, 2, 5, 5], [3, 2, 3, 3]),
+        ([2, 0, 5, 5], [3, 0, 3, 3]),
+        ([2, 2, 5, 5], [0, 2, 3, 3]),
+    ] {
+        let x = Var::param(Tensor::<f64>::ones(xs));
+        let w = Var::param(Tensor::<f64>::ones(ws));
+        let b = Var::param(Tensor::<f64>::ones([ws[0]]));
+        let y = conv2d(&x, &w, Some(&b), p).unwrap();
+        // With no input channels every output is the bias.
+        assert!(y.value().data().iter().all(|&v| v == 1.0));
+        crate::sum(&y).unwrap().backward().unwrap();
+        assert!(x.grad().as_ref().unwrap().data().iter().all(|&v| v == 0.0));
+        assert_eq!(w.grad().as_ref().unwrap().shape().dims(), &ws);
+        let n_out = (xs[0] * 5 * 5) as f64;
+        assert!(b
+            .grad()
+            .as_ref()
+            .unwrap()
+            .data()
+            .iter()
+            .all(|&v| v == n_out));
     }
 }

@@ -1,0 +1,503 @@
+//! OpenCL conv2d: the launches of the kernels in `conv2d.cl` (the work-item mappings are
+//! documented there, above each kernel). PoCL, the CPU OpenCL this engine trains on, runs a
+//! work-group as a loop over its work-items, so a kernel is fast when one work-item does
+//! enough vector work in short, branch-free inner loops. Hence:
+//!
+//! * forward: a work-item computes `CB` output channels of one group times `RB` output rows,
+//!   one segment of 8 columns (a `real8`) after the other; the loops run over input rows,
+//!   taps, then input channels innermost, so each loaded segment feeds `CB x RB`
+//!   multiply-adds and the edge handling is decided once per tap for all channels;
+//! * data gradient: the same for `CB` input channels times `RB` input rows, a gather over the
+//!   outputs that read them, one stride phase of columns at a time so that every tap reads
+//!   consecutive dy columns;
+//! * 1x1 convolutions with stride 1, no padding and one group (the pointwise convolutions of
+//!   the network) take a matmul-like kernel for both instead: `CB` channels times 16
+//!   positions of the flattened plane, the channel sum innermost;
+//! * weight gradient: `CB` output channels times `TB` (input channel, kernel column) pairs of
+//!   one kernel row, a fixed-order sum over (N, Ho, Wo) in vector accumulators; the samples
+//!   are split into chunks small enough to stay in the cache while the work-items of a chunk
+//!   run (and numerous enough to occupy the device), whose partial sums a second kernel adds
+//!   in chunk order;
+//! * bias gradient: per (channel, chunk) partial sums, then the same second kernel.
+//!
+//! `CB`, `RB` and `TB` are compile-time constants (the accumulators must be registers, which a
+//! private array indexed by a run-time bound never is). `CB` is the largest divisor of the
+//! channels per group up to 8 (forward, data gradient) or 5 (weight gradient, which holds
+//! `CB x TB` accumulators), so a block never straddles two groups and needs no tail; `RB` is 4,
+//! 2 or 1 as `CB` grows (few channels per loaded segment: several rows share it instead); `TB`
+//! is the largest that keeps `CB x TB` accumulators and `CB + TB` loaded segments in about 26
+//! vector registers, evened out over the pairs. The stride (1 or 2) and whether the channel
+//! sum has a single term (depthwise) are build-time constants too. Programs are cached per
+//! set of constants; a network uses a handful.
+//!
+//! The forward and data-gradient kernels read the weight permuted so that the `CB` weights
+//! of a tap are adjacent, with rows of zeros above and below each kernel: an input row then
+//! meets zero weights in the output rows of a work-item it does not reach, which costs less
+//! than a branch per row and tap (a small kernel per call permutes the weight).
+//!
+//! We rejected a single kernel with run-time blocking (its accumulators spill to memory),
+//! a padded copy of the input (masked loads cost less than the extra pass and memory), atomics
+//! for the weight gradient (not deterministic), and `__local` tiles: on a CPU device local
+//! memory is ordinary cached memory, the inputs a work-item re-reads are already in L1/L2, and
+//! the barriers a tile needs split PoCL's work-item loops and save the live vectors to memory
+//! at every barrier.
+
+use super::Geometry;
+use crate::device::{buf, dev_err, launch, output, round_up};
+use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
+use shiftgrad_tensor::{DType, Error, Real, Result, Tensor};
+
+const SOURCE: &str = include_str!("conv2d.cl");
+const OP: &str = "conv2d";
+/// Columns per work-item (`VW` in conv2d.cl).
+const VW: usize = 8;
+/// Below this many work-items the weight and bias gradients split the samples into chunks.
+const MIN_ITEMS: usize = 64;
+/// Bytes of input (x and dy) per chunk of samples of the weight gradient: about half of a
+/// core's L2 cache.
+const CHUNK_BYTES: usize = 512 << 10;
+/// Work-group size of the forward and data-gradient kernels. Fixed, because PoCL compiles a
+/// kernel once per work-group size: letting the driver choose compiles a new variant for
+/// almost every new shape.
+const GROUP: usize = 32;
+/// Work-group size of the reductions (fewer, longer work-items: small groups balance the
+/// cores).
+const REDUCE_GROUP: usize = 4;
+
+/// Mirrors `ConvParams` in conv2d.cl field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct ClParams {
+    n: i32,
+    c_in: i32,
+    h: i32,
+    w: i32,
+    c_out: i32,
+    ho: i32,
+    wo: i32,
+    kh: i32,
+    kw: i32,
+    sh: i32,
+    sw: i32,
+    top: i32,
+    left: i32,
+    cig: i32,
+    cog: i32,
+    src_len: i32,
+    blocks: i32,
+    chunk: i32,
+    chunks: i32,
+}
+
+// SAFETY: #[repr(C)], nineteen i32 fields (no padding, no pointers), mirrored by ConvParams.
+unsafe impl KernelParams for ClParams {}
+
+/// Whether `g` is a 1x1 convolution with stride 1 and no padding.
+fn is_pointwise(g: &Geometry) -> bool {
+    g.kh == 1 && g.kw == 1 && g.p.stride == (1, 1) && g.p.pad == [0; 4]
+}
+
+/// The geometry the kernels see: a 1x1 convolution with stride 1 and no padding reads each
+/// plane as one row.
+fn kernel_geometry(g: &Geometry) -> Geometry {
+    if is_pointwise(g) {
+        Geometry {
+            h: 1,
+            w: g.h * g.w,
+            ho: 1,
+            wo: g.ho * g.wo,
+            ..*g
+        }
+    } else {
+        *g
+    }
+}
+
+/// An `i32` kernel argument, or the error saying the tensors are too large.
+fn int(v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| {
+        Error::arg(
+            OP,
+            format!("size {v} is too large for the OpenCL kernels' 32-bit indices"),
+        )
+    })
+}
+
+impl ClParams {
+    /// The parameters of `g` (as [`kernel_geometry`] sees it), checking that every index the
+    /// kernels form fits in an `i32`: flat indices reach past a tensor's end by at most a few
+    /// segments of `VW * stride` columns and a kernel's width.
+    fn new(g: &Geometry) -> Result<Self> {
+        let g = kernel_geometry(g);
+        let largest = [g.x_numel(), g.y_numel(), g.w_numel()]
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        let sizes = [g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.p.stride.0, g.p.stride.1];
+        let reach = sizes.iter().sum::<usize>() * 4 * VW + g.p.pad.iter().sum::<usize>();
+        int(largest.saturating_add(reach))?;
+        Ok(ClParams {
+            n: int(g.n)?,
+            c_in: int(g.c_in)?,
+            h: int(g.h)?,
+            w: int(g.w)?,
+            c_out: int(g.c_out)?,
+            ho: int(g.ho)?,
+            wo: int(g.wo)?,
+            kh: int(g.kh)?,
+            kw: int(g.kw)?,
+            sh: int(g.p.stride.0)?,
+            sw: int(g.p.stride.1)?,
+            top: int(g.p.pad[0])?,
+            left: int(g.p.pad[2])?,
+            cig: int(g.cig())?,
+            cog: int(g.cog())?,
+            ..Default::default()
+        })
+    }
+}
+
+/// The largest divisor of `n` that is at most `max` (1 for `n == 0`).
+fn block(n: usize, max: usize) -> usize {
+    (1..=max.min(n.max(1)))
+        .rev()
+        .find(|&d| n.is_multiple_of(d))
+        .unwrap_or(1)
+}
+
+/// `n` items in near-equal blocks of at most `max`: the block size.
+fn even_block(n: usize, max: usize) -> usize {
+    let n = n.max(1);
+    n.div_ceil(n.div_ceil(max))
+}
+
+/// Rows per work-item (`RB`) of the forward and data-gradient kernels for `cb` channels: with
+/// few channels sharing a loaded segment, several rows share it instead.
+fn rows_per_item(cb: usize) -> usize {
+    match cb {
+        1..=2 => 4,
+        3..=5 => 2,
+        _ => 1,
+    }
+}
+
+/// The program holding the kernels of `part` (a `CONV_*` define) for `T`, blocked by `cb`
+/// channels (and [`rows_per_item`] rows) and `tb` vectors, for column stride `sw`, with a
+/// single-term channel sum where `one_channel`.
+fn program<T: Real>(
+    ctx: &Context,
+    part: &str,
+    cb: usize,
+    tb: usize,
+    sw: usize,
+    one_channel: bool,
+) -> Result<Program> {
+    let ireal = match T::DTYPE {
+        DType::F32 => "int",
+        DType::F64 => "long",
+    };
+    ctx.program(
+        OP,
+        SOURCE,
+        &[
+            ("real", T::DTYPE.cl_name().to_string()),
+            ("ireal", ireal.to_string()),
+            (part, String::new()),
+            ("CB", cb.to_string()),
+            ("RB", rows_per_item(cb).to_string()),
+            ("TB", tb.to_string()),
+            ("SW", if sw <= 2 { sw } else { 0 }.to_string()),
+            ("ONE_CHANNEL", (one_channel as u8).to_string()),
+        ],
+    )
+    .map_err(dev_err)
+}
+
+/// Launches `kernel` over `items` work-items in groups of `group` (the kernels skip the
+/// work-items past `items`).
+fn launch_1d(
+    ctx: &Context,
+    program: &Program,
+    kernel: &str,
+    items: usize,
+    group: usize,
+    args: &[Arg<'_>],
+) -> Result<()> {
+    let global = round_up(items, group);
+    int(global)?;
+    launch(ctx, program, kernel, [global], Some([group]), args)
+}
+
+/// The number of sample chunks for a reduction with `items` work-items per chunk, each
+/// reading `sample_bytes` per sample, and the samples per chunk: chunks small enough that the
+/// work-items of one chunk (which run one after the other) find its samples in the cache,
+/// and enough of them for [`MIN_ITEMS`] work-items; at most one per sample.
+fn chunking(n: usize, items: usize, sample_bytes: usize) -> (usize, usize) {
+    let by_cache = n.div_ceil((CHUNK_BYTES / sample_bytes.max(1)).max(1));
+    let by_items = MIN_ITEMS.div_ceil(items.max(1));
+    let chunks = by_cache.max(by_items).clamp(1, n.max(1));
+    let chunk = n.div_ceil(chunks).max(1);
+    // Re-derive so that no chunk is empty.
+    (n.div_ceil(chunk).max(1), chunk)
+}
+
+/// The weight permuted for the forward (`to_data == false`: `(G, C_in/G, KHP, KW, C_out/G)`)
+/// or the data gradient (`(G, C_out/G, KHP, KW, C_in/G)`), with `pad_rows` rows of zeros above
+/// and below each kernel (`KHP = KH + 2*pad_rows`).
+fn permuted_weight<T: Real>(
+    ctx: &Context,
+    g: &Geometry,
+    w: &Tensor<T>,
+    to_data: bool,
+    pad_rows: usize,
+) -> Result<Tensor<T>> {
+    let len = g.c_out * g.cig() * (g.kh + 2 * pad_rows) * g.kw;
+    let out = output::<T>(ctx, [len])?;
+    let params = ClParams::new(g)?;
+    let p = program::<T>(ctx, "CONV_UTIL", 1, 1, 0, false)?;
+    launch_1d(
+        ctx,
+        &p,
+        "conv2d_permute_weight",
+        len,
+        GROUP,
+        &[
+            buf(w),
+            buf(&out),
+            Arg::params(&params),
+            Arg::I32(to_data as i32),
+            Arg::I32(int(pad_rows)?),
+        ],
+    )?;
+    Ok(out)
+}
+
+/// The pointwise product `out[n, r, q] = bias[r] + sum_k a[k, r] * src[n, k, q]`.
+#[allow(clippy::too_many_arguments)]
+fn pointwise<T: Real>(
+    ctx: &Context,
+    src: &Tensor<T>,
+    a: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    out: &Tensor<T>,
+    (n, k, r, positions): (usize, usize, usize, usize),
+) -> Result<()> {
+    let cb = block(r, 8);
+    let p = program::<T>(ctx, "CONV_POINTWISE", cb, 1, 0, false)?;
+    let items = n * (r / cb) * positions.div_ceil(2 * VW);
+    launch_1d(
+        ctx,
+        &p,
+        "conv2d_pointwise",
+        items,
+        GROUP,
+        &[
+            buf(src),
+            buf(a),
+            buf(bias.unwrap_or(a)),
+            Arg::I32(bias.is_some() as i32),
+            buf(out),
+            Arg::I32(int(n)?),
+            Arg::I32(int(k)?),
+            Arg::I32(int(r)?),
+            Arg::I32(int(positions)?),
+        ],
+    )
+}
+
+/// `y = conv(x, w) + b`.
+pub fn forward<T: Real>(
+    ctx: &Context,
+    g: &Geometry,
+    x: &Tensor<T>,
+    w: &Tensor<T>,
+    b: Option<&Tensor<T>>,
+) -> Result<Tensor<T>> {
+    let y = output::<T>(ctx, g.y_shape())?;
+    if g.y_numel() == 0 {
+        return Ok(y);
+    }
+    let params = ClParams::new(g)?;
+    if is_pointwise(g) && g.p.groups == 1 {
+        // The transposed weight, (C_in, C_out).
+        let wt = permuted_weight(ctx, g, w, false, 0)?;
+        let dims = (g.n, g.c_in, g.c_out, g.h * g.w);
+        pointwise(ctx, x, &wt, b, &y, dims)?;
+        return Ok(y);
+    }
+    let kg = kernel_geometry(g);
+    let cb = block(g.cog(), 8);
+    let wf = permuted_weight(ctx, g, w, false, (rows_per_item(cb) - 1) * g.p.stride.0)?;
+    let params = ClParams {
+        src_len: int(g.x_numel())?,
+        ..params
+    };
+    let p = program::<T>(ctx, "CONV_FORWARD", cb, 1, g.p.stride.1, g.cig() == 1)?;
+    launch_1d(
+        ctx,
+        &p,
+        "conv2d_forward",
+        kg.ho.div_ceil(rows_per_item(cb)) * g.n * (g.c_out / cb),
+        GROUP,
+        &[
+            buf(x),
+            buf(&wf),
+            buf(b.unwrap_or(w)),
+            Arg::I32(b.is_some() as i32),
+            buf(&y),
+            Arg::params(&params),
+        ],
+    )?;
+    Ok(y)
+}
+
+/// `dx`: the gather over the outputs that read each input element.
+pub fn data_grad<T: Real>(
+    ctx: &Context,
+    g: &Geometry,
+    dy: &Tensor<T>,
+    w: &Tensor<T>,
+) -> Result<Tensor<T>> {
+    let dx = output::<T>(ctx, [g.n, g.c_in, g.h, g.w])?;
+    if g.x_numel() == 0 {
+        return Ok(dx);
+    }
+    let params = ClParams::new(g)?;
+    if is_pointwise(g) && g.p.groups == 1 {
+        // dx[n, ci, q] = sum_co w[co, ci] * dy[n, co, q]: w is already (C_out, C_in).
+        let dims = (g.n, g.c_out, g.c_in, g.h * g.w);
+        pointwise(ctx, dy, w, None, &dx, dims)?;
+        return Ok(dx);
+    }
+    let kg = kernel_geometry(g);
+    let cb = block(g.cig(), 8);
+    let wd = permuted_weight(ctx, g, w, true, rows_per_item(cb) - 1)?;
+    let params = ClParams {
+        src_len: int(g.y_numel())?,
+        ..params
+    };
+    let p = program::<T>(ctx, "CONV_DATA_GRAD", cb, 1, 0, g.cog() == 1)?;
+    launch_1d(
+        ctx,
+        &p,
+        "conv2d_data_grad",
+        kg.h.div_ceil(rows_per_item(cb)) * g.n * (g.c_in / cb),
+        GROUP,
+        &[buf(dy), buf(&wd), buf(&dx), Arg::params(&params)],
+    )?;
+    Ok(dx)
+}
+
+/// Adds the `chunks` partial sums of `len` elements in `part` into `out`, in chunk order.
+fn sum_chunks<T: Real>(
+    ctx: &Context,
+    part: &Tensor<T>,
+    out: &Tensor<T>,
+    len: usize,
+    chunks: usize,
+) -> Result<()> {
+    let p = program::<T>(ctx, "CONV_UTIL", 1, 1, 0, false)?;
+    launch_1d(
+        ctx,
+        &p,
+        "conv2d_sum_chunks",
+        len,
+        GROUP,
+        &[
+            buf(part),
+            buf(out),
+            Arg::I32(int(len)?),
+            Arg::I32(int(chunks)?),
+        ],
+    )
+}
+
+/// `dw[co, ci, ky, kx] = sum_{n, oy, ox} dy[n, co, oy, ox] * x[n, ci', iy, ix]`.
+pub fn weight_grad<T: Real>(
+    ctx: &Context,
+    g: &Geometry,
+    dy: &Tensor<T>,
+    x: &Tensor<T>,
+) -> Result<Tensor<T>> {
+    let dw = output::<T>(ctx, [g.c_out, g.cig(), g.kh, g.kw])?;
+    let len = g.w_numel();
+    if len == 0 {
+        return Ok(dw);
+    }
+    let kg = kernel_geometry(g);
+    let cb = block(g.cog(), 5);
+    // CB*TB accumulators plus CB dy and TB x segments in about 26 vector registers (of 32;
+    // a fifth pair of four channels spills).
+    let pairs = g.cig() * g.kw;
+    let tb = even_block(pairs, ((26 - cb) / (cb + 1)).min(8));
+    let vector_blocks = pairs.div_ceil(tb);
+    let items = vector_blocks * g.kh * (g.c_out / cb);
+    let sample = (g.c_in * g.h * g.w + g.c_out * g.ho * g.wo) * T::DTYPE.size();
+    let (chunks, chunk) = chunking(g.n, items, sample);
+    let params = ClParams {
+        src_len: int(g.x_numel())?,
+        blocks: int(kg.wo.div_ceil(VW))?,
+        chunk: int(chunk)?,
+        chunks: int(chunks)?,
+        ..ClParams::new(g)?
+    };
+    let part = if chunks > 1 {
+        Some(output::<T>(ctx, [chunks * len])?)
+    } else {
+        None
+    };
+    let p = program::<T>(ctx, "CONV_WEIGHT_GRAD", cb, tb, g.p.stride.1, false)?;
+    launch_1d(
+        ctx,
+        &p,
+        "conv2d_weight_grad",
+        items * chunks,
+        REDUCE_GROUP,
+        &[
+            buf(dy),
+            buf(x),
+            buf(part.as_ref().unwrap_or(&dw)),
+            Arg::params(&params),
+        ],
+    )?;
+    if let Some(part) = &part {
+        sum_chunks(ctx, part, &dw, len, chunks)?;
+    }
+    Ok(dw)
+}
+
+/// `db[co] = sum_{n, oy, ox} dy[n, co, oy, ox]`.
+pub fn bias_grad<T: Real>(ctx: &Context, g: &Geometry, dy: &Tensor<T>) -> Result<Tensor<T>> {
+    let db = output::<T>(ctx, [g.c_out])?;
+    if g.c_out == 0 {
+        return Ok(db);
+    }
+    let (chunks, chunk) = chunking(g.n, g.c_out, 0);
+    let params = ClParams {
+        chunk: int(chunk)?,
+        chunks: int(chunks)?,
+        ..ClParams::new(g)?
+    };
+    let part = if chunks > 1 {
+        Some(output::<T>(ctx, [chunks * g.c_out])?)
+    } else {
+        None
+    };
+    let p = program::<T>(ctx, "CONV_UTIL", 1, 1, 0, false)?;
+    launch_1d(
+        ctx,
+        &p,
+        "conv2d_bias_partial",
+        g.c_out * chunks,
+        REDUCE_GROUP,
+        &[
+            buf(dy),
+            buf(part.as_ref().unwrap_or(&db)),
+            Arg::params(&params),
+        ],
+    )?;
+    if let Some(part) = &part {
+        sum_chunks(ctx, part, &db, g.c_out, chunks)?;
+    }
+    Ok(db)
+}
