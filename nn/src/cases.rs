@@ -37,6 +37,7 @@ fn sw_case(config: SwConfig, batch: usize, h: usize, w: usize, seed: u64) -> Gra
         inputs,
         Box::new(move |v: &[Var<f64>]| {
             let mut layer = ShiftWiseConv::<f64>::new(config)?;
+            layer.move_to(&v[0].value().device())?;
             let p = config.n_path;
             layer.banks = v[1..1 + p].to_vec();
             layer.bn_h.weight = v[1 + p].clone();
@@ -55,7 +56,9 @@ fn baseline_case(kind: SpatialKind, op: &'static str, config: SwConfig, seed: u6
         ),
         vec![x],
         Box::new(move |v: &[Var<f64>]| {
-            Spatial::<f64>::new(kind, config)?.forward(&v[0], Mode::Train)
+            let mut layer = Spatial::<f64>::new(kind, config)?;
+            layer.move_to(&v[0].value().device())?;
+            layer.forward(&v[0], Mode::Train)
         }),
     )
 }

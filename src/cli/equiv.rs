@@ -89,9 +89,9 @@ pub fn run<T: Real>(a: &EquivArgs, out: &mut dyn Write) -> Result<EquivReport> {
         let (ph, pv, pi) = dense_padding(&tables);
         let dw = |kernel: &Tensor<T>, pad: [usize; 4]| -> Result<Tensor<T>> {
             let p = Conv2dParams::new().pad_sides(pad).groups(a.channels);
-            Ok(conv2d(&xv, &Var::constant(kernel.clone()), None, p)?
-                .value()
-                .clone())
+            let y = conv2d(&xv, &Var::constant(kernel.to_device(dev)?), None, p)?;
+            let host = y.value().to_host()?;
+            Ok(host)
         };
         let dense = [dw(&dh, ph)?, dw(&dv, pv)?, dw(&di, pi)?];
         Ok((direct, dense, [dh, dv, di]))
