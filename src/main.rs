@@ -163,7 +163,7 @@ struct TrainArgs {
     n_path: Option<usize>,
     #[arg(long = "n-rep")]
     n_rep: Option<usize>,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     epochs: usize,
     #[arg(long = "batch-size", default_value_t = 64)]
     batch_size: usize,
