@@ -8,6 +8,7 @@
 
 use shiftgrad::autograd::Var;
 use shiftgrad::ops::shift_add::{shift_add, ShiftTables};
+use shiftgrad::tensor::compare::{assert_close, Scale};
 use shiftgrad::tensor::{io::read_npy, Tensor};
 use std::fs::File;
 use std::io::BufReader;
@@ -61,8 +62,13 @@ fn check(dir: &Path) {
     let (h, v, i) = shift_add(&y, &tables).unwrap();
     for (got, name) in [(&h, "h"), (&v, "v"), (&i, "i")] {
         let want = floats(dir, name);
-        let d = got.value().max_abs_diff(&want).unwrap();
-        assert!(d <= 1e-12, "{what} {name}: max abs diff {d:e}");
+        assert_close(
+            &format!("{what} {name}"),
+            &got.value(),
+            &want,
+            Scale::Absolute,
+            1e-12,
+        );
     }
     // The gradient of sum(h*gh + v*gv + i*gi): one vector-Jacobian product per output, summed
     // into y's gradient by the engine.
@@ -70,8 +76,13 @@ fn check(dir: &Path) {
     v.backward_with(floats(dir, "gv")).unwrap();
     i.backward_with(floats(dir, "gi")).unwrap();
     let gy = y.grad().clone().unwrap();
-    let d = gy.max_abs_diff(&floats(dir, "gy")).unwrap();
-    assert!(d <= 1e-12, "{what} gy: max abs diff {d:e}");
+    assert_close(
+        &format!("{what} gy"),
+        &gy,
+        &floats(dir, "gy"),
+        Scale::Absolute,
+        1e-12,
+    );
 }
 
 #[test]

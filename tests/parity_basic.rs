@@ -2,7 +2,7 @@
 //! parity tests follow). Skipped, with a note, where no OpenCL device exists.
 
 use proptest::prelude::*;
-use shiftgrad::ops::parity::{compare, deterministic, has_fp64, opencl_device};
+use shiftgrad::ops::parity::{compare, deterministic, fp64, opencl_device};
 use shiftgrad::ops::{mean, relu, sum};
 use shiftgrad::tensor::{init, Tensor};
 
@@ -18,7 +18,7 @@ proptest! {
         prop_assert!(r.max() <= 1e-5, "sum f32 {r:?}");
         let r = compare(&dev, &|v| mean(&relu(&v[0])?), &[x32], &[true], seed).unwrap();
         prop_assert!(r.max() <= 1e-5, "mean f32 {r:?}");
-        if has_fp64(&dev) {
+        if fp64(&dev, "f64 parity") {
             let x64: Tensor<f64> = init::normal([n, c, h, w], 0.0, 1.0, &mut init::rng(seed));
             let r = compare(&dev, &|v| mean(&relu(&v[0])?), &[x64], &[true], seed).unwrap();
             prop_assert!(r.max() <= 1e-12, "mean f64 {r:?}");

@@ -14,9 +14,10 @@
 
 use proptest::prelude::*;
 use shiftgrad::autograd::Var;
-use shiftgrad::ops::parity::{compare, deterministic, has_fp64, opencl_device};
+use shiftgrad::ops::parity::{compare, deterministic, fp64, opencl_device};
 use shiftgrad::ops::suite::all_cases;
 use shiftgrad::ops::{conv2d, Conv2dParams};
+use shiftgrad::tensor::compare as cmp;
 use shiftgrad::tensor::{init, Device, Real, Tensor};
 
 thread_local! {
@@ -93,11 +94,13 @@ impl Case {
             .unwrap();
         let mut worst = 0.0f64;
         for ((d, c), s) in on_dev.iter().zip(&cpu).zip(&scale) {
-            assert_eq!(d.shape(), c.shape());
-            for ((d, c), s) in d.data().iter().zip(c.data()).zip(s.data()) {
-                let err = (d.as_f64() - c.as_f64()).abs();
-                worst = worst.max(if err == 0.0 { 0.0 } else { err / s.as_f64() });
-            }
+            // NaN or Inf anywhere is an infinite error (the old fold with f64::max dropped NaN).
+            let diff = cmp::diff(d, c, cmp::Scale::Terms(s)).unwrap();
+            worst = worst.max(if diff.non_finite > 0 {
+                f64::INFINITY
+            } else {
+                diff.max_rel
+            });
         }
         worst
     }
@@ -153,7 +156,7 @@ proptest! {
     #[test]
     fn conv2d_matches_cpu_f64(c in case(), seed in 0u64..1000) {
         let Some(dev) = device() else { return Ok(()) };
-        if has_fp64(&dev) {
+        if fp64(&dev, "f64 parity") {
             let e = c.error::<f64>(&dev, seed);
             prop_assert!(e <= 1e-12, "f64 {c:?}: {e:e}");
         }
@@ -264,8 +267,7 @@ fn conv2d_is_deterministic() {
 #[test]
 fn gradcheck_suite_passes_on_device() {
     let Some(dev) = device() else { return };
-    if !has_fp64(&dev) {
-        eprintln!("skipping: the device has no fp64");
+    if !fp64(&dev, "f64 gradcheck suite on the device") {
         return;
     }
     let cases: Vec<_> = all_cases()

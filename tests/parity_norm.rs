@@ -8,11 +8,12 @@
 //! `cargo test --release --features opencl --test parity_norm -- --ignored --nocapture`
 
 use proptest::prelude::*;
-use shiftgrad::ops::parity::{compare, deterministic, has_fp64, opencl_device, ParityReport};
+use shiftgrad::ops::parity::{compare, deterministic, fp64, opencl_device, ParityReport};
 use shiftgrad::ops::suite::all_cases;
 use shiftgrad::ops::{
     batch_norm2d_eval, batch_norm2d_train, cross_entropy, global_avg_pool, linear, Var,
 };
+use shiftgrad::tensor::compare as cmp;
 use shiftgrad::tensor::{init, DType, Device, Real, Result, Tensor};
 
 const F32_TOL: f64 = 1e-5;
@@ -86,8 +87,15 @@ fn running_stats_diff<T: Real>(dev: &Device, inp: &BnInputs<T>, momentum: f64) -
     };
     let (cpu_m, cpu_v) = step(&Device::Cpu);
     let (dev_m, dev_v) = step(dev);
+    // Relative to the larger of the new and old statistics; NaN or Inf anywhere is infinite.
     let rel = |d: &Tensor<T>, c: &Tensor<T>, old: &Tensor<T>| {
-        d.max_abs_diff(c).unwrap() / c.max_abs().max(old.max_abs()).max(1e-30)
+        let diff = cmp::diff(d, c, cmp::Scale::Absolute).unwrap();
+        let scale = c.max_abs().unwrap().max(old.max_abs().unwrap()).max(1e-30);
+        if diff.non_finite > 0 || !scale.is_finite() {
+            f64::INFINITY
+        } else {
+            diff.max_abs / scale
+        }
     };
     rel(&dev_m, &cpu_m, &inp.running_mean).max(rel(&dev_v, &cpu_v, &inp.running_var))
 }
@@ -221,7 +229,7 @@ proptest! {
         prop_assume!(n * h * w >= 4);
         let Some(dev) = opencl_device() else { return Ok(()) };
         check_bn::<f32>(&dev, [n, c, h, w], momentum, seed, F32_TOL);
-        if has_fp64(&dev) {
+        if fp64(&dev, "f64 parity") {
             check_bn::<f64>(&dev, [n, c, h, w], momentum, seed, F64_TOL);
         }
     }
@@ -232,7 +240,7 @@ proptest! {
     ) {
         let Some(dev) = opencl_device() else { return Ok(()) };
         check_linear::<f32>(&dev, [n, fin, fout], bias, seed, F32_TOL);
-        if has_fp64(&dev) {
+        if fp64(&dev, "f64 parity") {
             check_linear::<f64>(&dev, [n, fin, fout], bias, seed, F64_TOL);
         }
     }
@@ -243,7 +251,7 @@ proptest! {
     ) {
         let Some(dev) = opencl_device() else { return Ok(()) };
         check_pool::<f32>(&dev, [n, c, h, w], seed, F32_TOL);
-        if has_fp64(&dev) {
+        if fp64(&dev, "f64 parity") {
             check_pool::<f64>(&dev, [n, c, h, w], seed, F64_TOL);
         }
     }
@@ -252,7 +260,7 @@ proptest! {
     fn cross_entropy_matches_cpu(n in 1usize..150, k in 1usize..20, seed in 0u64..1000) {
         let Some(dev) = opencl_device() else { return Ok(()) };
         check_ce::<f32>(&dev, n, k, seed, F32_TOL);
-        if has_fp64(&dev) {
+        if fp64(&dev, "f64 parity") {
             check_ce::<f64>(&dev, n, k, seed, F64_TOL);
         }
     }
@@ -268,7 +276,7 @@ fn large_shapes_match_cpu() {
     check_linear::<f32>(&dev, [70, 130, 65], true, 3, F32_TOL);
     check_pool::<f32>(&dev, [3, 4, 28, 28], 4, F32_TOL);
     check_ce::<f32>(&dev, 300, 10, 5, F32_TOL);
-    if has_fp64(&dev) {
+    if fp64(&dev, "f64 parity") {
         check_bn::<f64>(&dev, [8, 3, 17, 19], 0.1, 1, F64_TOL);
         check_linear::<f64>(&dev, [70, 130, 65], false, 3, F64_TOL);
     }
@@ -339,8 +347,7 @@ fn kernels_are_deterministic() {
 #[test]
 fn gradcheck_suite_on_device() {
     let Some(dev) = opencl_device() else { return };
-    if !has_fp64(&dev) {
-        eprintln!("skipping: the device has no fp64");
+    if !fp64(&dev, "f64 gradcheck suite on the device") {
         return;
     }
     let ops = ["batch_norm2d", "linear", "global_avg_pool", "cross_entropy"];

@@ -6,9 +6,10 @@
 //! device exists.
 
 use proptest::prelude::*;
-use shiftgrad::ops::parity::{compare, deterministic, has_fp64, opencl_device};
+use shiftgrad::ops::parity::{compare, deterministic, fp64, opencl_device};
 use shiftgrad::ops::shift_add::{shift_add, ShiftTables};
 use shiftgrad::ops::{Real, Var};
+use shiftgrad::tensor::compare::{assert_close, Scale};
 use shiftgrad::tensor::{init, Device, Tensor};
 use std::rc::Rc;
 
@@ -91,7 +92,7 @@ proptest! {
         let t = tables(big, small, reps, groups, seed);
         let r = parity(&dev, &t, bank_output::<f32>(&t, batch, h, w, seed), seed);
         prop_assert!(r.iter().all(|&d| d <= 1e-6), "f32 M{big} k{small} {r:?}");
-        if has_fp64(&dev) {
+        if fp64(&dev, "f64 parity") {
             let r = parity(&dev, &t, bank_output::<f64>(&t, batch, h, w, seed), seed);
             prop_assert!(r.iter().all(|&d| d <= 1e-12), "f64 M{big} k{small} {r:?}");
         }
@@ -119,7 +120,7 @@ fn fixed_geometries_match_cpu() {
         let t = tables(big, small, reps, groups, seed);
         let r = parity(&dev, &t, bank_output::<f32>(&t, batch, h, w, seed), seed);
         assert!(r.iter().all(|&d| d <= 1e-6), "f32 case {i}: {r:?}");
-        if has_fp64(&dev) {
+        if fp64(&dev, "f64 parity") {
             let r = parity(&dev, &t, bank_output::<f64>(&t, batch, h, w, seed), seed);
             assert!(r.iter().all(|&d| d <= 1e-12), "f64 case {i}: {r:?}");
         }
@@ -141,7 +142,7 @@ fn forward_and_backward_are_deterministic() {
         )
         .unwrap();
         assert!(f32_same, "f32 path {p} differs between runs");
-        if has_fp64(&dev) {
+        if fp64(&dev, "f64 parity") {
             let f64_same = deterministic(
                 &dev,
                 &|v| path(&v[0], &t, p),
@@ -158,6 +159,9 @@ fn forward_and_backward_are_deterministic() {
 #[test]
 fn all_three_paths_accumulate_into_dy() {
     let Some(dev) = device() else { return };
+    if !fp64(&dev, "accumulated dY in f64") {
+        return;
+    }
     let t = tables(10, 3, 2, 3, 11);
     let y: Tensor<f64> = bank_output(&t, 2, 6, 5, 12);
     let seeds = [21, 22, 23];
@@ -172,9 +176,7 @@ fn all_three_paths_accumulate_into_dy() {
         g
     };
     let (cpu, gpu) = (run(&Device::Cpu), run(&dev));
-    let diff = gpu.max_abs_diff(&cpu).unwrap() / cpu.max_abs();
-    let tol = if has_fp64(&dev) { 1e-12 } else { 1e-5 };
-    assert!(diff <= tol, "accumulated dY differs by {diff}");
+    assert_close("accumulated dY", &gpu, &cpu, Scale::PerChannel(1), 1e-12);
 }
 
 /// The tables are uploaded on the first call only, and released with their last `Rc`.
@@ -224,8 +226,7 @@ fn tables_are_uploaded_once_per_tables_object() {
 #[test]
 fn gradcheck_suite_cases_pass_on_the_device() {
     let Some(dev) = device() else { return };
-    if !has_fp64(&dev) {
-        eprintln!("skipping: the device has no fp64");
+    if !fp64(&dev, "f64 gradcheck suite on the device") {
         return;
     }
     let cases: Vec<_> = shiftgrad::ops::suite::all_cases()

@@ -5,10 +5,11 @@
 
 use proptest::prelude::*;
 use rand::Rng;
-use shiftgrad::ops::parity::{compare, deterministic, has_fp64, opencl_device, ParityFn};
+use shiftgrad::ops::parity::{compare, deterministic, fp64, opencl_device, ParityFn};
 use shiftgrad::ops::{
     adamw_step, add, add_n, concat_channels, gather_channels, mul, reshape, sgd_step, Var,
 };
+use shiftgrad::tensor::compare as cmp;
 use shiftgrad::tensor::{init, Device, Real, Result, Tensor};
 
 const F32_TOL: f64 = 1e-5;
@@ -45,7 +46,7 @@ fn check_both(
         .collect();
     let r = compare(dev, f32_fn, &x32, wrt, seed).unwrap();
     prop_assert!(r.max() <= F32_TOL, "{what} f32 {r:?}");
-    if has_fp64(dev) {
+    if fp64(dev, "f64 parity") {
         let x64: Vec<Tensor<f64>> = dims
             .iter()
             .enumerate()
@@ -204,7 +205,14 @@ fn optim_diff<T: Real>(dev: &Device, opt: Optim, len: usize, steps: usize, seed:
     assert_eq!(cpu.len(), gpu.len());
     cpu.iter()
         .zip(&gpu)
-        .map(|(c, d)| d.max_abs_diff(c).unwrap() / c.max_abs().max(1e-30))
+        .map(|(c, d)| {
+            let diff = cmp::diff(d, c, cmp::Scale::Global).unwrap();
+            if diff.non_finite > 0 {
+                f64::INFINITY
+            } else {
+                diff.max_rel
+            }
+        })
         .fold(0.0, f64::max)
 }
 
@@ -217,7 +225,7 @@ fn check_optim(
 ) -> std::result::Result<(), TestCaseError> {
     let d = optim_diff::<f32>(dev, opt, len, steps, seed);
     prop_assert!(d <= F32_TOL, "{opt:?} f32 {d}");
-    if has_fp64(dev) {
+    if fp64(dev, "f64 parity") {
         let d = optim_diff::<f64>(dev, opt, len, steps, seed);
         prop_assert!(d <= F64_TOL, "{opt:?} f64 {d}");
     }

@@ -53,20 +53,26 @@ impl GradcheckReport {
     pub fn passed(&self) -> bool {
         self.inputs.iter().all(|r| r.passed)
     }
-    /// Largest absolute error over all inputs.
+    /// Largest absolute error over all inputs (NaN if any error was NaN).
     pub fn max_abs_err(&self) -> f64 {
-        self.inputs
-            .iter()
-            .map(|r| r.max_abs_err)
-            .fold(0.0, f64::max)
+        nan_max(self.inputs.iter().map(|r| r.max_abs_err))
     }
-    /// Largest relative error over all inputs.
+    /// Largest relative error over all inputs (NaN if any error was NaN).
     pub fn max_rel_err(&self) -> f64 {
-        self.inputs
-            .iter()
-            .map(|r| r.max_rel_err)
-            .fold(0.0, f64::max)
+        nan_max(self.inputs.iter().map(|r| r.max_rel_err))
     }
+}
+
+/// The largest value, NaN as soon as one is NaN (`f64::max` drops NaN: a report would then
+/// print a NaN error as a small one).
+fn nan_max(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, |m, v| {
+        if v.is_nan() || m.is_nan() {
+            f64::NAN
+        } else {
+            m.max(v)
+        }
+    })
 }
 
 fn dot(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
@@ -148,10 +154,10 @@ pub fn gradcheck_on(
             let numeric = (plus - minus) / (2.0 * tol.eps);
             let a = analytic.data()[j];
             let err = (a - numeric).abs();
-            max_abs_err = max_abs_err.max(err);
+            max_abs_err = nan_max([max_abs_err, err].into_iter());
             let scale = a.abs().max(numeric.abs());
-            if scale > tol.atol {
-                max_rel_err = max_rel_err.max(err / scale);
+            if scale > tol.atol || scale.is_nan() {
+                max_rel_err = nan_max([max_rel_err, err / scale].into_iter());
             }
             if err > tol.atol + tol.rtol * numeric.abs() || !err.is_finite() {
                 passed = false;

@@ -39,6 +39,38 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// A value an op saved for its backward, with the version it had at the forward.
+///
+/// Ops that read an input's value at backward time (conv2d's weight, linear's input, ...)
+/// hold it as `Saved` rather than as a bare `Var`: an update of that value between forward
+/// and backward (an optimiser step, `set_value`) would otherwise give silently wrong
+/// gradients. PyTorch raises "one of the variables needed for gradient computation has been
+/// modified by an inplace operation" in the same place; so do we. (Copying every saved
+/// value instead would double the memory of every weight for no benefit in the normal case.)
+pub struct Saved<T: Real> {
+    var: Var<T>,
+    version: u64,
+}
+
+impl<T: Real> Saved<T> {
+    /// The saved value, or an error naming `op` and `what` if it was written after the
+    /// forward.
+    pub fn value(&self, op: &'static str, what: &str) -> Result<Ref<'_, Tensor<T>>> {
+        let now = self.var.version();
+        if now != self.version {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "the {what} needed for the gradient was modified after the forward \
+                     (version {now}, saved at version {}); run the forward again after changing it",
+                    self.version
+                ),
+            ));
+        }
+        Ok(self.var.value())
+    }
+}
+
 /// What a backward closure receives.
 pub struct BackwardCtx<'a, T: Real> {
     /// Gradient of the loss with respect to the op's output.
@@ -64,6 +96,9 @@ struct Node<T: Real> {
     backward: RefCell<Option<BackwardFn<T>>>,
     /// Set when backward consumed this node's closure.
     released: Cell<bool>,
+    /// Bumped by every write to `value` ([`Var::set_value`], [`Var::value_mut`]); a
+    /// [`Saved`] value compares it at backward time.
+    version: Cell<u64>,
 }
 
 /// A value in the computation graph. Cloning a `Var` clones a reference, not the data.
@@ -112,6 +147,7 @@ impl<T: Real> Var<T> {
             parents: RefCell::new(parents),
             backward: RefCell::new(backward),
             released: Cell::new(false),
+            version: Cell::new(0),
         }))
     }
 
@@ -165,15 +201,33 @@ impl<T: Real> Var<T> {
     pub fn value(&self) -> Ref<'_, Tensor<T>> {
         self.0.value.borrow()
     }
-    /// The value, mutable (optimisers update parameters in place; no graph may be using it).
+    /// The value, mutable (optimisers update parameters in place). Counts as a write: a
+    /// graph that saved this value for its backward refuses to run on the new one.
     pub fn value_mut(&self) -> RefMut<'_, Tensor<T>> {
+        self.bump_version();
         self.0.value.borrow_mut()
     }
-    /// Replaces the value (same shape required).
+    /// Replaces the value (same shape required); counts as a write, as [`Var::value_mut`].
     pub fn set_value(&self, value: Tensor<T>) -> Result<()> {
         self.value().check_same_shape(&value, "set_value")?;
         *self.0.value.borrow_mut() = value;
+        self.bump_version();
         Ok(())
+    }
+    /// How many times the value was written since the `Var` was made.
+    pub fn version(&self) -> u64 {
+        self.0.version.get()
+    }
+    fn bump_version(&self) {
+        self.0.version.set(self.0.version.get() + 1);
+    }
+    /// This value as an op saves it for its backward: the backward reads it through
+    /// [`Saved::value`], which fails if the value was written in between.
+    pub fn save(&self) -> Saved<T> {
+        Saved {
+            var: self.clone(),
+            version: self.version(),
+        }
     }
     /// The shape of the value.
     pub fn shape(&self) -> Shape {
@@ -241,6 +295,13 @@ impl<T: Real> Var<T> {
                 continue; // a leaf: keep its gradient
             };
             node.released.set(true);
+            if node.version.get() != 0 {
+                // Backward closures may read the node's own output (relu does).
+                return Err(Error::arg(
+                    node.op,
+                    "its output was modified after the forward; the gradient would be wrong",
+                ));
+            }
             let parents = std::mem::take(&mut *node.parents.borrow_mut());
             let Some(grad_out) = node.grad.borrow_mut().take() else {
                 continue; // nothing flowed here
@@ -354,7 +415,7 @@ mod tests {
     }
 
     fn sum(a: &Var<f64>) -> Var<f64> {
-        let s = Tensor::scalar(a.value().sum_all());
+        let s = Tensor::scalar(a.value().sum_all().unwrap());
         let shape = a.shape();
         Var::from_op("sum", s, &[a], move |ctx| {
             Ok(vec![Some(Tensor::full(shape, ctx.grad_out.item()?))])

@@ -6,7 +6,7 @@ use shiftgrad_nn::baselines::{Spatial, SpatialKind};
 use shiftgrad_nn::reparam::{fold_spatial, merge_paths};
 use shiftgrad_nn::resnet::{ResNetConfig, SwResNet};
 use shiftgrad_nn::{Mode, Module, ShiftWiseConv, SwConfig};
-use shiftgrad_tensor::{init, Real, Tensor};
+use shiftgrad_tensor::{compare, init, Real, Tensor};
 
 fn cfg(
     channels: usize,
@@ -45,8 +45,16 @@ fn settle<T: Real, M: Module<T>>(m: &mut M, shape: [usize; 4], seed: u64) {
     });
 }
 
+/// Largest difference relative to the channel's largest `|b|` (NCHW); infinite when any
+/// element is NaN or Inf.
 fn rel_diff<T: Real>(a: &Tensor<T>, b: &Tensor<T>) -> f64 {
-    a.max_abs_diff(b).unwrap() / b.max_abs().max(1e-30)
+    let d = compare::diff(a, b, compare::Scale::PerChannel(1)).unwrap();
+    eprintln!("measured: {d}");
+    if d.non_finite > 0 {
+        f64::INFINITY
+    } else {
+        d.max_rel
+    }
 }
 
 fn eval<T: Real, M: Module<T>>(m: &mut M, x: &Tensor<T>) -> Tensor<T> {
@@ -74,12 +82,14 @@ fn folded_sw_layer_equals_trained_form_f64() {
             merge_paths(s).unwrap();
         }
         let merged = eval(&mut sw, &x);
-        assert!(rel_diff(&merged, &before) < 1e-12, "merge changed outputs");
+        // Measured: 0 (merging the paths is exact here).
+        assert!(rel_diff(&merged, &before) < 1e-15, "merge changed outputs");
         fold_spatial(&mut sw).unwrap();
         assert!(matches!(sw, Spatial::Folded(_)));
         let after = eval(&mut sw, &x);
         let d = rel_diff(&after, &before);
-        assert!(d < 1e-10, "M={big} k={small}: folded differs by {d:e}");
+        // Measured: at most 8.3e-16 (per channel).
+        assert!(d < 1e-14, "M={big} k={small}: folded differs by {d:e}");
     }
 }
 
@@ -92,7 +102,8 @@ fn folded_baselines_equal_trained_form() {
         let before = eval(&mut s, &x);
         fold_spatial(&mut s).unwrap();
         let d = rel_diff(&eval(&mut s, &x), &before);
-        assert!(d < 1e-10, "{kind}: {d:e}");
+        // Measured: at most 5.4e-16.
+        assert!(d < 1e-14, "{kind}: {d:e}");
     }
 }
 
@@ -120,15 +131,17 @@ fn reparameterised_network_gives_the_same_outputs() {
         let before = eval(&mut net, &x64);
         net.reparameterize().unwrap();
         let d = rel_diff(&eval(&mut net, &x64), &before);
-        assert!(d < 1e-10, "{kind} f64: {d:e}");
+        // Measured: at most 5.5e-15 (logits, per class).
+        assert!(d < 5e-14, "{kind} f64: {d:e}");
     }
-    let x32: Tensor<f32> = x64.cast();
+    let x32: Tensor<f32> = x64.cast().unwrap();
     let mut net = SwResNet::<f32>::new(small_net(SpatialKind::Sw, 1)).unwrap();
     settle(&mut net, [4, 1, 12, 12], 8);
     let before = eval(&mut net, &x32);
     net.reparameterize().unwrap();
     let d = rel_diff(&eval(&mut net, &x32), &before);
-    assert!(d < 1e-4, "sw f32: {d:e}");
+    // Measured: 5.8e-7.
+    assert!(d < 3e-6, "sw f32: {d:e}");
 }
 
 #[test]

@@ -27,6 +27,7 @@
 mod arg;
 mod error;
 mod info;
+pub mod require;
 mod spec;
 
 #[cfg(feature = "opencl")]
@@ -44,6 +45,7 @@ pub(crate) use backend::first_device;
 pub use backend::{list_devices, Buffer, Context, Program};
 pub use error::{Error, Result};
 pub use info::{human_bytes, DeviceInfo, DeviceTable};
+pub use require::{required, skip};
 pub use spec::{resolve, spec_from, Backend, DeviceSpec, DEVICE_ENV};
 
 /// Whether this build has OpenCL support (the `opencl` feature).

@@ -1,21 +1,23 @@
 //! The OpenCL backend against a real platform (PoCL on a developer machine). Each test skips,
-//! with a note on stderr, when no platform is installed, unless SHIFTGRAD_REQUIRE_OPENCL is
-//! set, in which case a missing platform fails the test.
+//! with a note on stderr, when no platform is installed, unless SHIFTGRAD_REQUIRE_OPENCL=1
+//! is set, in which case a missing platform fails the test.
 #![cfg(feature = "opencl")]
 
 use std::process::Command;
 use std::time::Instant;
 
 use shiftgrad_opencl::{
-    list_devices, Arg, Backend, Context, DeviceSpec, DeviceTable, Element, Error, KernelParams,
+    list_devices, required, skip, Arg, Backend, Context, DeviceSpec, DeviceTable, Element, Error,
+    KernelParams,
 };
 
 fn context() -> Option<Context> {
     match Context::new(0, 0) {
         Ok(ctx) => Some(ctx),
-        Err(Error::NoPlatform) if std::env::var_os("SHIFTGRAD_REQUIRE_OPENCL").is_none() => {
-            eprintln!(
-                "skipped: no OpenCL platform (set SHIFTGRAD_REQUIRE_OPENCL=1 to fail instead)"
+        Err(Error::NoPlatform) if !required("SHIFTGRAD_REQUIRE_OPENCL") => {
+            skip(
+                "OpenCL device test",
+                "no OpenCL platform (set SHIFTGRAD_REQUIRE_OPENCL=1 to fail instead)",
             );
             None
         }

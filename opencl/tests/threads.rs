@@ -4,7 +4,7 @@
 //! clGetDeviceInfo while another thread was still initialising it.
 #![cfg(feature = "opencl")]
 
-use shiftgrad_opencl::{list_devices, Context, Error};
+use shiftgrad_opencl::{list_devices, required, skip, Context, Error};
 
 #[test]
 fn cold_parallel_enumeration_is_safe() {
@@ -21,9 +21,9 @@ fn cold_parallel_enumeration_is_safe() {
         .collect();
     let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     if results.iter().all(|r| matches!(r, Err(Error::NoPlatform)))
-        && std::env::var_os("SHIFTGRAD_REQUIRE_OPENCL").is_none()
+        && !required("SHIFTGRAD_REQUIRE_OPENCL")
     {
-        eprintln!("skipped: no OpenCL platform");
+        skip("cold parallel enumeration", "no OpenCL platform");
         return;
     }
     for r in results {

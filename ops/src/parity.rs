@@ -2,11 +2,19 @@
 //!
 //! [`compare`] runs one computation twice, on the host and on a device, with the same inputs
 //! and the same random cotangent, and reports the largest relative difference of the output
-//! and of every input gradient (`max |device - cpu| / max |cpu|`). [`opencl_device`] opens
-//! the first OpenCL device, or returns `None` (printing why) so that tests skip on a machine
-//! without OpenCL; with `SHIFTGRAD_REQUIRE_OPENCL` set, a missing device fails instead.
+//! and of every input gradient through [`shiftgrad_tensor::compare`] (NaN or Inf anywhere is
+//! an infinite difference; NCHW tensors are scaled per channel, so that an error in a channel
+//! of small values is not hidden by the large ones).
+//!
+//! Skips are loud: [`opencl_device`] opens the first OpenCL device or returns `None` after
+//! writing "skipped" to the test's real stderr (past the harness's capture, so it shows in
+//! `cargo test` output); with `SHIFTGRAD_REQUIRE_OPENCL=1` a missing device fails instead.
+//! [`fp64`] does the same for f64 kernels on a device without `cl_khr_fp64`
+//! (`SHIFTGRAD_REQUIRE_FP64=1`). [`required`] (from the opencl crate, whose own tests use it
+//! too) is the one parser of these variables.
 
 use shiftgrad_autograd::Var;
+use shiftgrad_tensor::compare::{diff, Scale};
 use shiftgrad_tensor::{init, Device, Real, Result, Tensor};
 
 /// Differences found by [`compare`].
@@ -19,22 +27,33 @@ pub struct ParityReport {
 }
 
 impl ParityReport {
-    /// The largest difference of all.
+    /// The largest difference of all (NaN-propagating, although [`compare`] never reports
+    /// NaN: a non-finite element is an infinite difference).
     pub fn max(&self) -> f64 {
-        self.grads.iter().copied().fold(self.output, f64::max)
+        self.grads
+            .iter()
+            .copied()
+            .fold(self.output, |m, g| if g.is_nan() { g } else { m.max(g) })
     }
 }
 
 /// The computation under comparison.
 pub type ParityFn<'a, T> = &'a dyn Fn(&[Var<T>]) -> Result<Var<T>>;
 
+/// The scaled difference of a device result from the CPU's, infinite when any element of
+/// either is not finite. 4-D tensors are scaled per channel (axis 1), others globally.
 fn rel<T: Real>(device: &Tensor<T>, cpu: &Tensor<T>) -> Result<f64> {
-    let d = device.to_host()?;
-    let diff = d.max_abs_diff(cpu)?;
-    if !diff.is_finite() {
-        return Ok(f64::INFINITY);
-    }
-    Ok(diff / cpu.max_abs().max(1e-30))
+    let scale = if cpu.dims().len() == 4 {
+        Scale::PerChannel(1)
+    } else {
+        Scale::Global
+    };
+    let d = diff(device, cpu, scale)?;
+    Ok(if d.non_finite > 0 {
+        f64::INFINITY
+    } else {
+        d.max_rel
+    })
 }
 
 fn run<T: Real>(
@@ -112,16 +131,23 @@ pub fn deterministic<T: Real>(
     Ok(a.0 == b.0 && a.1 == b.1)
 }
 
-/// The first OpenCL device, or `None` (with a note on stderr) where this build or machine
-/// has none. With `SHIFTGRAD_REQUIRE_OPENCL` set, a missing device panics.
+pub use shiftgrad_tensor::opencl::{required, skip};
+
+/// The first OpenCL device, or `None` after reporting the skip (this build or machine has
+/// none). With `SHIFTGRAD_REQUIRE_OPENCL=1`, a missing device panics instead.
+#[track_caller]
 pub fn opencl_device() -> Option<Device> {
     match Device::open(Some("opencl")) {
         Ok(d) => Some(d),
         Err(e) => {
-            if std::env::var_os("SHIFTGRAD_REQUIRE_OPENCL").is_some() {
-                panic!("SHIFTGRAD_REQUIRE_OPENCL is set but no OpenCL device opens: {e}");
+            if required("SHIFTGRAD_REQUIRE_OPENCL") {
+                panic!("SHIFTGRAD_REQUIRE_OPENCL=1 but no OpenCL device opens: {e}");
             }
-            eprintln!("skipping OpenCL test: {e}");
+            let here = std::panic::Location::caller();
+            skip(
+                &format!("OpenCL test at {}:{}", here.file(), here.line()),
+                &e.to_string(),
+            );
             None
         }
     }
@@ -132,5 +158,50 @@ pub fn has_fp64(device: &Device) -> bool {
     match device {
         Device::Cpu => true,
         Device::OpenCl(ctx) => ctx.has_fp64(),
+    }
+}
+
+/// Whether the f64 part `what` of a test can run on `device`; if not, reports the skip (or
+/// panics with `SHIFTGRAD_REQUIRE_FP64=1`). Use as `if fp64(&dev, "conv2d f64") { ... }`.
+#[track_caller]
+pub fn fp64(device: &Device, what: &str) -> bool {
+    if has_fp64(device) {
+        return true;
+    }
+    if required("SHIFTGRAD_REQUIRE_FP64") {
+        panic!(
+            "SHIFTGRAD_REQUIRE_FP64=1 but {} has no cl_khr_fp64 ({what})",
+            device.name()
+        );
+    }
+    let here = std::panic::Location::caller();
+    skip(
+        &format!("{what} at {}:{}", here.file(), here.line()),
+        &format!("{} has no cl_khr_fp64", device.name()),
+    );
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shiftgrad_tensor::Tensor;
+
+    #[test]
+    fn report_max_keeps_infinity() {
+        let r = ParityReport {
+            output: 0.0,
+            grads: vec![1e-7, f64::INFINITY, 0.0],
+        };
+        assert!(r.max().is_infinite());
+    }
+
+    #[test]
+    fn rel_of_nan_is_infinite() {
+        let cpu = Tensor::<f64>::ones([1, 2, 1, 1]);
+        let dev = Tensor::new([1, 2, 1, 1], vec![1.0, f64::NAN]).unwrap();
+        assert!(rel(&dev, &cpu).unwrap().is_infinite());
+        assert!(rel(&cpu, &dev).unwrap().is_infinite());
+        assert_eq!(rel(&cpu, &cpu).unwrap(), 0.0);
     }
 }

@@ -9,7 +9,7 @@ use shiftgrad_autograd::{no_grad, Var};
 use shiftgrad_ops::shift_add::{dense_kernels, dense_padding, shift_add, ShiftTables};
 use shiftgrad_ops::{add_n, conv2d, Conv2dParams};
 use shiftgrad_tensor::io::NpzWriter;
-use shiftgrad_tensor::{init, Device, Error, Real, Result, Tensor};
+use shiftgrad_tensor::{compare, init, Device, Error, Real, Result, Tensor};
 use std::io::Write;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -42,6 +42,7 @@ pub struct EquivReport {
 impl EquivReport {
     /// Whether every relative difference is within tolerance.
     pub fn passed(&self) -> bool {
+        // `r <= tol` is false for NaN; an infinite `r` (non-finite output) fails as well.
         self.max_rel.iter().all(|&r| r <= self.tolerance)
     }
 }
@@ -132,23 +133,31 @@ pub fn run<T: Real>(a: &EquivArgs, out: &mut dyn Write) -> Result<EquivReport> {
     )
     .map_err(io)?;
     for (p, name) in ["horizontal", "vertical", "identity"].iter().enumerate() {
-        let abs = direct[p].max_abs_diff(&dense[p])?;
-        let scale = dense[p].max_abs().max(f64::MIN_POSITIVE);
+        // NaN or Inf anywhere is an infinite difference: it can never read as "equal".
+        let d = compare::diff(&direct[p], &dense[p], compare::Scale::PerChannel(1))?;
+        let (abs, rel) = if d.non_finite > 0 {
+            (f64::INFINITY, f64::INFINITY)
+        } else {
+            (d.max_abs, d.max_rel)
+        };
         report.max_abs[p] = abs;
-        report.max_rel[p] = abs / scale;
+        report.max_rel[p] = rel;
         writeln!(
             out,
             "{:<10} {:>12.4e} {:>12.3e} {:>12.3e}",
             name,
-            scale,
+            dense[p].max_abs()?,
             abs,
-            abs / scale
+            rel
         )
         .map_err(io)?;
+        if d.non_finite > 0 {
+            writeln!(out, "{name}: {d}").map_err(io)?;
+        }
     }
     writeln!(
         out,
-        "relative difference = max |direct - dense| / max |dense|; tolerance {tolerance:e}: {}",
+        "relative difference = max |direct - dense| / max |dense| of the channel; tolerance {tolerance:e}: {}",
         if report.passed() {
             "equal"
         } else {

@@ -8,7 +8,9 @@
 //! * [`init`]: seeded initialisers (normal, uniform, Kaiming).
 //! * [`io`]: `.npy` / `.npz` read and write (npyz).
 //! * [`counters`]: the global measurement counters (FLOPs, bytes, launches, memory).
+//! * [`compare`]: the NaN-proof tensor comparison every test and `shiftgrad equiv` uses.
 
+pub mod compare;
 pub mod counters;
 mod error;
 pub mod init;

@@ -298,15 +298,13 @@ impl<T: Real> Tensor<T> {
         }
     }
     /// Takes the elements out (reading a device tensor back).
-    pub fn into_vec(mut self) -> Vec<T> {
+    pub fn into_vec(mut self) -> Result<Vec<T>> {
         match &mut self.storage {
             Storage::Host(v) => {
                 counters::record_free((v.len() * T::DTYPE.size()) as u64);
-                std::mem::take(v)
+                Ok(std::mem::take(v))
             }
-            Storage::Device(b) => b
-                .read()
-                .expect("tensor: reading a device buffer back failed"),
+            Storage::Device(b) => b.read().map_err(dev_err),
         }
     }
     /// The elements as a host vector (reading a device tensor back).
@@ -400,22 +398,18 @@ impl<T: Real> Tensor<T> {
     }
 
     /// Sum of all elements (accumulated in f64, returned as `T`; reads a device tensor back).
-    pub fn sum_all(&self) -> T {
-        let v = self
-            .host_elements()
-            .expect("tensor: reading a device buffer back failed");
-        T::of_f64(v.iter().map(|x| x.as_f64()).sum())
+    pub fn sum_all(&self) -> Result<T> {
+        let v = self.host_elements()?;
+        Ok(T::of_f64(v.iter().map(|x| x.as_f64()).sum()))
     }
 
     /// Element-wise conversion to another real type (the result is on the host).
-    pub fn cast<U: Real>(&self) -> Tensor<U> {
-        let v = self
-            .host_elements()
-            .expect("tensor: reading a device buffer back failed");
-        Tensor::from_parts(
+    pub fn cast<U: Real>(&self) -> Result<Tensor<U>> {
+        let v = self.host_elements()?;
+        Ok(Tensor::from_parts(
             self.shape.clone(),
             v.iter().map(|x| U::of_f64(x.as_f64())).collect(),
-        )
+        ))
     }
 
     /// An error naming `op` unless `other` has this tensor's shape.
@@ -429,31 +423,46 @@ impl<T: Real> Tensor<T> {
         Ok(())
     }
 
-    /// Largest absolute element-wise difference (shapes must agree; device tensors are read back).
+    /// Largest absolute element-wise difference (shapes must agree; device tensors are read
+    /// back). NaN when any element of either tensor is NaN and infinite when any is infinite,
+    /// so that `max_abs_diff(..) < tol` fails on them; tests compare through
+    /// [`crate::compare`], which also reports where.
     pub fn max_abs_diff(&self, other: &Self) -> Result<f64> {
         self.check_same_shape(other, "max_abs_diff")?;
         let (a, b) = (self.host_elements()?, other.host_elements()?);
-        Ok(a.iter()
-            .zip(b.iter())
-            .map(|(a, b)| (a.as_f64() - b.as_f64()).abs())
-            .fold(0.0, f64::max))
+        Ok(nan_max(a.iter().zip(b.iter()).map(|(a, b)| {
+            let (a, b) = (a.as_f64(), b.as_f64());
+            if a.is_finite() && b.is_finite() {
+                (a - b).abs()
+            } else if a.is_nan() || b.is_nan() {
+                f64::NAN
+            } else {
+                f64::INFINITY
+            }
+        })))
     }
 
-    /// Largest absolute element (reads a device tensor back).
-    pub fn max_abs(&self) -> f64 {
-        let v = self
-            .host_elements()
-            .expect("tensor: reading a device buffer back failed");
-        v.iter().map(|a| a.as_f64().abs()).fold(0.0, f64::max)
+    /// Largest absolute element, NaN if any element is NaN (reads a device tensor back).
+    pub fn max_abs(&self) -> Result<f64> {
+        let v = self.host_elements()?;
+        Ok(nan_max(v.iter().map(|a| a.as_f64().abs())))
     }
 
     /// True when every element is finite (reads a device tensor back).
-    pub fn all_finite(&self) -> bool {
-        let v = self
-            .host_elements()
-            .expect("tensor: reading a device buffer back failed");
-        v.iter().all(|x| x.is_finite())
+    pub fn all_finite(&self) -> Result<bool> {
+        Ok(self.host_elements()?.iter().all(|x| x.is_finite()))
     }
+}
+
+/// The largest value, NaN as soon as one value is NaN (`f64::max` would drop it).
+fn nan_max(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, |m, v| {
+        if v.is_nan() || m.is_nan() {
+            f64::NAN
+        } else {
+            m.max(v)
+        }
+    })
 }
 
 impl<T: Real> Clone for Tensor<T> {
@@ -519,7 +528,7 @@ mod tests {
         assert!(t.clone().reshape([4]).is_err());
         assert_eq!(Tensor::scalar(2.5f64).item().unwrap(), 2.5);
         assert!(t.item().is_err());
-        assert_eq!(t.sum_all(), 15.0);
+        assert_eq!(t.sum_all().unwrap(), 15.0);
     }
 
     #[test]

@@ -304,10 +304,10 @@ fn graph<T: Real>(
     training: bool,
     c: Cost,
 ) -> Var<T> {
-    let (x_saved, gamma_saved) = (x.clone(), gamma.clone());
+    let (x_saved, gamma_saved) = (x.save(), gamma.save());
     Var::from_op(OP, y, &[x, gamma, beta], move |ctx| {
         c.backward.record();
-        let (x, gamma) = (x_saved.value(), gamma_saved.value());
+        let (x, gamma) = (x_saved.value(OP, "input")?, gamma_saved.value(OP, "gamma")?);
         backward(ctx.grad_out, &x, &gamma, &stats, dims, training, ctx.needs)
     })
 }

@@ -302,15 +302,16 @@ pub fn conv2d<T: Real>(
     };
     g.forward_work::<T>(b.is_some()).record();
 
-    // The closure keeps handles to x and w (no copy); they are released after backward.
-    let (xs, ws) = (x.clone(), w.clone());
+    // The closure keeps handles to x and w (no copy), versioned: a write to either between
+    // forward and backward is an error at backward, not a silently wrong gradient.
+    let (xs, ws) = (x.save(), w.save());
     let has_bias = b.is_some();
     let mut inputs = vec![x, w];
     inputs.extend(b);
     Ok(Var::from_op(OP, y, &inputs, move |ctx| {
         let needs = [ctx.needs[0], ctx.needs[1], has_bias && ctx.needs[2]];
-        let (mut grads, work) =
-            backward(&g, ctx.grad_out, &xs.value(), &ws.value(), needs, threads)?;
+        let (xv, wv) = (xs.value(OP, "input")?, ws.value(OP, "weight")?);
+        let (mut grads, work) = backward(&g, ctx.grad_out, &xv, &wv, needs, threads)?;
         work.record();
         grads.truncate(ctx.needs.len());
         Ok(grads)

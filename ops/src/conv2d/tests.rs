@@ -402,8 +402,14 @@ fn f32_matches_f64() {
     let x: Tensor<f64> = init::uniform([g.n, g.c_in, g.h, g.w], -1., 1., &mut rng);
     let w: Tensor<f64> = init::uniform([g.c_out, g.cig(), g.kh, g.kw], -1., 1., &mut rng);
     let y64 = cpu::forward(&g, &x, &w, None, 1);
-    let y32 = cpu::forward(&g, &x.cast::<f32>(), &w.cast::<f32>(), None, 1);
-    assert!(y32.cast::<f64>().max_abs_diff(&y64).unwrap() < 1e-5);
+    let y32 = cpu::forward(
+        &g,
+        &x.cast::<f32>().unwrap(),
+        &w.cast::<f32>().unwrap(),
+        None,
+        1,
+    );
+    assert!(y32.cast::<f64>().unwrap().max_abs_diff(&y64).unwrap() < 1e-5);
 }
 
 #[test]

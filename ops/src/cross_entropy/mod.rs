@@ -108,10 +108,10 @@ pub fn cross_entropy<T: Real>(logits: &Var<T>, labels: &[usize]) -> Result<Var<T
         }
     };
     c.forward.record();
-    let logits_saved = logits.clone();
+    let logits_saved = logits.save();
     Ok(Var::from_op(OP, loss, &[logits], move |ctx| {
         c.backward.record();
-        let logits = logits_saved.value();
+        let logits = logits_saved.value(OP, "logits")?;
         let dx = match &saved {
             Saved::Host { labels, rows } => {
                 let g = ctx.grad_out.item()?.as_f64();

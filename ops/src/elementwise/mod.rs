@@ -119,11 +119,15 @@ pub fn mul<T: Real>(a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
         }
     };
     mul_cost::<T>(n).forward.record();
-    let (a_saved, b_saved) = (a.clone(), b.clone());
+    let (a_saved, b_saved) = (a.save(), b.save());
     Ok(Var::from_op("mul", y, &[a, b], move |ctx| {
         let needed = ctx.needs.iter().filter(|&&b| b).count();
         mul_backward_work::<T>(needed, n).record();
-        let (av, bv, dy) = (a_saved.value(), b_saved.value(), ctx.grad_out);
+        let (av, bv, dy) = (
+            a_saved.value("mul", "first factor")?,
+            b_saved.value("mul", "second factor")?,
+            ctx.grad_out,
+        );
         let grads = match (dy.device(), ctx.needs[0], ctx.needs[1]) {
             (Device::OpenCl(c), true, true) => {
                 let (da, db) = cl::mul_backward(&c, dy, &av, &bv)?;

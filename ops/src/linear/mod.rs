@@ -92,11 +92,11 @@ pub fn linear<T: Real>(x: &Var<T>, w: &Var<T>, b: Option<&Var<T>>) -> Result<Var
     c.forward.record();
     let mut inputs = vec![x, w];
     inputs.extend(b);
-    let (x_saved, w_saved) = (x.clone(), w.clone());
+    let (x_saved, w_saved) = (x.save(), w.save());
     Ok(Var::from_op(OP, y, &inputs, move |ctx| {
         c.backward.record();
         let dy = ctx.grad_out;
-        let (x, w) = (x_saved.value(), w_saved.value());
+        let (x, w) = (x_saved.value(OP, "input")?, w_saved.value(OP, "weight")?);
         let with_bias = ctx.needs.len() == 3;
         let need = |i: usize| ctx.needs.get(i).copied().unwrap_or(false);
         let grads = match dy.device() {

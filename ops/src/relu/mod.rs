@@ -1,4 +1,5 @@
-//! relu: `y = max(x, 0)`; `dx = dy * [y > 0]` (so relu'(0) = 0, as in PyTorch).
+//! relu: `y = max(x, 0)`, NaN propagated; `dx = dy * [not y <= 0]` (so relu'(0) = 0 and a NaN
+//! output passes its gradient, both as in PyTorch).
 //!
 //! The backward reads the saved output rather than the input: the output is kept anyway by
 //! the graph, so relu saves nothing of its own.

@@ -414,11 +414,18 @@ fn backward_is_the_adjoint_of_forward() {
 fn f32_agrees_with_f64() {
     let t = tables(13, 3, 2, 2, 21);
     let y = input([1, 2 * t.nk(), 6, 7], 22);
-    let y32 = Var::constant(y.cast::<f32>());
+    let y32 = Var::constant(y.cast::<f32>().unwrap());
     let (h, v, i) = shift_add(&y32, &t).unwrap();
     let want = naive_forward(&y, &t);
     for (got, want) in [h, v, i].iter().zip(&want) {
-        assert!(got.value().cast::<f64>().max_abs_diff(want).unwrap() < 1e-5);
+        assert!(
+            got.value()
+                .cast::<f64>()
+                .unwrap()
+                .max_abs_diff(want)
+                .unwrap()
+                < 1e-5
+        );
     }
 }
 
