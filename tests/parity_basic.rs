@@ -13,15 +13,17 @@ proptest! {
         let Some(dev) = opencl_device() else { return Ok(()) };
         let x32: Tensor<f32> = init::normal([n, c, h, w], 0.0, 1.0, &mut init::rng(seed));
         let r = compare(&dev, &|v| relu(&v[0]), std::slice::from_ref(&x32), &[true], seed).unwrap();
-        prop_assert!(r.max() <= 1e-6, "relu f32 {r:?}");
+        // relu is a select: bitwise equal (measured 0).
+        prop_assert!(r.max() <= 0.0, "relu f32 {r:?}");
         let r = compare(&dev, &|v| sum(&relu(&v[0])?), std::slice::from_ref(&x32), &[true], seed).unwrap();
-        prop_assert!(r.max() <= 1e-5, "sum f32 {r:?}");
+        // sum and mean: measured at most 1.8e-7 (f32), 4.6e-16 (f64).
+        prop_assert!(r.max() <= 1e-6, "sum f32 {r:?}");
         let r = compare(&dev, &|v| mean(&relu(&v[0])?), &[x32], &[true], seed).unwrap();
-        prop_assert!(r.max() <= 1e-5, "mean f32 {r:?}");
+        prop_assert!(r.max() <= 1e-6, "mean f32 {r:?}");
         if fp64(&dev, "f64 parity") {
             let x64: Tensor<f64> = init::normal([n, c, h, w], 0.0, 1.0, &mut init::rng(seed));
             let r = compare(&dev, &|v| mean(&relu(&v[0])?), &[x64], &[true], seed).unwrap();
-            prop_assert!(r.max() <= 1e-12, "mean f64 {r:?}");
+            prop_assert!(r.max() <= 5e-15, "mean f64 {r:?}");
         }
     }
 }

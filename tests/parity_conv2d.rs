@@ -102,6 +102,7 @@ impl Case {
                 diff.max_rel
             });
         }
+        eprintln!("parity {}: measured {worst:.3e}", T::DTYPE);
         worst
     }
 }
@@ -147,7 +148,8 @@ proptest! {
     fn conv2d_matches_cpu_f32(c in case(), seed in 0u64..1000) {
         let Some(dev) = device() else { return Ok(()) };
         let e = c.error::<f32>(&dev, seed);
-        prop_assert!(e <= 1e-5, "f32 {c:?}: {e:e}");
+        // Measured: at most 2.3e-7 over 32 random cases.
+        prop_assert!(e <= 2e-6, "f32 {c:?}: {e:e}");
     }
 }
 
@@ -158,7 +160,8 @@ proptest! {
         let Some(dev) = device() else { return Ok(()) };
         if fp64(&dev, "f64 parity") {
             let e = c.error::<f64>(&dev, seed);
-            prop_assert!(e <= 1e-12, "f64 {c:?}: {e:e}");
+            // Measured: at most 3.4e-16.
+            prop_assert!(e <= 5e-15, "f64 {c:?}: {e:e}");
         }
     }
 }
@@ -213,7 +216,8 @@ fn network_shapes_match_cpu() {
         let f = |v: &[Var<f32>]| conv2d(&v[0], &v[1], v.get(2), p);
         let wrt = vec![true; inputs.len()];
         let r = compare(&dev, &f, &inputs, &wrt, i as u64).unwrap();
-        assert!(r.max() <= 1e-5, "{x:?} {w:?} {p:?}: {r:?}");
+        // Measured: at most 6.2e-7 (per channel).
+        assert!(r.max() <= 5e-6, "{x:?} {w:?} {p:?}: {r:?}");
     }
 }
 
@@ -237,6 +241,7 @@ fn degenerate_shapes_match_cpu() {
         ];
         let f = |v: &[Var<f32>]| conv2d(&v[0], &v[1], v.get(2), p);
         let r = compare(&dev, &f, &inputs, &[true; 3], 3).unwrap();
+        // Measured: at most 9.6e-8.
         assert!(r.max() <= 1e-6, "{x:?} {w:?}: {r:?}");
     }
 }

@@ -16,7 +16,10 @@ use shiftgrad::ops::{
 use shiftgrad::tensor::compare as cmp;
 use shiftgrad::tensor::{init, DType, Device, Real, Result, Tensor};
 
-const F32_TOL: f64 = 1e-5;
+/// Measured on PoCL over the asserted quantities: batch-norm 5.2e-7 (f32) and 2.8e-13 (f64,
+/// the variance's cancellation), cross-entropy 1.4e-7, pooling 1.1e-7, large shapes 2.3e-7,
+/// linear 0.
+const F32_TOL: f64 = 3e-6;
 const F64_TOL: f64 = 1e-12;
 
 /// Batch-norm inputs: x with a per-channel offset (so the mean matters), gamma away from 1,
@@ -115,6 +118,17 @@ fn check_bn<T: Real>(dev: &Device, dims: [usize; 4], momentum: f64, seed: u64, t
         let [dx, dgamma, dbeta] = r.grads[..] else {
             unreachable!()
         };
+        let asserted = [
+            r.output,
+            dx,
+            dbeta,
+            if dgamma_checked { dgamma } else { 0.0 },
+        ];
+        eprintln!(
+            "bn {}: asserted measured {:.3e}",
+            T::DTYPE,
+            asserted.iter().fold(0.0f64, |m, &v| m.max(v))
+        );
         assert!(
             r.output <= tol && dx <= tol && dbeta <= tol,
             "bn {what} {dims:?} {r:?}"
@@ -142,6 +156,7 @@ fn check_bn<T: Real>(dev: &Device, dims: [usize; 4], momentum: f64, seed: u64, t
         );
     }
     let d = running_stats_diff(dev, &inp, momentum);
+    eprintln!("bn {}: asserted measured {d:.3e}", T::DTYPE);
     assert!(d <= tol, "bn running statistics {dims:?}: {d}");
 }
 

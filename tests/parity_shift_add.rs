@@ -91,10 +91,11 @@ proptest! {
         let (big, small) = GEOMETRIES[geometry];
         let t = tables(big, small, reps, groups, seed);
         let r = parity(&dev, &t, bank_output::<f32>(&t, batch, h, w, seed), seed);
-        prop_assert!(r.iter().all(|&d| d <= 1e-6), "f32 M{big} k{small} {r:?}");
+        // Gathers of additions in the same order: bitwise equal (measured 0 in every case).
+        prop_assert!(r.iter().all(|&d| d <= 0.0), "f32 M{big} k{small} {r:?}");
         if fp64(&dev, "f64 parity") {
             let r = parity(&dev, &t, bank_output::<f64>(&t, batch, h, w, seed), seed);
-            prop_assert!(r.iter().all(|&d| d <= 1e-12), "f64 M{big} k{small} {r:?}");
+            prop_assert!(r.iter().all(|&d| d <= 0.0), "f64 M{big} k{small} {r:?}");
         }
     }
 }
@@ -119,10 +120,10 @@ fn fixed_geometries_match_cpu() {
         let seed = 50 + i as u64;
         let t = tables(big, small, reps, groups, seed);
         let r = parity(&dev, &t, bank_output::<f32>(&t, batch, h, w, seed), seed);
-        assert!(r.iter().all(|&d| d <= 1e-6), "f32 case {i}: {r:?}");
+        assert!(r.iter().all(|&d| d <= 0.0), "f32 case {i}: {r:?}");
         if fp64(&dev, "f64 parity") {
             let r = parity(&dev, &t, bank_output::<f64>(&t, batch, h, w, seed), seed);
-            assert!(r.iter().all(|&d| d <= 1e-12), "f64 case {i}: {r:?}");
+            assert!(r.iter().all(|&d| d <= 0.0), "f64 case {i}: {r:?}");
         }
     }
 }

@@ -12,8 +12,14 @@ use shiftgrad::ops::{
 use shiftgrad::tensor::compare as cmp;
 use shiftgrad::tensor::{init, Device, Real, Result, Tensor};
 
-const F32_TOL: f64 = 1e-5;
-const F64_TOL: f64 = 1e-12;
+/// Copies, additions and products in the same order on both backends: bitwise equal
+/// (measured 0 on PoCL for every case), so any difference fails.
+const F32_TOL: f64 = 0.0;
+const F64_TOL: f64 = 0.0;
+/// The optimiser steps (a square root and a division for AdamW): measured 0 on PoCL, but
+/// OpenCL allows a few ulp for `sqrt` and division in f32, hence about 8 ulp.
+const OPTIM_F32_TOL: f64 = 1e-6;
+const OPTIM_F64_TOL: f64 = 1e-15;
 
 thread_local! {
     /// One context per test thread, so that programs compile once per test, not per case.
@@ -224,10 +230,12 @@ fn check_optim(
     seed: u64,
 ) -> std::result::Result<(), TestCaseError> {
     let d = optim_diff::<f32>(dev, opt, len, steps, seed);
-    prop_assert!(d <= F32_TOL, "{opt:?} f32 {d}");
+    eprintln!("optim f32: measured {d:.3e}");
+    prop_assert!(d <= OPTIM_F32_TOL, "{opt:?} f32 {d}");
     if fp64(dev, "f64 parity") {
         let d = optim_diff::<f64>(dev, opt, len, steps, seed);
-        prop_assert!(d <= F64_TOL, "{opt:?} f64 {d}");
+        eprintln!("optim f64: measured {d:.3e}");
+        prop_assert!(d <= OPTIM_F64_TOL, "{opt:?} f64 {d}");
     }
     Ok(())
 }

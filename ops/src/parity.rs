@@ -106,10 +106,13 @@ pub fn compare<T: Real>(
     for (d, c) in dev_grads.iter().zip(&cpu_grads) {
         grads.push(rel(d, c)?);
     }
-    Ok(ParityReport {
+    let report = ParityReport {
         output: rel(&dev_out, &cpu_out)?,
         grads,
-    })
+    };
+    // Captured by the test harness; shown with `--nocapture` (how the tolerances were set).
+    eprintln!("parity {}: measured {:.3e}", T::DTYPE, report.max());
+    Ok(report)
 }
 
 /// Runs `f` on `device` twice with the same inputs; true when outputs and gradients are
