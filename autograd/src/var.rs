@@ -282,9 +282,13 @@ impl<T: Real> Var<T> {
         } else {
             seed.to_device(&device)?
         };
-        let order = self.topological_order();
+        let mut order = self.topological_order();
         accumulate(&self.0, seed)?;
-        for node in order.iter().rev() {
+        // Children before parents. Popping (rather than iterating) drops this walk's handle on
+        // each node as soon as its backward has run: with its closure (and the values it
+        // saved) consumed and its parent list taken, the node's output is freed here unless
+        // someone else still holds it, so activations are released while backward proceeds.
+        while let Some(node) = order.pop() {
             let Some(backward) = node.backward.borrow_mut().take() else {
                 if node.released.get() {
                     return Err(Error::Other(format!(
@@ -452,6 +456,52 @@ mod tests {
         assert!(!y.requires_grad());
         assert!(y.backward().is_err());
         assert!(is_grad_enabled());
+    }
+
+    /// Backward frees each node once its backward has run: when the bottom op of a chain runs
+    /// its backward, the values above it are gone (they were all alive after the forward).
+    #[test]
+    fn activations_are_freed_while_backward_proceeds() {
+        type Probe = Rc<RefCell<Vec<std::rc::Weak<Node<f64>>>>>;
+        let seen_alive: Rc<Cell<Option<usize>>> = Rc::new(Cell::new(None));
+        let above: Probe = Rc::new(RefCell::new(Vec::new()));
+        // y = 2 * x, backward reports how many of the recorded nodes are still alive.
+        let double = |x: &Var<f64>, report: bool| -> Var<f64> {
+            let out = x.value().map(|v| 2.0 * v);
+            let (seen, above) = (seen_alive.clone(), above.clone());
+            Var::from_op("double", out, &[x], move |ctx| {
+                if report {
+                    let alive = above
+                        .borrow()
+                        .iter()
+                        .filter(|w| w.upgrade().is_some())
+                        .count();
+                    seen.set(Some(alive));
+                }
+                Ok(vec![Some(ctx.grad_out.map(|g| 2.0 * g))])
+            })
+        };
+        let x = Var::param(Tensor::new([4], vec![1.0; 4]).unwrap());
+        let mut v = double(&x, true);
+        for _ in 0..5 {
+            v = double(&v, false);
+            above.borrow_mut().push(Rc::downgrade(&v.0));
+        }
+        let y = sum(&v);
+        drop(v);
+        let alive_after_forward = above
+            .borrow()
+            .iter()
+            .filter(|w| w.upgrade().is_some())
+            .count();
+        assert_eq!(alive_after_forward, 5);
+        y.backward().unwrap();
+        assert_eq!(
+            seen_alive.get(),
+            Some(0),
+            "values above the bottom op were still alive"
+        );
+        assert_eq!(x.grad().as_ref().unwrap().data(), &[64.0; 4]);
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub fn run(
     if let Device::OpenCl(ctx) = device {
         ctx.finish().map_err(|e| Error::Device(e.to_string()))?;
         ctx.reset_kernel_times();
+        ctx.reset_peak();
     }
     counters::reset();
     let mut times = Vec::new();
@@ -78,6 +79,15 @@ pub fn run(
     )
     .map_err(io)?;
     if let Device::OpenCl(ctx) = device {
+        let pool = ctx.pool_stats();
+        writeln!(
+            out,
+            "device memory: peak {:.1} MB during the timed steps, {:.1} MB live between steps \
+             (parameters, gradients, optimiser state, inputs)",
+            pool.peak_bytes as f64 * 1e-6,
+            pool.live_bytes as f64 * 1e-6
+        )
+        .map_err(io)?;
         let kt = ctx
             .kernel_times()
             .map_err(|e| Error::Device(e.to_string()))?;
