@@ -167,6 +167,15 @@ fn set_text(sd: &mut StateDict<f32>, name: &str, text: &str) {
     sd.insert_int(name.into(), &[bytes.len()], bytes);
 }
 
+/// Replaces text entry `name` of `sd` by `change` of it.
+fn edit_text(sd: &mut StateDict<f32>, name: &str, change: impl FnOnce(&str) -> String) {
+    let (_, b) = sd.int(name).unwrap();
+    let text = String::from_utf8(b.iter().map(|&x| x as u8).collect()).unwrap();
+    let new = change(&text);
+    assert_ne!(new, text, "{name}: the edit changed nothing");
+    set_text(sd, name, &new);
+}
+
 /// Rewrites the configuration stored in the checkpoint of run `dir`.
 fn tamper_config(dir: &Path, change: impl FnOnce(&mut RunConfig)) {
     let path = dir.join("checkpoint.npz");
@@ -432,14 +441,22 @@ fn shiftgrad(args: &[&str]) -> Output {
         .expect("run shiftgrad")
 }
 
-/// Exit code 1, every fragment in stderr, and no panic.
-fn assert_error(o: &Output, fragments: &[&str]) {
+/// Exit code 1, every fragment in stderr, and no panic; else what differs.
+fn check_error(o: &Output, fragments: &[&str]) -> Result<(), String> {
     let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    for f in fragments {
-        assert!(e.contains(f), "{f:?} not in: {e}");
+    if o.status.code() != Some(1) || e.contains("panicked") {
+        return Err(format!("exit code {:?}: {e}", o.status.code()));
     }
-    assert!(!e.contains("panicked"), "{e}");
+    match fragments.iter().find(|f| !e.contains(*f)) {
+        Some(f) => Err(format!("{f:?} not in: {e}")),
+        None => Ok(()),
+    }
+}
+
+fn assert_error(o: &Output, fragments: &[&str]) {
+    if let Err(e) = check_error(o, fragments) {
+        panic!("{e}");
+    }
 }
 
 #[test]
@@ -498,15 +515,26 @@ type Case<T> = (&'static str, fn(&mut T), &'static str);
 
 #[test]
 fn bad_resumes_are_clear_errors() {
+    // Every case runs; the failures are reported together at the end.
+    let mut failures = Vec::new();
+    let mut expect = |case: &str, o: &Output, fragments: &[&str]| {
+        if let Err(e) = check_error(o, fragments) {
+            failures.push(format!("{case}: {e}"));
+        }
+    };
     let resume_dir = |d: &Path| d.to_str().unwrap().to_string();
     // A missing run directory, and a directory without a checkpoint.
     let none = tmp("no-run");
     let o = shiftgrad(&["train", "--resume", &resume_dir(&none)]);
-    assert_error(&o, &["no-run", "no such run directory"]);
+    expect("missing dir", &o, &["no-run", "no such run directory"]);
     let empty = tmp("empty-run");
     std::fs::create_dir_all(&empty).unwrap();
     let o = shiftgrad(&["train", "--resume", &resume_dir(&empty)]);
-    assert_error(&o, &["checkpoint.npz", "checkpoint not found"]);
+    expect(
+        "no checkpoint",
+        &o,
+        &["checkpoint.npz", "checkpoint not found"],
+    );
 
     // Stored configurations that fail validation: errors naming the checkpoint.
     let invalid: [Case<RunConfig>; 4] = [
@@ -523,22 +551,20 @@ fn bad_resumes_are_clear_errors() {
         let dir = copy_run(&format!("cfg-{tag}"));
         tamper_config(&dir, change);
         let o = shiftgrad(&["train", "--resume", &resume_dir(&dir)]);
-        assert_error(
-            &o,
-            &[
-                "checkpoint.npz",
-                "configuration stored in this checkpoint is invalid",
-                msg,
-            ],
-        );
+        let what = [
+            "checkpoint.npz",
+            "configuration stored in this checkpoint is invalid",
+            msg,
+        ];
+        expect(tag, &o, &what);
         // eval refuses it too.
         let ckpt = dir.join("checkpoint.npz");
         let o = shiftgrad(&["eval", "--checkpoint", ckpt.to_str().unwrap()]);
-        assert_error(&o, &["checkpoint.npz", msg]);
+        expect(&format!("eval {tag}"), &o, &["checkpoint.npz", msg]);
     }
 
     // Metadata that disagrees with itself.
-    let inconsistent: [Case<StateDict<f32>>; 4] = [
+    let inconsistent: [Case<StateDict<f32>>; 6] = [
         (
             "epoch-vs-metrics",
             |sd| sd.insert_int("meta.epoch".into(), &[1], vec![1]),
@@ -557,24 +583,41 @@ fn bad_resumes_are_clear_errors() {
         (
             "null-loss",
             |sd| {
-                let path = "meta.metrics_json";
-                let (_, b) = sd.int(path).unwrap();
-                let text = String::from_utf8(b.iter().map(|&x| x as u8).collect()).unwrap();
-                let i = text.find("\"test_loss\":").unwrap() + "\"test_loss\":".len();
-                let j = i + text[i..].find(',').unwrap();
-                set_text(sd, path, &format!("{}null{}", &text[..i], &text[j..]));
+                edit_text(sd, "meta.metrics_json", |t| {
+                    let i = t.find("\"test_loss\":").unwrap() + "\"test_loss\":".len();
+                    let j = i + t[i..].find(',').unwrap();
+                    format!("{}null{}", &t[..i], &t[j..])
+                })
             },
             "meta.metrics_json",
+        ),
+        (
+            "renumbered",
+            |sd| {
+                edit_text(sd, "meta.metrics_json", |t| {
+                    t.replace("\"epoch\":2", "\"epoch\":5")
+                })
+            },
+            "metric line 2 is numbered epoch 5",
+        ),
+        (
+            "more-than-planned",
+            |sd| {
+                edit_text(sd, "meta.config_json", |t| {
+                    let mut c = RunConfig::from_json(t).unwrap();
+                    c.epochs = 1;
+                    c.to_json()
+                })
+            },
+            "2 epochs trained, more than the 1 its configuration plans",
         ),
     ];
     for (tag, change, msg) in inconsistent {
         let dir = copy_run(&format!("meta-{tag}"));
         tamper(&dir, change);
         let o = shiftgrad(&["train", "--resume", &resume_dir(&dir), "--epochs", "3"]);
-        assert_error(
-            &o,
-            &["checkpoint.npz", "not a shiftgrad training checkpoint", msg],
-        );
+        let what = ["checkpoint.npz", "not a shiftgrad training checkpoint", msg];
+        expect(tag, &o, &what);
     }
 
     // Flags that would change the run are refused, by name; --out too.
@@ -600,17 +643,20 @@ fn bad_resumes_are_clear_errors() {
         let mut args = vec!["train", "--resume", &d];
         args.extend(&extra);
         let o = shiftgrad(&args);
-        assert_error(&o, &[msg]);
+        expect(&extra.join(" "), &o, &[msg]);
     }
     // The accepted ones: the finished run has nothing to do and says so.
     let o = shiftgrad(&[
         "train", "--resume", &d, "--epochs", "2", "--device", "cpu", "--data", "unused",
     ]);
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success() && e.contains("nothing to do"), "{e}");
+    if !(o.status.success() && e.contains("nothing to do")) {
+        failures.push(format!("accepted flags: {e}"));
+    }
     let meta_path = dir.join("checkpoint.npz");
     let meta = read_meta(&load_checkpoint(&meta_path).unwrap(), &meta_path).unwrap();
     assert_eq!(meta.config, tiny_config());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
