@@ -508,14 +508,6 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
             train_images_per_s: seen as f64 / epoch_train_s,
             epoch_seconds: epoch_start.elapsed().as_secs_f64(),
         };
-        if !m.is_finite() {
-            return Err(Error::Other(format!(
-                "train: the metrics of epoch {} are not finite (test loss {}); stopping without writing them. {}",
-                m.epoch,
-                m.test_loss,
-                last_good(&run.history, &ckpt_path)
-            )));
-        }
         if !job.quiet {
             eprintln!(
                 "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} img/s, {:.1} s",
