@@ -1,6 +1,7 @@
 //! The `shiftgrad` command-line tool.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use shiftgrad::cli;
 use shiftgrad::nn::SwConfig;
 use shiftgrad::tensor::{Device, Result};
@@ -45,7 +46,7 @@ enum Command {
         /// Fashion-MNIST directory (default: $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Evaluate on the first N test images only.
+        /// Evaluate on the first N test images only (N >= 1).
         #[arg(long)]
         limit: Option<usize>,
     },
@@ -163,6 +164,7 @@ struct TrainArgs {
     n_path: Option<usize>,
     #[arg(long = "n-rep")]
     n_rep: Option<usize>,
+    /// Epochs to train. With --resume: the new total (at least the epochs already trained).
     #[arg(long, default_value_t = 3)]
     epochs: usize,
     #[arg(long = "batch-size", default_value_t = 64)]
@@ -186,7 +188,7 @@ struct TrainArgs {
     /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else auto).
     #[arg(long)]
     device: Option<String>,
-    /// Output directory (default: runs/<preset>-<spatial>-seed<seed>).
+    /// Output directory (default: runs/<preset>-<spatial>-seed<seed>; not with --resume).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Fashion-MNIST directory (default: $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist).
@@ -204,7 +206,11 @@ struct TrainArgs {
     /// Disable random horizontal flips.
     #[arg(long = "no-flip")]
     no_flip: bool,
-    /// Continue the run in this directory from its checkpoint (its configuration is used).
+    /// Continue the run in this directory from its checkpoint, with the configuration stored
+    /// there. Only --epochs (a new total, at least the epochs done; the cosine decay then spans
+    /// the new total), --device, --data and --quiet may be given with it; --out is refused (a
+    /// run continues in its own directory: copy the directory to branch a run), and so is every
+    /// flag that would change the run.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// No progress bars.
@@ -220,21 +226,68 @@ fn train_device(flag: Option<&str>) -> Result<Device> {
     Device::open(Some(flag.or(env.as_deref()).unwrap_or("auto")))
 }
 
-fn run_train(a: TrainArgs) -> Result<bool> {
+/// The flags of `train` that `--resume` accepts: they do not change what the run computes.
+const RESUME_FLAGS: [&str; 5] = ["resume", "epochs", "device", "data", "quiet"];
+
+/// Whether flag `id` was given (on the command line or through an environment variable),
+/// as opposed to left at its default.
+fn given(m: &ArgMatches, id: &str) -> bool {
+    matches!(
+        m.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+/// Refuses the flags given with `--resume` that it cannot honour, naming them.
+fn check_resume_flags(m: &ArgMatches, dir: &std::path::Path) -> Result<()> {
+    use shiftgrad::tensor::Error;
+    if given(m, "out") {
+        return Err(Error::arg(
+            "train",
+            format!(
+                "--out cannot be used with --resume: the run continues in its own directory ({}); to branch a run, copy its directory and resume the copy",
+                dir.display()
+            ),
+        ));
+    }
+    let args = <TrainArgs as clap::Args>::augment_args(clap::Command::new("train"));
+    let refused: Vec<String> = args
+        .get_arguments()
+        .map(|a| (a.get_id().as_str(), a.get_long()))
+        .filter(|(id, _)| !RESUME_FLAGS.contains(id) && *id != "out" && given(m, id))
+        .map(|(id, long)| format!("--{}", long.unwrap_or(id)))
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(Error::arg(
+        "train",
+        format!(
+            "{} cannot be changed on --resume (the run's configuration is in its checkpoint)",
+            refused.join(", ")
+        ),
+    ))
+}
+
+fn run_train(a: TrainArgs, m: &ArgMatches) -> Result<bool> {
     use shiftgrad::train::{config::OptimName, config::RunConfig, train, Start, TrainJob};
-    let device = train_device(a.device.as_deref())?;
-    let data_dir = shiftgrad::nn::data::data_dir(a.data.as_deref());
     if let Some(dir) = a.resume {
+        check_resume_flags(m, &dir)?;
+        let device = train_device(a.device.as_deref())?;
         train(TrainJob {
-            start: Start::Resume,
+            start: Start::Resume {
+                epochs: given(m, "epochs").then_some(a.epochs),
+            },
             device,
             out: dir,
-            data_dir,
+            data_dir: shiftgrad::nn::data::data_dir(a.data.as_deref()),
             quiet: a.quiet,
             stop_after: None,
         })?;
         return Ok(true);
     }
+    let device = train_device(a.device.as_deref())?;
+    let data_dir = shiftgrad::nn::data::data_dir(a.data.as_deref());
     let net = shiftgrad::nn::resnet::ResNetConfig::preset(&a.preset)?;
     let optimizer = match a.optimizer {
         OptimArg::Sgd => OptimName::Sgd,
@@ -281,16 +334,27 @@ fn run_train(a: TrainArgs) -> Result<bool> {
     Ok(true)
 }
 
-fn run(command: Command) -> Result<bool> {
+fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
     let mut stdout = std::io::stdout();
     match command {
-        Command::Train(a) => run_train(*a),
+        Command::Train(a) => {
+            let m = matches
+                .subcommand_matches("train")
+                .ok_or_else(|| shiftgrad::tensor::Error::Other("train: no arguments".into()))?;
+            run_train(*a, m)
+        }
         Command::Eval {
             checkpoint,
             device,
             data,
             limit,
         } => {
+            if limit == Some(0) {
+                return Err(shiftgrad::tensor::Error::arg(
+                    "eval",
+                    "--limit must be at least 1",
+                ));
+            }
             let device = train_device(device.as_deref())?;
             let sd = shiftgrad::train::load_checkpoint(&checkpoint)?;
             let meta = shiftgrad::train::read_meta(&sd, &checkpoint)?;
@@ -302,10 +366,7 @@ fn run(command: Command) -> Result<bool> {
                     )
                 })?;
             let dir = shiftgrad::nn::data::data_dir(data.as_deref());
-            let mut test = shiftgrad::nn::data::load(&dir, shiftgrad::nn::data::Split::Test)?;
-            if let Some(n) = limit {
-                test.truncate(n);
-            }
+            let test = shiftgrad::train::load_split(&dir, shiftgrad::nn::data::Split::Test, limit)?;
             let (loss, acc) = shiftgrad::train::evaluate(&mut model, &test, &device)?;
             println!(
                 "{}: epoch {} of {} ({} {}), {} test images on {}: accuracy {:.2}%, loss {:.4}",
@@ -412,8 +473,9 @@ fn run(command: Command) -> Result<bool> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli.command) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli.command, &matches) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

@@ -1,33 +1,74 @@
-//! End-to-end smoke test of training on Fashion-MNIST (SPEC section 5): `--limit 512`, the
-//! loss falls, the checkpoint round-trips, and an interrupted run resumed from its checkpoint
-//! reproduces the uninterrupted run's metrics exactly. Uses the real data set when it is
-//! installed (Debian's `dataset-fashion-mnist`, or `FASHION_MNIST_DIR`); otherwise skips with a
-//! note, unless `SHIFTGRAD_REQUIRE_DATA` is set (CI sets it). Runs on `$SHIFTGRAD_DEVICE`, else
-//! the CPU.
+//! End-to-end training tests (SPEC section 5): the network learns (accuracy far above the
+//! 10 % of chance), the checkpoint round-trips, an interrupted run resumed from its checkpoint
+//! reproduces the uninterrupted run exactly, an extended run follows its documented schedule,
+//! a diverging run stops naming the parameter and keeps its last good checkpoint, and bad
+//! data, bad checkpoints and bad flags are clear errors.
+//!
+//! Data: Fashion-MNIST where it is installed (Debian's `dataset-fashion-mnist`, or
+//! `FASHION_MNIST_DIR`); otherwise a synthetic set of the same format
+//! (`shiftgrad::nn::synthetic`) written to a temporary directory, with a line on stderr
+//! saying so. With `SHIFTGRAD_REQUIRE_DATA=1` (CI sets it) missing real data fails instead.
+//! Runs on `$SHIFTGRAD_DEVICE`, else the CPU; the CLI cases run on the CPU.
 
-use shiftgrad::nn::data;
+use shiftgrad::nn::{data, synthetic, StateDict};
 use shiftgrad::tensor::Device;
 use shiftgrad::train::config::{OptimName, RunConfig};
+use shiftgrad::train::metrics::EpochMetrics;
 use shiftgrad::train::{build_model, evaluate, load_checkpoint, read_meta, train, Start, TrainJob};
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 
-fn data_dir() -> Option<PathBuf> {
-    let dir = data::data_dir(None);
-    if data::load(&dir, data::Split::Test).is_ok() {
-        return Some(dir);
+/// Whether a `0`/`1` switch such as `SHIFTGRAD_REQUIRE_DATA` is on: exactly `1` is on; unset,
+/// empty or `0` is off; anything else is a mistake in the caller's environment and panics
+/// rather than silently meaning either.
+fn switch(name: &str) -> bool {
+    match std::env::var(name) {
+        Ok(v) if v == "1" => true,
+        Ok(v) if v.is_empty() || v == "0" => false,
+        Err(std::env::VarError::NotPresent) => false,
+        Ok(v) => panic!("{name} must be 1 (on) or 0, empty or unset (off), got {v:?}"),
+        Err(e) => panic!("{name}: {e}"),
     }
-    if std::env::var_os("SHIFTGRAD_REQUIRE_DATA").is_some() {
-        panic!(
-            "SHIFTGRAD_REQUIRE_DATA is set but Fashion-MNIST is not at {}",
-            dir.display()
+}
+
+/// The data the tests train on.
+struct TestData {
+    dir: PathBuf,
+    /// Fashion-MNIST (true) or the synthetic set (false).
+    real: bool,
+}
+
+fn test_data() -> &'static TestData {
+    static DATA: OnceLock<TestData> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = data::data_dir(None);
+        let found = data::load(&dir, data::Split::Test);
+        if found.is_ok() {
+            return TestData { dir, real: true };
+        }
+        if switch("SHIFTGRAD_REQUIRE_DATA") {
+            panic!(
+                "SHIFTGRAD_REQUIRE_DATA=1 but Fashion-MNIST is not at {}: {}",
+                dir.display(),
+                found.err().map(|e| e.to_string()).unwrap_or_default()
+            );
+        }
+        let synth = tmp("synthetic-data");
+        synthetic::write(&synth, 600, 300, 11).unwrap();
+        // Written past the test harness's capture, so that a passing run shows it too.
+        let _ = writeln!(
+            std::io::stderr(),
+            "train tests: Fashion-MNIST not found at {}; using the synthetic data set written to {} (SHIFTGRAD_REQUIRE_DATA=1 fails instead)",
+            dir.display(),
+            synth.display()
         );
-    }
-    eprintln!(
-        "skipping: Fashion-MNIST not found at {} (apt-get install dataset-fashion-mnist)",
-        dir.display()
-    );
-    None
+        TestData {
+            dir: synth,
+            real: false,
+        }
+    })
 }
 
 fn small_config() -> RunConfig {
@@ -56,31 +97,134 @@ fn small_config() -> RunConfig {
     }
 }
 
+/// A still smaller run (64 images, 2 steps an epoch) for the checkpoint and error cases.
+fn tiny_config() -> RunConfig {
+    RunConfig {
+        widths: vec![8, 16],
+        limit: Some(64),
+        test_limit: Some(64),
+        ..small_config()
+    }
+}
+
 fn tmp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("shiftgrad-train-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
 
-#[test]
-fn loss_falls_checkpoint_round_trips_and_resume_is_exact() {
-    let Some(data_dir) = data_dir() else { return };
-    let device = Device::open(None).unwrap();
-    let job = |out: &PathBuf, start: Start, stop_after| TrainJob {
+fn job(out: &Path, start: Start, device: &Device, stop_after: Option<usize>) -> TrainJob {
+    TrainJob {
         start,
         device: device.clone(),
-        out: out.clone(),
-        data_dir: data_dir.clone(),
+        out: out.to_path_buf(),
+        data_dir: test_data().dir.clone(),
         quiet: true,
         stop_after,
-    };
+    }
+}
 
-    // Uninterrupted: two epochs.
+fn resume(epochs: Option<usize>) -> Start {
+    Start::Resume { epochs }
+}
+
+fn strip(h: &[EpochMetrics]) -> Vec<EpochMetrics> {
+    h.iter().map(|m| m.without_timing()).collect()
+}
+
+/// A finished 2-epoch run of [`tiny_config`] on the CPU, trained once for all tests; copy it
+/// with [`copy_run`] before changing anything.
+fn base_run() -> &'static Path {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let out = tmp("base");
+        let cfg = Box::new(tiny_config());
+        train(job(&out, Start::Fresh(cfg), &Device::Cpu, None)).unwrap();
+        out
+    })
+}
+
+fn copy_run(tag: &str) -> PathBuf {
+    let to = tmp(tag);
+    std::fs::create_dir_all(&to).unwrap();
+    for f in std::fs::read_dir(base_run()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+    }
+    to
+}
+
+/// Rewrites the checkpoint of run `dir` after `change` edits its state dict.
+fn tamper(dir: &Path, change: impl FnOnce(&mut StateDict<f32>)) {
+    let path = dir.join("checkpoint.npz");
+    let mut sd = StateDict::<f32>::load(&path).unwrap();
+    change(&mut sd);
+    sd.save(&path).unwrap();
+}
+
+fn set_text(sd: &mut StateDict<f32>, name: &str, text: &str) {
+    let bytes: Vec<i32> = text.bytes().map(i32::from).collect();
+    sd.insert_int(name.into(), &[bytes.len()], bytes);
+}
+
+/// Replaces text entry `name` of `sd` by `change` of it.
+fn edit_text(sd: &mut StateDict<f32>, name: &str, change: impl FnOnce(&str) -> String) {
+    let (_, b) = sd.int(name).unwrap();
+    let text = String::from_utf8(b.iter().map(|&x| x as u8).collect()).unwrap();
+    let new = change(&text);
+    assert_ne!(new, text, "{name}: the edit changed nothing");
+    set_text(sd, name, &new);
+}
+
+/// Rewrites the configuration stored in the checkpoint of run `dir`.
+fn tamper_config(dir: &Path, change: impl FnOnce(&mut RunConfig)) {
+    let path = dir.join("checkpoint.npz");
+    let meta = read_meta(&load_checkpoint(&path).unwrap(), &path).unwrap();
+    let mut cfg = meta.config;
+    change(&mut cfg);
+    tamper(dir, |sd| set_text(sd, "meta.config_json", &cfg.to_json()));
+}
+
+#[test]
+fn learns_checkpoint_round_trips_and_resume_is_exact() {
+    let td = test_data();
+    let device = Device::open(None).unwrap();
+
+    // Uninterrupted: two epochs of 16 steps (32 steps in all).
     let full_dir = tmp("full");
-    let full = train(job(&full_dir, Start::Fresh(Box::new(small_config())), None)).unwrap();
+    let started = std::time::Instant::now();
+    let full = train(job(
+        &full_dir,
+        Start::Fresh(Box::new(small_config())),
+        &device,
+        None,
+    ))
+    .unwrap();
+    let _ = writeln!(
+        std::io::stderr(),
+        "train smoke test ({}): {:?} in {:.1} s",
+        if td.real {
+            "Fashion-MNIST"
+        } else {
+            "synthetic"
+        },
+        full.history
+            .iter()
+            .map(|m| (m.train_acc, m.test_acc))
+            .collect::<Vec<_>>(),
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(full.history.len(), 2);
     let (e1, e2) = (&full.history[0], &full.history[1]);
-    assert!(e1.train_loss < 2.2, "first epoch did not learn: {e1:?}");
+    // The network learns: test accuracy (256 images) far above chance (10 %) after 32 steps.
+    // Measured on the CPU after epoch 2 (epoch 1): Fashion-MNIST 0.504 (0.227), synthetic
+    // 0.902 (0.742); the thresholds leave room for other devices' rounding.
+    let min_acc = if td.real { 0.35 } else { 0.7 };
+    assert!(
+        e2.test_acc > min_acc,
+        "test accuracy {} after 2 epochs, expected > {min_acc}: {e1:?} -> {e2:?}",
+        e2.test_acc
+    );
     assert!(
         e2.train_loss < e1.train_loss,
         "loss did not fall: {e1:?} -> {e2:?}"
@@ -94,6 +238,8 @@ fn loss_falls_checkpoint_round_trips_and_resume_is_exact() {
     ] {
         assert!(full_dir.join(f).is_file(), "{f} missing");
     }
+    let summary = full.summary.as_ref().unwrap();
+    assert!(summary.finite_check_seconds >= 0.0 && summary.finite_check_seconds.is_finite());
 
     // The checkpoint round-trips: the rebuilt model evaluates to the logged test metrics.
     let ckpt = full_dir.join("checkpoint.npz");
@@ -106,7 +252,7 @@ fn loss_falls_checkpoint_round_trips_and_resume_is_exact() {
         .any(|n| n == "stages.0.blocks.0.spatial.bank.0.weight"));
     assert!(sd.names().any(|n| n == "stages.0.blocks.0.spatial.pad_hv"));
     let mut model = build_model(&meta.config, &device, Some(&sd)).unwrap();
-    let mut test = data::load(&data_dir, data::Split::Test).unwrap();
+    let mut test = data::load(&td.dir, data::Split::Test).unwrap();
     test.truncate(256);
     let (loss, acc) = evaluate(&mut model, &test, &device).unwrap();
     assert_eq!(acc, e2.test_acc);
@@ -118,28 +264,199 @@ fn loss_falls_checkpoint_round_trips_and_resume_is_exact() {
 
     // Interrupted after one epoch, then resumed: exactly the same metrics.
     let part_dir = tmp("part");
-    let first = train(job(
-        &part_dir,
-        Start::Fresh(Box::new(small_config())),
-        Some(1),
-    ))
-    .unwrap();
+    let cfg = Box::new(small_config());
+    let first = train(job(&part_dir, Start::Fresh(cfg), &device, Some(1))).unwrap();
     assert_eq!(first.history.len(), 1);
-    let resumed = train(job(&part_dir, Start::Resume, None)).unwrap();
-    let strip = |h: &[shiftgrad::train::metrics::EpochMetrics]| {
-        h.iter().map(|m| m.without_timing()).collect::<Vec<_>>()
-    };
+    let resumed = train(job(&part_dir, resume(None), &device, None)).unwrap();
     assert_eq!(strip(&resumed.history), strip(&full.history));
     let on_disk = shiftgrad::train::metrics::read_jsonl(&part_dir.join("metrics.jsonl")).unwrap();
     assert_eq!(strip(&on_disk), strip(&full.history));
+
+    // A finished run resumed without a new epoch count has nothing to do and changes nothing.
+    let before = std::fs::read(&ckpt).unwrap();
+    let again = train(job(&full_dir, resume(None), &device, None)).unwrap();
+    assert!(again.summary.is_none());
+    assert_eq!(strip(&again.history), strip(&full.history));
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before);
+
+    // Extended to 3 epochs: epochs 1-2 are kept, epoch 3 follows the 3-epoch cosine schedule
+    // (its last step is global step 47 of 48: lr = 0.05 * (1 + cos(pi * 43/44)) / 2), and the
+    // new plan is stored, so an interruption of the extension would resume exactly.
+    let extended = train(job(&full_dir, resume(Some(3)), &device, None)).unwrap();
+    assert_eq!(extended.history.len(), 3);
+    assert_eq!(strip(&extended.history[..2]), strip(&full.history));
+    let lr = shiftgrad::nn::optim::lr_at(47, 0.05, 4, 48);
+    assert_eq!(extended.history[2].lr, lr);
+    let meta = read_meta(&load_checkpoint(&ckpt).unwrap(), &ckpt).unwrap();
+    assert_eq!((meta.epoch, meta.config.epochs), (3, 3));
 }
 
-fn shiftgrad(args: &[&str]) -> std::process::Output {
+#[test]
+fn a_diverging_run_stops_naming_the_parameter_and_keeps_its_checkpoint() {
+    // A learning rate that overflows f32: every parameter is infinite or NaN after the first
+    // update, while the loss of that step is still finite. No checkpoint exists yet.
+    let out = tmp("diverge-fresh");
+    let cfg = RunConfig {
+        lr: 1e300,
+        ..tiny_config()
+    };
+    let e = train(job(&out, Start::Fresh(Box::new(cfg)), &Device::Cpu, None))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("parameter ")
+            && e.contains("became non-finite")
+            && e.contains("more parameters")
+            && e.contains("epoch 1 step 1 of 2")
+            && e.contains("no checkpoint was written yet"),
+        "{e}"
+    );
+    assert!(!out.join("checkpoint.npz").exists());
+
+    // The same learning rate in a resumed run: it stops in its first step, and the last good
+    // checkpoint (epoch 2) is untouched, loadable, and evaluates to its logged accuracy.
+    let dir = copy_run("diverge-resume");
+    tamper_config(&dir, |c| c.lr = 1e300);
+    let ckpt = dir.join("checkpoint.npz");
+    let before = std::fs::read(&ckpt).unwrap();
+    let e = train(job(&dir, resume(Some(3)), &Device::Cpu, None))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("became non-finite")
+            && e.contains("epoch 3 step 1 of 2")
+            && e.contains("last good checkpoint (epoch 2)"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before, "checkpoint changed");
+    let sd = load_checkpoint(&ckpt).unwrap();
+    let meta = read_meta(&sd, &ckpt).unwrap();
+    assert_eq!(meta.epoch, 2);
+    let mut model = build_model(&meta.config, &Device::Cpu, Some(&sd)).unwrap();
+    let mut test = data::load(&test_data().dir, data::Split::Test).unwrap();
+    test.truncate(64);
+    let (_, acc) = evaluate(&mut model, &test, &Device::Cpu).unwrap();
+    assert_eq!(acc, meta.history[1].test_acc);
+    let metrics = shiftgrad::train::metrics::read_jsonl(&dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.len(), 2);
+
+    // An injected NaN in one momentum buffer: the loss stays finite, exactly that parameter
+    // turns NaN in the update, and the message names it alone.
+    let dir = copy_run("diverge-nan");
+    let victim = "stages.1.blocks.0.pw.weight";
+    tamper(&dir, |sd| {
+        let key = format!("optim.{victim}.slot1");
+        let t = sd.tensor(&key).unwrap().map(|_| f32::NAN);
+        sd.insert(key, t);
+    });
+    let before = std::fs::read(dir.join("checkpoint.npz")).unwrap();
+    let e = train(job(&dir, resume(Some(3)), &Device::Cpu, None))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains(&format!("parameter {victim} became non-finite"))
+            && !e.contains("more parameters")
+            && e.contains("epoch 3 step 1"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(dir.join("checkpoint.npz")).unwrap(), before);
+
+    // An injected NaN in a weight: the loss of the first step is not finite.
+    let dir = copy_run("diverge-loss");
+    tamper(&dir, |sd| {
+        let t = sd.tensor("head.weight").unwrap().map(|_| f32::NAN);
+        sd.insert("head.weight".into(), t);
+    });
+    let e = train(job(&dir, resume(Some(3)), &Device::Cpu, None))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("non-finite loss") && e.contains("epoch 3 step 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn empty_and_small_data_sets() {
+    let cpu = Device::Cpu;
+    // No training images, and no test images: errors naming the file, not 0/0.
+    for (train_n, test_n, file, what) in [
+        (0, 16, "train-images-idx3-ubyte", "training set"),
+        (48, 0, "t10k-images-idx3-ubyte", "test set"),
+    ] {
+        let dir = tmp(&format!("empty-{train_n}-{test_n}"));
+        synthetic::write(&dir, train_n, test_n, 1).unwrap();
+        let out = dir.join("run");
+        let e = TrainJob {
+            data_dir: dir.clone(),
+            ..job(&out, Start::Fresh(Box::new(tiny_config())), &cpu, None)
+        };
+        let e = train(e).err().unwrap().to_string();
+        assert!(
+            e.contains(file) && (e.contains(what) || e.contains("no images")),
+            "{e}"
+        );
+        assert!(!out.join("checkpoint.npz").exists());
+    }
+    // --limit and --test-limit beyond the set's size use the whole set (48 images in one
+    // batch of 32: one step per epoch).
+    let dir = tmp("small-set");
+    synthetic::write(&dir, 48, 16, 2).unwrap();
+    let cfg = RunConfig {
+        epochs: 1,
+        limit: Some(100_000),
+        test_limit: Some(100_000),
+        ..tiny_config()
+    };
+    let out = dir.join("run");
+    let o = TrainJob {
+        data_dir: dir.clone(),
+        ..job(&out, Start::Fresh(Box::new(cfg)), &cpu, None)
+    };
+    let o = train(o).unwrap();
+    assert_eq!(o.history.len(), 1);
+    assert!(o.history[0].is_finite());
+    // eval --limit 0 is refused; a test set of 0 images is an error.
+    let o = shiftgrad(&[
+        "eval",
+        "--checkpoint",
+        out.join("checkpoint.npz").to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+        "--limit",
+        "0",
+    ]);
+    assert_error(&o, &["--limit must be at least 1"]);
+}
+
+fn shiftgrad(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shiftgrad"))
         .args(args)
         .env("SHIFTGRAD_DEVICE", "cpu")
         .output()
         .expect("run shiftgrad")
+}
+
+/// Exit code 1, every fragment in stderr, and no panic; else what differs.
+fn check_error(o: &Output, fragments: &[&str]) -> Result<(), String> {
+    let e = String::from_utf8_lossy(&o.stderr);
+    if o.status.code() != Some(1) || e.contains("panicked") {
+        return Err(format!("exit code {:?}: {e}", o.status.code()));
+    }
+    match fragments.iter().find(|f| !e.contains(*f)) {
+        Some(f) => Err(format!("{f:?} not in: {e}")),
+        None => Ok(()),
+    }
+}
+
+fn assert_error(o: &Output, fragments: &[&str]) {
+    if let Err(e) = check_error(o, fragments) {
+        panic!("{e}");
+    }
 }
 
 #[test]
@@ -154,12 +471,7 @@ fn bad_inputs_are_clear_errors_and_lose_nothing() {
         "--out",
         dir.join("r").to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        e.contains("nowhere") && e.contains("data directory not found"),
-        "{e}"
-    );
+    assert_error(&o, &["nowhere", "data directory not found"]);
     // A data file with a wrong magic number names the file.
     let bad = dir.join("bad-data");
     std::fs::create_dir_all(&bad).unwrap();
@@ -182,61 +494,177 @@ fn bad_inputs_are_clear_errors_and_lose_nothing() {
         "--out",
         dir.join("r2").to_str().unwrap(),
     ]);
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        e.contains("train-images-idx3-ubyte") && e.contains("wrong magic number"),
-        "{e}"
-    );
+    assert_error(&o, &["train-images-idx3-ubyte", "wrong magic number"]);
     // Not a checkpoint, and a missing one.
     let junk = dir.join("junk.npz");
     std::fs::write(&junk, b"not a zip").unwrap();
     let o = shiftgrad(&["eval", "--checkpoint", junk.to_str().unwrap()]);
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.code() == Some(1) && e.contains("junk.npz"), "{e}");
-    let o = shiftgrad(&[
-        "eval",
-        "--checkpoint",
-        dir.join("none.npz").to_str().unwrap(),
-    ]);
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("none.npz") && e.contains("not found"), "{e}");
+    assert_error(&o, &["junk.npz"]);
+    let none = dir.join("none.npz");
+    let o = shiftgrad(&["eval", "--checkpoint", none.to_str().unwrap()]);
+    assert_error(&o, &["none.npz", "not found"]);
     // Bad flags.
+    let r3 = dir.join("r3");
+    let o = shiftgrad(&["train", "--spatial", "huge", "--out", r3.to_str().unwrap()]);
+    assert_error(&o, &["unknown spatial operator"]);
+}
+
+/// A tampering case: a tag, an edit of the checkpoint (or its configuration), and the
+/// expected message.
+type Case<T> = (&'static str, fn(&mut T), &'static str);
+
+#[test]
+fn bad_resumes_are_clear_errors() {
+    // Every case runs; the failures are reported together at the end.
+    let mut failures = Vec::new();
+    let mut expect = |case: &str, o: &Output, fragments: &[&str]| {
+        if let Err(e) = check_error(o, fragments) {
+            failures.push(format!("{case}: {e}"));
+        }
+    };
+    let resume_dir = |d: &Path| d.to_str().unwrap().to_string();
+    // A missing run directory, and a directory without a checkpoint.
+    let none = tmp("no-run");
+    let o = shiftgrad(&["train", "--resume", &resume_dir(&none)]);
+    expect("missing dir", &o, &["no-run", "no such run directory"]);
+    let empty = tmp("empty-run");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = shiftgrad(&["train", "--resume", &resume_dir(&empty)]);
+    expect(
+        "no checkpoint",
+        &o,
+        &["checkpoint.npz", "checkpoint not found"],
+    );
+
+    // Stored configurations that fail validation: errors naming the checkpoint.
+    let invalid: [Case<RunConfig>; 4] = [
+        (
+            "batch0",
+            |c| c.batch_size = 0,
+            "batch size must be at least 1",
+        ),
+        ("epochs0", |c| c.epochs = 0, "epochs and batch size"),
+        ("widths", |c| c.widths.clear(), "must list the same number"),
+        ("lr", |c| c.lr = -1.0, "learning rate must be positive"),
+    ];
+    for (tag, change, msg) in invalid {
+        let dir = copy_run(&format!("cfg-{tag}"));
+        tamper_config(&dir, change);
+        let o = shiftgrad(&["train", "--resume", &resume_dir(&dir)]);
+        let what = [
+            "checkpoint.npz",
+            "configuration stored in this checkpoint is invalid",
+            msg,
+        ];
+        expect(tag, &o, &what);
+        // eval refuses it too.
+        let ckpt = dir.join("checkpoint.npz");
+        let o = shiftgrad(&["eval", "--checkpoint", ckpt.to_str().unwrap()]);
+        expect(&format!("eval {tag}"), &o, &["checkpoint.npz", msg]);
+    }
+
+    // Metadata that disagrees with itself.
+    let inconsistent: [Case<StateDict<f32>>; 6] = [
+        (
+            "epoch-vs-metrics",
+            |sd| sd.insert_int("meta.epoch".into(), &[1], vec![1]),
+            "meta.epoch says 1 epochs, meta.metrics_json holds 2 metric lines",
+        ),
+        (
+            "negative-epoch",
+            |sd| sd.insert_int("meta.epoch".into(), &[1], vec![-1]),
+            "meta.epoch is -1",
+        ),
+        (
+            "not-text",
+            |sd| sd.insert_int("meta.config_json".into(), &[2], vec![123, 300]),
+            "meta.config_json holds a value outside the byte range",
+        ),
+        (
+            "null-loss",
+            |sd| {
+                edit_text(sd, "meta.metrics_json", |t| {
+                    let i = t.find("\"test_loss\":").unwrap() + "\"test_loss\":".len();
+                    let j = i + t[i..].find(',').unwrap();
+                    format!("{}null{}", &t[..i], &t[j..])
+                })
+            },
+            "meta.metrics_json",
+        ),
+        (
+            "renumbered",
+            |sd| {
+                edit_text(sd, "meta.metrics_json", |t| {
+                    t.replace("\"epoch\":2", "\"epoch\":5")
+                })
+            },
+            "metric line 2 is numbered epoch 5",
+        ),
+        (
+            "more-than-planned",
+            |sd| {
+                edit_text(sd, "meta.config_json", |t| {
+                    let mut c = RunConfig::from_json(t).unwrap();
+                    c.epochs = 1;
+                    c.to_json()
+                })
+            },
+            "2 epochs trained, more than the 1 its configuration plans",
+        ),
+    ];
+    for (tag, change, msg) in inconsistent {
+        let dir = copy_run(&format!("meta-{tag}"));
+        tamper(&dir, change);
+        let o = shiftgrad(&["train", "--resume", &resume_dir(&dir), "--epochs", "3"]);
+        let what = ["checkpoint.npz", "not a shiftgrad training checkpoint", msg];
+        expect(tag, &o, &what);
+    }
+
+    // Flags that would change the run are refused, by name; --out too.
+    let dir = copy_run("flags");
+    let d = resume_dir(&dir);
+    for (extra, msg) in [
+        (
+            vec!["--lr", "0.2"],
+            "train: --lr cannot be changed on --resume (the run's configuration is in its checkpoint)",
+        ),
+        (
+            vec!["--preset", "sw-resnet-20", "--batch-size", "8", "--no-flip"],
+            "train: --preset, --batch-size, --no-flip cannot be changed on --resume",
+        ),
+        (vec!["--seed", "0"], "--seed cannot be changed"),
+        (vec!["--widths", "8,16"], "--widths cannot be changed"),
+        (vec!["--out", "elsewhere"], "--out cannot be used with --resume"),
+        (
+            vec!["--epochs", "1"],
+            "--epochs 1 is fewer than the 2 epochs the run in",
+        ),
+    ] {
+        let mut args = vec!["train", "--resume", &d];
+        args.extend(&extra);
+        let o = shiftgrad(&args);
+        expect(&extra.join(" "), &o, &[msg]);
+    }
+    // The accepted ones: the finished run has nothing to do and says so.
     let o = shiftgrad(&[
-        "train",
-        "--spatial",
-        "huge",
-        "--out",
-        dir.join("r3").to_str().unwrap(),
+        "train", "--resume", &d, "--epochs", "2", "--device", "cpu", "--data", "unused",
     ]);
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("unknown spatial operator"), "{e}");
-    let o = shiftgrad(&["train", "--resume", dir.join("no-run").to_str().unwrap()]);
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("no-run"), "{e}");
-    assert!(!e.contains("panicked"), "{e}");
+    if !(o.status.success() && e.contains("nothing to do")) {
+        failures.push(format!("accepted flags: {e}"));
+    }
+    let meta_path = dir.join("checkpoint.npz");
+    let meta = read_meta(&load_checkpoint(&meta_path).unwrap(), &meta_path).unwrap();
+    assert_eq!(meta.config, tiny_config());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn an_incompatible_checkpoint_is_an_error_naming_the_entry() {
-    let Some(data_dir) = data_dir() else { return };
-    let out = tmp("incompat");
-    let mut cfg = small_config();
-    cfg.epochs = 1;
-    cfg.limit = Some(64);
-    cfg.test_limit = Some(64);
-    train(TrainJob {
-        start: Start::Fresh(Box::new(cfg.clone())),
-        device: Device::Cpu,
-        out: out.clone(),
-        data_dir,
-        quiet: true,
-        stop_after: None,
-    })
-    .unwrap();
-    let ckpt = out.join("checkpoint.npz");
+    let ckpt = base_run().join("checkpoint.npz");
     let sd = load_checkpoint(&ckpt).unwrap();
-    let mut other = cfg.clone();
-    other.widths = vec![16, 48];
+    let mut other = tiny_config();
+    other.widths = vec![8, 24];
     let e = build_model(&other, &Device::Cpu, Some(&sd))
         .err()
         .unwrap()

@@ -6,6 +6,7 @@
 //! * [`shiftwise`]: `ShiftWiseConv` (SPEC 1.5).
 //! * [`baselines`]: the controlled spatial operators `dense`, `slak`, `small` (SPEC 1.7) and the
 //!   [`Spatial`] enum that holds any of them.
+//! * [`synthetic`]: a seeded, learnable stand-in for Fashion-MNIST in the same IDX files.
 //! * [`reparam`]: merging the P banks and folding batch-norms and the residual into one
 //!   depthwise kernel with a bias (SPEC 1.4).
 
@@ -18,6 +19,7 @@ pub mod optim;
 pub mod reparam;
 pub mod resnet;
 pub mod shiftwise;
+pub mod synthetic;
 
 pub use baselines::{Spatial, SpatialKind};
 pub use layers::{BatchNorm2d, Conv2d, Linear};

@@ -27,6 +27,21 @@ impl EpochMetrics {
             ..self.clone()
         }
     }
+
+    /// True when every number is finite (JSON has no NaN: serde would write `null`).
+    pub fn is_finite(&self) -> bool {
+        [
+            self.lr,
+            self.train_loss,
+            self.train_acc,
+            self.test_loss,
+            self.test_acc,
+            self.train_images_per_s,
+            self.epoch_seconds,
+        ]
+        .iter()
+        .all(|v| v.is_finite())
+    }
 }
 
 /// Writes `history` as `metrics.jsonl`, atomically.
@@ -82,6 +97,9 @@ pub struct Summary {
     pub epochs: usize,
     pub wall_seconds: f64,
     pub train_images_per_s: f64,
+    /// Seconds spent checking that every parameter is finite after each step (one reduction
+    /// and one scalar read-back per step; included in the training time).
+    pub finite_check_seconds: f64,
     pub final_test_accuracy: f64,
     pub final_test_loss: f64,
     pub kernel_time_top: Vec<KernelShare>,

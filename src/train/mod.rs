@@ -6,19 +6,46 @@
 //! the same RNG, and the network is trained with a linear warm-up then cosine learning rate.
 //! After each epoch: evaluation on the test set, one line appended to `metrics.jsonl`,
 //! `curves.png` redrawn, and `checkpoint.npz` written atomically (model, index tables,
-//! optimiser state, epoch, configuration, metrics so far). A non-finite loss stops the run
-//! before anything of that epoch is written, so the last checkpoint stays the last good one.
+//! optimiser state, epoch, configuration, metrics so far).
+//!
+//! ## Stopping on non-finite values
+//! The run stops with an error naming the epoch and step when the loss is not finite, or
+//! when a parameter is not finite after an optimiser step (which also catches non-finite
+//! gradients; see [`finite`] for how this costs one scalar read-back per step, and
+//! `summary.json`'s `finite_check_seconds` for what it cost). Nothing of a stopped epoch is
+//! written, and a checkpoint whose tensors or metrics are not finite is never written, so
+//! `checkpoint.npz` stays the last good one. Zero training or test images is an error, not a
+//! 0/0.
+//!
+//! ## Resuming
+//! [`Start::Resume`] continues from the run directory's checkpoint with the configuration
+//! stored in it, after checking it ([`checkpoint::read_meta`]). Without a new epoch count the
+//! run finishes its plan and is bit-exact with the uninterrupted run: the epoch RNG is
+//! derived from (seed, epoch), and the optimiser state and step count are in the checkpoint.
+//! With a new count N (at least the epochs trained; the CLI's `--epochs` with `--resume`) the
+//! plan becomes N epochs. The warm-up is unchanged, but the cosine decay spans the new total,
+//! so the remaining epochs follow the N-epoch schedule from where that schedule stands: the
+//! result differs from a fresh N-epoch run, and extending a finished run raises the learning
+//! rate again from about 0. It is reproducible: the new plan is written to the checkpoint and
+//! `config.json`, so resuming an interrupted extension is exact again. A run that has trained
+//! all its epochs is left alone.
 
+pub mod checkpoint;
 pub mod config;
+pub mod finite;
 pub mod metrics;
 pub mod plot;
+mod run;
 
+pub use checkpoint::{load_checkpoint, read_meta, Meta};
+
+use checkpoint::save_checkpoint;
 use config::RunConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use metrics::{EpochMetrics, KernelShare, Summary};
+use run::{last_good, EpochCtx, Run, Schedule, Tally};
 use shiftgrad_autograd::{no_grad, Var};
-use shiftgrad_nn::data::{self, Augment, Dataset, Split};
-use shiftgrad_nn::optim::{lr_at, Optimizer};
+use shiftgrad_nn::data::{self, Dataset, Split};
 use shiftgrad_nn::resnet::SwResNet;
 use shiftgrad_nn::{Mode, Module, StateDict};
 use shiftgrad_ops::cross_entropy;
@@ -39,7 +66,11 @@ const EVAL_BATCH: usize = 500;
 /// A new run with its configuration, or the continuation of the run in the output directory.
 pub enum Start {
     Fresh(Box<RunConfig>),
-    Resume,
+    /// Continue from `out/checkpoint.npz` with the configuration stored there; `epochs`, when
+    /// given, replaces the planned number of epochs and must be at least the epochs trained.
+    Resume {
+        epochs: Option<usize>,
+    },
 }
 
 /// How to run a training job.
@@ -67,74 +98,6 @@ fn epoch_rng(seed: u64, epoch: usize) -> init::Rng {
         seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .wrapping_add(epoch as u64 + 1),
     )
-}
-
-fn bytes_entry(text: &str) -> Vec<i32> {
-    text.bytes().map(i32::from).collect()
-}
-
-fn text_entry(sd: &StateDict<f32>, name: &str) -> Result<String> {
-    let (_, d) = sd.int(name)?;
-    let bytes: Vec<u8> = d.iter().map(|&b| b as u8).collect();
-    String::from_utf8(bytes)
-        .map_err(|_| Error::Other(format!("checkpoint: {name} is not UTF-8 text")))
-}
-
-/// Everything a checkpoint holds besides the model and optimiser.
-pub struct Meta {
-    pub config: RunConfig,
-    pub epoch: usize,
-    pub history: Vec<EpochMetrics>,
-}
-
-/// Reads the metadata of a checkpoint's state dict.
-pub fn read_meta(sd: &StateDict<f32>, path: &Path) -> Result<Meta> {
-    let bad = |what: &dyn std::fmt::Display| {
-        Error::file(path, format!("not a shiftgrad training checkpoint: {what}"))
-    };
-    let config = RunConfig::from_json(&text_entry(sd, "meta.config_json").map_err(|e| bad(&e))?)
-        .map_err(|e| bad(&e))?;
-    let (_, epoch) = sd.int("meta.epoch").map_err(|e| bad(&e))?;
-    let history: Vec<EpochMetrics> =
-        serde_json::from_str(&text_entry(sd, "meta.metrics_json").map_err(|e| bad(&e))?)
-            .map_err(|e| bad(&e))?;
-    let epoch = *epoch.first().ok_or_else(|| bad(&"empty meta.epoch"))? as usize;
-    if history.len() != epoch {
-        return Err(bad(&format!(
-            "{} metric lines for {epoch} epochs",
-            history.len()
-        )));
-    }
-    Ok(Meta {
-        config,
-        epoch,
-        history,
-    })
-}
-
-/// Loads a checkpoint file into a state dict, with the file named in any error.
-pub fn load_checkpoint(path: &Path) -> Result<StateDict<f32>> {
-    if !path.is_file() {
-        return Err(Error::file(path, "checkpoint not found"));
-    }
-    StateDict::load(path)
-}
-
-fn save_checkpoint(
-    path: &Path,
-    model: &SwResNet<f32>,
-    optim: &Optimizer<f32>,
-    config: &RunConfig,
-    history: &[EpochMetrics],
-) -> Result<()> {
-    let mut sd = model.state_dict();
-    optim.save_state(&mut sd);
-    sd.insert_int("meta.epoch".into(), &[1], vec![history.len() as i32]);
-    let cfg = bytes_entry(&config.to_json());
-    sd.insert_int("meta.config_json".into(), &[cfg.len()], cfg);
-    let m = bytes_entry(&serde_json::to_string(history).expect("metrics serialise"));
-    sd.insert_int("meta.metrics_json".into(), &[m.len()], m);
-    sd.save(path)
 }
 
 /// Builds the network of `config` on `device`, loading `sd` if given.
@@ -165,9 +128,13 @@ fn argmax_correct(logits: &Tensor<f32>, labels: &[usize]) -> Result<usize> {
         .count())
 }
 
-/// Test loss and accuracy of `model` on `data` (eval mode, no graph).
+/// Test loss and accuracy of `model` on `data` (eval mode, no graph). An empty data set is
+/// an error (its mean loss would be 0/0).
 pub fn evaluate(model: &mut SwResNet<f32>, data: &Dataset, device: &Device) -> Result<(f64, f64)> {
     let n = data.len();
+    if n == 0 {
+        return Err(Error::arg("evaluate", "the test set has no images"));
+    }
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let mut rng = init::rng(0); // unused without augmentation
     for start in (0..n).step_by(EVAL_BATCH) {
@@ -186,15 +153,27 @@ pub fn evaluate(model: &mut SwResNet<f32>, data: &Dataset, device: &Device) -> R
     Ok((loss_sum / n as f64, correct as f64 / n as f64))
 }
 
-fn load_split(dir: &Path, split: Split, limit: Option<usize>) -> Result<Dataset> {
+/// Loads one split, keeps its first `limit` examples (a limit beyond the set keeps all), and
+/// refuses an empty result: no training step or mean can be computed from zero images.
+pub fn load_split(dir: &Path, split: Split, limit: Option<usize>) -> Result<Dataset> {
     let mut d = data::load(dir, split)?;
     if let Some(n) = limit {
         d.truncate(n);
     }
+    if d.is_empty() {
+        let (what, file) = match split {
+            Split::Train => ("training", "train-images-idx3-ubyte"),
+            Split::Test => ("test", "t10k-images-idx3-ubyte"),
+        };
+        return Err(Error::file(
+            dir.join(file),
+            format!("the {what} set has no images"),
+        ));
+    }
     Ok(d)
 }
 
-fn progress(quiet: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
+pub(crate) fn progress(quiet: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
@@ -239,53 +218,43 @@ fn peak_memory(device: &Device) -> u64 {
 
 /// Runs (or continues) a training job.
 pub fn train(job: TrainJob) -> Result<Outcome> {
-    if matches!(job.start, Start::Resume) && !job.out.is_dir() {
-        return Err(Error::file(&job.out, "no such run directory to resume"));
-    }
-    std::fs::create_dir_all(&job.out).map_err(|e| Error::file(&job.out, e))?;
     let ckpt_path = job.out.join(CHECKPOINT);
-    let (config, mut model, mut optim, mut history) = if let Start::Fresh(config) = &job.start {
-        config.validate()?;
-        let model = build_model(config, &job.device, None)?;
-        let optim = Optimizer::new(config.optim_kind(), model.named_parameters());
-        (config.as_ref().clone(), model, optim, Vec::new())
-    } else {
-        let sd = load_checkpoint(&ckpt_path)?;
-        let meta = read_meta(&sd, &ckpt_path)?;
-        let model = build_model(&meta.config, &job.device, Some(&sd)).map_err(|e| {
-            Error::file(
-                &ckpt_path,
-                format!("incompatible with its own configuration: {e}"),
-            )
-        })?;
-        let mut optim = Optimizer::new(meta.config.optim_kind(), model.named_parameters());
-        optim
-            .load_state(&sd)
-            .map_err(|e| Error::file(&ckpt_path, e))?;
-        (meta.config, model, optim, meta.history)
+    let mut run = match &job.start {
+        Start::Fresh(config) => {
+            let run = Run::fresh(config, &job.device)?;
+            std::fs::create_dir_all(&job.out).map_err(|e| Error::file(&job.out, e))?;
+            run
+        }
+        Start::Resume { epochs } => Run::resume(&job.out, *epochs, &job.device, job.quiet)?,
     };
-    metrics::write_atomic(&job.out.join(CONFIG), config.to_json().as_bytes())?;
-    let train_set = load_split(&job.data_dir, Split::Train, config.limit)?;
-    let test_set = load_split(&job.data_dir, Split::Test, config.test_limit)?;
-    let bs = config.batch_size.min(train_set.len());
-    let steps = train_set.len() / bs;
-    let total_steps = (steps * config.epochs) as u64;
-    let warmup = (config.warmup_epochs * steps as f64).round() as u64;
-    let augment = Augment {
-        pad: config.crop_pad,
-        flip: config.flip,
-    };
-    let params = model.parameter_count();
+    if run.history.len() == run.config.epochs {
+        if !job.quiet {
+            eprintln!(
+                "train: the run in {} has already trained all {} epochs; nothing to do (give --epochs N with --resume to extend it)",
+                job.out.display(),
+                run.config.epochs
+            );
+        }
+        return Ok(Outcome {
+            history: run.history,
+            summary: None,
+        });
+    }
+    metrics::write_atomic(&job.out.join(CONFIG), run.config.to_json().as_bytes())?;
+    let train_set = load_split(&job.data_dir, Split::Train, run.config.limit)?;
+    let test_set = load_split(&job.data_dir, Split::Test, run.config.test_limit)?;
+    let schedule = Schedule::new(&run.config, train_set.len())?;
+    let params = run.model.parameter_count();
     if !job.quiet {
         eprintln!(
             "{} ({} spatial), {} parameters, {} train / {} test images, batch {}, {} steps/epoch, device {}",
-            config.preset,
-            config.spatial,
+            run.config.preset,
+            run.config.spatial,
             params,
             train_set.len(),
             test_set.len(),
-            bs,
-            steps,
+            schedule.batch,
+            schedule.steps,
             job.device.name()
         );
     }
@@ -295,81 +264,32 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
     }
     counters::reset();
     let start = Instant::now();
-    let (mut flops_fwd, mut flops_bwd, mut macs_fwd) = (0.0, 0.0, 0.0);
-    let mut trained_images = 0usize;
-    let mut train_seconds = 0.0;
-    let first_epoch = history.len();
-    for epoch in first_epoch..config.epochs {
+    let mut tally = Tally::default();
+    let first_epoch = run.history.len();
+    let cx = EpochCtx {
+        job: &job,
+        train_set: &train_set,
+        schedule: &schedule,
+        ckpt_path: &ckpt_path,
+    };
+    for epoch in first_epoch..run.config.epochs {
         if job.stop_after.is_some_and(|n| epoch - first_epoch >= n) {
             return Ok(Outcome {
-                history,
+                history: run.history,
                 summary: None,
             });
         }
-        let mut rng = epoch_rng(config.seed, epoch);
-        let order = init::permutation(train_set.len(), &mut rng);
-        let pb = progress(job.quiet, steps, epoch, config.epochs);
         let epoch_start = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        let mut lr = 0.0;
-        for step in 0..steps {
-            let global = (epoch * steps + step) as u64;
-            lr = lr_at(global, config.lr, warmup, total_steps);
-            let idx = &order[step * bs..(step + 1) * bs];
-            let (x, labels) = data::batch::<f32>(&train_set, idx, Some(augment), &mut rng)?;
-            let c0 = counters::snapshot();
-            let logits = model.forward(&Var::constant(x.to_device(&job.device)?), Mode::Train)?;
-            let loss = cross_entropy(&logits, &labels)?;
-            let c1 = counters::snapshot();
-            let loss_value = loss.value().item()? as f64;
-            if !loss_value.is_finite() {
-                pb.abandon();
-                let kept = if history.is_empty() {
-                    "no checkpoint was written yet".to_string()
-                } else {
-                    format!(
-                        "the last good checkpoint (epoch {}) is {}",
-                        history.len(),
-                        ckpt_path.display()
-                    )
-                };
-                return Err(Error::Other(format!(
-                    "train: non-finite loss ({loss_value}) at epoch {} step {}; stopping. {kept}",
-                    epoch + 1,
-                    step + 1
-                )));
-            }
-            correct += argmax_correct(&logits.value(), &labels)?;
-            drop(logits);
-            loss.backward()?;
-            let c2 = counters::snapshot();
-            optim.step(lr)?;
-            if flops_fwd == 0.0 {
-                flops_fwd = (c1.flops - c0.flops) as f64 / bs as f64;
-                macs_fwd = (c1.macs - c0.macs) as f64 / bs as f64;
-                flops_bwd = (c2.flops - c1.flops) as f64 / bs as f64;
-            }
-            loss_sum += loss_value * bs as f64;
-            seen += bs;
-            let ips = seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
-            pb.set_message(format!(
-                "loss {:.4} acc {:.2}% {:.0} img/s",
-                loss_sum / seen as f64,
-                100.0 * correct as f64 / seen as f64,
-                ips
-            ));
-            pb.inc(1);
-        }
+        let (train_loss, train_acc, seen, lr) = run.train_epoch(&cx, epoch, &mut tally)?;
         let epoch_train_s = epoch_start.elapsed().as_secs_f64();
-        train_seconds += epoch_train_s;
-        trained_images += seen;
-        pb.finish_and_clear();
-        let (test_loss, test_acc) = evaluate(&mut model, &test_set, &job.device)?;
+        tally.train_seconds += epoch_train_s;
+        tally.trained_images += seen;
+        let (test_loss, test_acc) = evaluate(&mut run.model, &test_set, &job.device)?;
         let m = EpochMetrics {
             epoch: epoch + 1,
             lr,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
+            train_loss,
+            train_acc,
             test_loss,
             test_acc,
             train_images_per_s: seen as f64 / epoch_train_s,
@@ -379,7 +299,7 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
             eprintln!(
                 "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} img/s, {:.1} s",
                 m.epoch,
-                config.epochs,
+                run.config.epochs,
                 m.train_loss,
                 100.0 * m.train_acc,
                 m.test_loss,
@@ -388,32 +308,24 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
                 m.epoch_seconds
             );
         }
-        history.push(m);
-        save_checkpoint(&ckpt_path, &model, &optim, &config, &history)?;
-        metrics::write_jsonl(&job.out.join(METRICS), &history)?;
-        plot::draw(&job.out.join(CURVES), &history)?;
+        run.history.push(m);
+        save_checkpoint(
+            &ckpt_path,
+            &run.model,
+            &run.optim,
+            &run.config,
+            &run.history,
+        )
+        .map_err(|e| {
+            Error::Other(format!(
+                "train: {e}; stopping. {}",
+                last_good(&run.history[..run.history.len() - 1], &ckpt_path)
+            ))
+        })?;
+        metrics::write_jsonl(&job.out.join(METRICS), &run.history)?;
+        plot::draw(&job.out.join(CURVES), &run.history)?;
     }
-    let last = history.last().cloned();
-    let summary = Summary {
-        preset: config.preset.clone(),
-        spatial: config.spatial.clone(),
-        device: job.device.name(),
-        parameters: params,
-        forward_flops_per_image: flops_fwd,
-        backward_flops_per_image: flops_bwd,
-        forward_macs_per_image: macs_fwd,
-        peak_device_memory_bytes: peak_memory(&job.device),
-        epochs: history.len(),
-        wall_seconds: start.elapsed().as_secs_f64(),
-        train_images_per_s: if train_seconds > 0.0 {
-            trained_images as f64 / train_seconds
-        } else {
-            0.0
-        },
-        final_test_accuracy: last.as_ref().map_or(0.0, |m| m.test_acc),
-        final_test_loss: last.as_ref().map_or(0.0, |m| m.test_loss),
-        kernel_time_top: kernel_top(&job.device),
-    };
+    let summary = summarise(&run, &job, params, start, &tally);
     metrics::write_atomic(
         &job.out.join(SUMMARY),
         serde_json::to_string_pretty(&summary)
@@ -422,10 +334,11 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
     )?;
     if !job.quiet {
         eprintln!(
-            "done: test accuracy {:.2}%, {:.0} s wall, {:.1} train img/s; wrote {}",
+            "done: test accuracy {:.2}%, {:.0} s wall, {:.1} train img/s ({:.1} s of it checking parameters are finite); wrote {}",
             100.0 * summary.final_test_accuracy,
             summary.wall_seconds,
             summary.train_images_per_s,
+            summary.finite_check_seconds,
             job.out.display()
         );
         for k in summary.kernel_time_top.iter().take(5) {
@@ -438,7 +351,32 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
         }
     }
     Ok(Outcome {
-        history,
+        history: run.history,
         summary: Some(summary),
     })
+}
+
+fn summarise(run: &Run, job: &TrainJob, params: usize, start: Instant, tally: &Tally) -> Summary {
+    let last = run.history.last();
+    Summary {
+        preset: run.config.preset.clone(),
+        spatial: run.config.spatial.clone(),
+        device: job.device.name(),
+        parameters: params,
+        forward_flops_per_image: tally.flops_fwd,
+        backward_flops_per_image: tally.flops_bwd,
+        forward_macs_per_image: tally.macs_fwd,
+        peak_device_memory_bytes: peak_memory(&job.device),
+        epochs: run.history.len(),
+        wall_seconds: start.elapsed().as_secs_f64(),
+        train_images_per_s: if tally.train_seconds > 0.0 {
+            tally.trained_images as f64 / tally.train_seconds
+        } else {
+            0.0
+        },
+        finite_check_seconds: tally.finite_check_seconds,
+        final_test_accuracy: last.map_or(0.0, |m| m.test_acc),
+        final_test_loss: last.map_or(0.0, |m| m.test_loss),
+        kernel_time_top: kernel_top(&job.device),
+    }
 }

@@ -1,0 +1,231 @@
+//! The state of a run between epochs (fresh, or resumed from its checkpoint), its schedule,
+//! and one epoch of training with its stops on non-finite values (see the module docs of
+//! [`super`]).
+
+use super::checkpoint::{load_checkpoint, read_meta};
+use super::config::RunConfig;
+use super::metrics::EpochMetrics;
+use super::{argmax_correct, build_model, epoch_rng, finite, progress, TrainJob, CHECKPOINT};
+use shiftgrad_autograd::Var;
+use shiftgrad_nn::data::{self, Augment, Dataset};
+use shiftgrad_nn::optim::{lr_at, Optimizer};
+use shiftgrad_nn::resnet::SwResNet;
+use shiftgrad_nn::{Mode, Module};
+use shiftgrad_ops::cross_entropy;
+use shiftgrad_tensor::{counters, init, Device, Error, Result};
+use std::path::Path;
+use std::time::Instant;
+
+/// The state of a run between epochs.
+pub(crate) struct Run {
+    pub config: RunConfig,
+    pub model: SwResNet<f32>,
+    pub optim: Optimizer<f32>,
+    pub history: Vec<EpochMetrics>,
+}
+
+impl Run {
+    pub fn fresh(config: &RunConfig, device: &Device) -> Result<Run> {
+        config.validate()?;
+        let model = build_model(config, device, None)?;
+        let optim = Optimizer::new(config.optim_kind(), model.named_parameters());
+        Ok(Run {
+            config: config.clone(),
+            model,
+            optim,
+            history: Vec::new(),
+        })
+    }
+
+    /// The run in `out`, from its checkpoint; `epochs` replaces the planned epoch count.
+    pub fn resume(out: &Path, epochs: Option<usize>, device: &Device, quiet: bool) -> Result<Run> {
+        if !out.is_dir() {
+            return Err(Error::file(out, "no such run directory to resume"));
+        }
+        let ckpt_path = out.join(CHECKPOINT);
+        let sd = load_checkpoint(&ckpt_path)?;
+        let meta = read_meta(&sd, &ckpt_path)?;
+        let mut config = meta.config;
+        if let Some(n) = epochs {
+            if n < meta.epoch {
+                return Err(Error::arg(
+                    "train",
+                    format!(
+                        "--epochs {n} is fewer than the {} epochs the run in {} has already trained",
+                        meta.epoch,
+                        out.display()
+                    ),
+                ));
+            }
+            if n != config.epochs && !quiet {
+                eprintln!(
+                    "train: the run in {} now plans {n} epochs instead of {}; the cosine decay of the remaining epochs follows the new total",
+                    out.display(),
+                    config.epochs
+                );
+            }
+            config.epochs = n;
+        }
+        let model = build_model(&config, device, Some(&sd)).map_err(|e| {
+            Error::file(
+                &ckpt_path,
+                format!("incompatible with its own configuration: {e}"),
+            )
+        })?;
+        let mut optim = Optimizer::new(config.optim_kind(), model.named_parameters());
+        optim
+            .load_state(&sd)
+            .map_err(|e| Error::file(&ckpt_path, e))?;
+        Ok(Run {
+            config,
+            model,
+            optim,
+            history: meta.history,
+        })
+    }
+}
+
+/// The schedule of a run: batch size, steps per epoch, warm-up and total steps.
+pub(crate) struct Schedule {
+    pub batch: usize,
+    pub steps: usize,
+    pub warmup: u64,
+    pub total: u64,
+}
+
+impl Schedule {
+    pub fn new(config: &RunConfig, train_images: usize) -> Result<Schedule> {
+        // A batch larger than the (limited) training set shrinks to the whole set.
+        let batch = config.batch_size.min(train_images);
+        let steps = train_images / batch;
+        let total = steps
+            .checked_mul(config.epochs)
+            .ok_or_else(|| Error::arg("train", format!("{} epochs is too many", config.epochs)))?;
+        Ok(Schedule {
+            batch,
+            steps,
+            warmup: (config.warmup_epochs * steps as f64).round() as u64,
+            total: total as u64,
+        })
+    }
+}
+
+/// Measurements accumulated over the epochs of one invocation.
+#[derive(Default)]
+pub(crate) struct Tally {
+    pub flops_fwd: f64,
+    pub flops_bwd: f64,
+    pub macs_fwd: f64,
+    pub trained_images: usize,
+    pub train_seconds: f64,
+    pub finite_check_seconds: f64,
+}
+
+/// Where the last good checkpoint is, for the message of a stopped run.
+pub(crate) fn last_good(history: &[EpochMetrics], ckpt_path: &Path) -> String {
+    if history.is_empty() {
+        "no checkpoint was written yet".to_string()
+    } else {
+        format!(
+            "the last good checkpoint (epoch {}) is {}, unchanged",
+            history.len(),
+            ckpt_path.display()
+        )
+    }
+}
+
+/// Everything one epoch needs besides the run.
+pub(crate) struct EpochCtx<'a> {
+    pub job: &'a TrainJob,
+    pub train_set: &'a Dataset,
+    pub schedule: &'a Schedule,
+    pub ckpt_path: &'a Path,
+}
+
+impl Run {
+    /// Trains epoch `epoch` (0-based); returns its training loss, accuracy, images and last
+    /// learning rate. Stops with an error at the first non-finite loss or parameter.
+    pub fn train_epoch(
+        &mut self,
+        cx: &EpochCtx,
+        epoch: usize,
+        tally: &mut Tally,
+    ) -> Result<(f64, f64, usize, f64)> {
+        let (config, sched, device) = (&self.config, cx.schedule, &cx.job.device);
+        let augment = Augment {
+            pad: config.crop_pad,
+            flip: config.flip,
+        };
+        let mut rng = epoch_rng(config.seed, epoch);
+        let order = init::permutation(cx.train_set.len(), &mut rng);
+        let pb = progress(cx.job.quiet, sched.steps, epoch, config.epochs);
+        let epoch_start = Instant::now();
+        let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0f64, 0usize, 0usize, 0.0);
+        let bs = sched.batch;
+        for step in 0..sched.steps {
+            let global = (epoch * sched.steps + step) as u64;
+            lr = lr_at(global, config.lr, sched.warmup, sched.total);
+            let idx = &order[step * bs..(step + 1) * bs];
+            let (x, labels) = data::batch::<f32>(cx.train_set, idx, Some(augment), &mut rng)?;
+            let c0 = counters::snapshot();
+            let logits = self
+                .model
+                .forward(&Var::constant(x.to_device(device)?), Mode::Train)?;
+            let loss = cross_entropy(&logits, &labels)?;
+            let c1 = counters::snapshot();
+            let loss_value = loss.value().item()? as f64;
+            let stop = |what: String| {
+                pb.abandon();
+                Error::Other(format!(
+                    "train: {what} at epoch {} step {} of {}; stopping. {}",
+                    epoch + 1,
+                    step + 1,
+                    sched.steps,
+                    last_good(&self.history, cx.ckpt_path)
+                ))
+            };
+            if !loss_value.is_finite() {
+                return Err(stop(format!("non-finite loss ({loss_value})")));
+            }
+            correct += argmax_correct(&logits.value(), &labels)?;
+            drop(logits);
+            loss.backward()?;
+            let c2 = counters::snapshot();
+            self.optim.step(lr)?;
+            let check_start = Instant::now();
+            let bad = finite::non_finite_parameters(self.optim.params())?;
+            tally.finite_check_seconds += check_start.elapsed().as_secs_f64();
+            if let Some(first) = bad.first() {
+                let more = match bad.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more parameters)", n - 1),
+                };
+                return Err(stop(format!(
+                    "parameter {first}{more} became non-finite in the update (learning rate {lr:e}, loss before it {loss_value:.4}; its gradient or the step was not finite)"
+                )));
+            }
+            if tally.flops_fwd == 0.0 {
+                tally.flops_fwd = (c1.flops - c0.flops) as f64 / bs as f64;
+                tally.macs_fwd = (c1.macs - c0.macs) as f64 / bs as f64;
+                tally.flops_bwd = (c2.flops - c1.flops) as f64 / bs as f64;
+            }
+            loss_sum += loss_value * bs as f64;
+            seen += bs;
+            let ips = seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+            pb.set_message(format!(
+                "loss {:.4} acc {:.2}% {:.0} img/s",
+                loss_sum / seen as f64,
+                100.0 * correct as f64 / seen as f64,
+                ips
+            ));
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        Ok((
+            loss_sum / seen as f64,
+            correct as f64 / seen as f64,
+            seen,
+            lr,
+        ))
+    }
+}
