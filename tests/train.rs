@@ -11,6 +11,7 @@
 //! Runs on `$SHIFTGRAD_DEVICE`, else the CPU; the CLI cases run on the CPU.
 
 use shiftgrad::nn::{data, synthetic, StateDict};
+use shiftgrad::opencl::required;
 use shiftgrad::tensor::Device;
 use shiftgrad::train::config::{OptimName, RunConfig};
 use shiftgrad::train::metrics::EpochMetrics;
@@ -19,19 +20,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-
-/// Whether a `0`/`1` switch such as `SHIFTGRAD_REQUIRE_DATA` is on: exactly `1` is on; unset,
-/// empty or `0` is off; anything else is a mistake in the caller's environment and panics
-/// rather than silently meaning either.
-fn switch(name: &str) -> bool {
-    match std::env::var(name) {
-        Ok(v) if v == "1" => true,
-        Ok(v) if v.is_empty() || v == "0" => false,
-        Err(std::env::VarError::NotPresent) => false,
-        Ok(v) => panic!("{name} must be 1 (on) or 0, empty or unset (off), got {v:?}"),
-        Err(e) => panic!("{name}: {e}"),
-    }
-}
 
 /// The data the tests train on.
 struct TestData {
@@ -48,7 +36,7 @@ fn test_data() -> &'static TestData {
         if found.is_ok() {
             return TestData { dir, real: true };
         }
-        if switch("SHIFTGRAD_REQUIRE_DATA") {
+        if required("SHIFTGRAD_REQUIRE_DATA") {
             panic!(
                 "SHIFTGRAD_REQUIRE_DATA=1 but Fashion-MNIST is not at {}: {}",
                 dir.display(),

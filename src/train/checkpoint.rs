@@ -103,7 +103,10 @@ pub fn load_checkpoint(path: &Path) -> Result<StateDict<f32>> {
 /// The first float entry of `sd` holding a non-finite value, if any.
 pub fn first_non_finite(sd: &StateDict<f32>) -> Option<String> {
     sd.names()
-        .find(|name| sd.tensor(name).is_ok_and(|t| !t.all_finite()))
+        .find(|name| {
+            sd.tensor(name)
+                .is_ok_and(|t| !t.all_finite().unwrap_or(false))
+        })
         .map(str::to_string)
 }
 
