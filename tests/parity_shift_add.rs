@@ -8,7 +8,7 @@
 use proptest::prelude::*;
 use shiftgrad::ops::parity::{compare, deterministic, fp64, opencl_device};
 use shiftgrad::ops::shift_add::{shift_add, ShiftTables};
-use shiftgrad::ops::{Real, Var};
+use shiftgrad::ops::{add_n, mul, sum, Real, Var};
 use shiftgrad::tensor::compare::{assert_close, Scale};
 use shiftgrad::tensor::{init, Device, Tensor};
 use std::rc::Rc;
@@ -156,28 +156,47 @@ fn forward_and_backward_are_deterministic() {
     }
 }
 
-/// The gradients of the three paths reach `Y` together (the engine adds them on the device).
+/// The one backward of the op gathers `dY` from whichever output gradients exist: every
+/// non-empty subset of the three paths (the kernel's `paths` mask), on the device against the
+/// CPU, bitwise (the same additions in the same order; measured 0).
 #[test]
-fn all_three_paths_accumulate_into_dy() {
+fn backward_of_every_subset_of_paths_matches_cpu() {
     let Some(dev) = device() else { return };
-    if !fp64(&dev, "accumulated dY in f64") {
+    if !fp64(&dev, "shift-add backward subsets in f64") {
         return;
     }
     let t = tables(10, 3, 2, 3, 11);
     let y: Tensor<f64> = bank_output(&t, 2, 6, 5, 12);
     let seeds = [21, 22, 23];
-    let run = |device: &Device| -> Tensor<f64> {
-        let yv = Var::leaf(y.to_device(device).unwrap(), true);
-        let (h, v, i) = shift_add(&yv, &t).unwrap();
-        for (out, s) in [h, v, i].iter().zip(seeds) {
-            let g: Tensor<f64> = init::normal(out.shape(), 0.0, 1.0, &mut init::rng(s));
-            out.backward_with(g.to_device(device).unwrap()).unwrap();
-        }
-        let g = yv.grad().as_ref().unwrap().to_host().unwrap();
-        g
-    };
-    let (cpu, gpu) = (run(&Device::Cpu), run(&dev));
-    assert_close("accumulated dY", &gpu, &cpu, Scale::PerChannel(1), 1e-12);
+    for mask in 1u32..8 {
+        let run = |device: &Device| -> Tensor<f64> {
+            let yv = Var::leaf(y.to_device(device).unwrap(), true);
+            let (h, v, i) = shift_add(&yv, &t).unwrap();
+            let terms: Vec<Var<f64>> = [h, v, i]
+                .iter()
+                .zip(seeds)
+                .enumerate()
+                .filter(|(p, _)| mask & (1 << p) != 0)
+                .map(|(_, (out, s))| {
+                    let g: Tensor<f64> = init::normal(out.shape(), 0.0, 1.0, &mut init::rng(s));
+                    let g = Var::constant(g.to_device(device).unwrap());
+                    sum(&mul(out, &g).unwrap()).unwrap()
+                })
+                .collect();
+            let refs: Vec<&Var<f64>> = terms.iter().collect();
+            add_n(&refs).unwrap().backward().unwrap();
+            let g = yv.grad().as_ref().unwrap().to_host().unwrap();
+            g
+        };
+        let (cpu, gpu) = (run(&Device::Cpu), run(&dev));
+        assert_close(
+            &format!("dY of paths {mask:03b}"),
+            &gpu,
+            &cpu,
+            Scale::Absolute,
+            0.0,
+        );
+    }
 }
 
 /// The tables are uploaded on the first call only, and released with their last `Rc`.

@@ -19,4 +19,4 @@ mod gradcheck;
 mod var;
 
 pub use gradcheck::{gradcheck, gradcheck_on, CheckedFn, GradcheckReport, InputReport, Tolerance};
-pub use var::{is_grad_enabled, no_grad, BackwardCtx, NoGradGuard, Saved, Var};
+pub use var::{is_grad_enabled, no_grad, BackwardCtx, MultiBackwardCtx, NoGradGuard, Saved, Var};

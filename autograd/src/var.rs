@@ -86,6 +86,28 @@ pub type InputGrads<T> = Vec<Option<Tensor<T>>>;
 
 type BackwardFn<T> = Box<dyn FnOnce(BackwardCtx<'_, T>) -> Result<InputGrads<T>>>;
 
+/// What the backward of an op with several outputs receives.
+pub struct MultiBackwardCtx<'a, T: Real> {
+    /// Gradient of the loss with respect to each output, `None` where none flowed (an output
+    /// that no later op used).
+    pub grads_out: &'a [Option<Tensor<T>>],
+    /// `needs[i]`: whether input `i` wants a gradient. Compute only those.
+    pub needs: &'a [bool],
+}
+
+type MultiBackwardFn<T> = Box<dyn FnOnce(MultiBackwardCtx<'_, T>) -> Result<InputGrads<T>>>;
+
+/// How a node back-propagates.
+enum Backward<T: Real> {
+    /// An op with one output: the closure gets that output's gradient.
+    Single(BackwardFn<T>),
+    /// The hidden node of an op with several outputs: the closure gets all their gradients.
+    Multi(MultiBackwardFn<T>),
+    /// Output `i` of an op with several outputs (its only parent is the op's hidden node):
+    /// its gradient is handed to that node, slot `i`, and nothing is computed here.
+    Output(usize),
+}
+
 struct Node<T: Real> {
     id: u64,
     op: &'static str,
@@ -93,7 +115,10 @@ struct Node<T: Real> {
     grad: RefCell<Option<Tensor<T>>>,
     requires_grad: bool,
     parents: RefCell<Vec<Var<T>>>,
-    backward: RefCell<Option<BackwardFn<T>>>,
+    backward: RefCell<Option<Backward<T>>>,
+    /// For the hidden node of an op with several outputs: each output's gradient, filled in
+    /// by the output nodes during backward.
+    output_grads: RefCell<Vec<Option<Tensor<T>>>>,
     /// Set when backward consumed this node's closure.
     released: Cell<bool>,
     /// Bumped by every write to `value` ([`Var::set_value`], [`Var::value_mut`]); a
@@ -136,7 +161,7 @@ impl<T: Real> Var<T> {
         value: Tensor<T>,
         requires_grad: bool,
         parents: Vec<Var<T>>,
-        backward: Option<BackwardFn<T>>,
+        backward: Option<Backward<T>>,
     ) -> Self {
         Var(Rc::new(Node {
             id: next_id(),
@@ -146,6 +171,7 @@ impl<T: Real> Var<T> {
             requires_grad,
             parents: RefCell::new(parents),
             backward: RefCell::new(backward),
+            output_grads: RefCell::new(Vec::new()),
             released: Cell::new(false),
             version: Cell::new(0),
         }))
@@ -179,10 +205,56 @@ impl<T: Real> Var<T> {
         let record = is_grad_enabled() && inputs.iter().any(|v| v.requires_grad());
         if record {
             let parents = inputs.iter().map(|&v| v.clone()).collect();
-            Self::make(op, value, true, parents, Some(Box::new(backward)))
+            Self::make(
+                op,
+                value,
+                true,
+                parents,
+                Some(Backward::Single(Box::new(backward))),
+            )
         } else {
             Self::make(op, value, false, Vec::new(), None)
         }
+    }
+
+    /// The outputs of an op with several outputs, computed from `inputs` (one graph node
+    /// for the op, whose `backward` runs once and receives every output's gradient, `None`
+    /// for outputs nothing used). As [`Var::from_op`], it records nothing when no input
+    /// requires a gradient or inside [`no_grad`].
+    ///
+    /// How: a hidden node holds the inputs and the closure; each output is a node whose only
+    /// parent is the hidden one. The walk reaches every output before the hidden node (it is
+    /// their parent), each output moves its gradient into the hidden node's slot, and then the
+    /// hidden node's closure runs once. (The alternative, k single-output nodes, makes each
+    /// backward write a full input gradient that the engine then adds up: the shift-add wrote
+    /// `dY`, 2G + G times the size of its outputs, three times.)
+    pub fn from_op_multi(
+        op: &'static str,
+        values: Vec<Tensor<T>>,
+        inputs: &[&Var<T>],
+        backward: impl FnOnce(MultiBackwardCtx<'_, T>) -> Result<InputGrads<T>> + 'static,
+    ) -> Vec<Self> {
+        let record = is_grad_enabled() && inputs.iter().any(|v| v.requires_grad());
+        if !record {
+            return values
+                .into_iter()
+                .map(|v| Self::make(op, v, false, Vec::new(), None))
+                .collect();
+        }
+        let parents = inputs.iter().map(|&v| v.clone()).collect();
+        let hub = Self::make(
+            op,
+            Tensor::zeros([0]),
+            true,
+            parents,
+            Some(Backward::Multi(Box::new(backward))),
+        );
+        *hub.0.output_grads.borrow_mut() = vec![None; values.len()];
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| Self::make(op, v, true, vec![hub.clone()], Some(Backward::Output(i))))
+            .collect()
     }
 
     /// Name of the op that made this value ("leaf" for inputs and parameters).
@@ -307,17 +379,38 @@ impl<T: Real> Var<T> {
                 ));
             }
             let parents = std::mem::take(&mut *node.parents.borrow_mut());
-            let Some(grad_out) = node.grad.borrow_mut().take() else {
-                continue; // nothing flowed here
-            };
             let needs: Vec<bool> = parents.iter().map(|p| p.requires_grad()).collect();
-            let grads = {
-                let output = node.value.borrow();
-                backward(BackwardCtx {
-                    grad_out: &grad_out,
-                    output: &output,
-                    needs: &needs,
-                })?
+            let grads = match backward {
+                Backward::Output(i) => {
+                    // Hand the gradient to the op's hidden node (the only parent).
+                    if let (Some(g), Some(hub)) = (node.grad.borrow_mut().take(), parents.first()) {
+                        if let Some(slot) = hub.0.output_grads.borrow_mut().get_mut(i) {
+                            *slot = Some(g);
+                        }
+                    }
+                    continue;
+                }
+                Backward::Single(f) => {
+                    let Some(grad_out) = node.grad.borrow_mut().take() else {
+                        continue; // nothing flowed here
+                    };
+                    let output = node.value.borrow();
+                    f(BackwardCtx {
+                        grad_out: &grad_out,
+                        output: &output,
+                        needs: &needs,
+                    })?
+                }
+                Backward::Multi(f) => {
+                    let grads_out = std::mem::take(&mut *node.output_grads.borrow_mut());
+                    if grads_out.iter().all(Option::is_none) {
+                        continue; // no output was used
+                    }
+                    f(MultiBackwardCtx {
+                        grads_out: &grads_out,
+                        needs: &needs,
+                    })?
+                }
             };
             if grads.len() != parents.len() {
                 return Err(Error::Other(format!(
@@ -502,6 +595,64 @@ mod tests {
             "values above the bottom op were still alive"
         );
         assert_eq!(x.grad().as_ref().unwrap().data(), &[64.0; 4]);
+    }
+
+    /// An op with two outputs (x and 3x): one backward, receiving both output gradients,
+    /// `None` for an unused one.
+    #[test]
+    fn several_outputs_share_one_backward() {
+        let calls = Rc::new(Cell::new(0));
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let split = |x: &Var<f64>| -> Vec<Var<f64>> {
+            let (calls, seen) = (calls.clone(), seen.clone());
+            let values = vec![x.value().clone(), x.value().map(|v| 3.0 * v)];
+            Var::from_op_multi("split", values, &[x], move |ctx| {
+                calls.set(calls.get() + 1);
+                seen.borrow_mut().push(
+                    ctx.grads_out
+                        .iter()
+                        .map(Option::is_some)
+                        .collect::<Vec<_>>(),
+                );
+                let mut dx = Tensor::zeros(
+                    ctx.grads_out
+                        .iter()
+                        .flatten()
+                        .next()
+                        .unwrap()
+                        .shape()
+                        .clone(),
+                );
+                if let Some(g) = &ctx.grads_out[0] {
+                    dx.add_assign(g)?;
+                }
+                if let Some(g) = &ctx.grads_out[1] {
+                    dx.add_assign(&g.map(|v| 3.0 * v))?;
+                }
+                Ok(vec![Some(dx)])
+            })
+        };
+        let x = Var::param(Tensor::new([2], vec![1.0, 2.0]).unwrap());
+        let outs = split(&x);
+        // First sum(a * a) alone, then sum(a * a) + sum(b): dx = 2x + 3.
+        sum(&mul(&outs[0], &outs[0])).backward().unwrap(); // the second output unused
+        x.zero_grad();
+        let outs = split(&x);
+        let y = sum(&mul(&outs[0], &outs[0]));
+        let z = sum(&outs[1]);
+        let total = Var::from_op(
+            "add",
+            Tensor::scalar(y.value().item().unwrap() + z.value().item().unwrap()),
+            &[&y, &z],
+            |ctx| Ok(vec![Some(ctx.grad_out.clone()), Some(ctx.grad_out.clone())]),
+        );
+        total.backward().unwrap();
+        assert_eq!(x.grad().as_ref().unwrap().data(), &[5.0, 7.0]);
+        assert_eq!(calls.get(), 2);
+        assert_eq!(*seen.borrow(), vec![vec![true, false], vec![true, true]]);
+        // Without a graph: plain constants.
+        let outs = no_grad(|| split(&x));
+        assert!(outs.iter().all(|o| !o.requires_grad()));
     }
 
     #[test]

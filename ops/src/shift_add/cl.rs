@@ -171,40 +171,45 @@ pub fn forward<T: Real>(
     Ok((hout, vout, iout))
 }
 
-/// Which output a backward node differentiates.
-#[derive(Clone, Copy, Debug)]
-pub enum Path {
-    Horizontal,
-    Vertical,
-    Identity,
-}
-
-/// The contribution of one path's output gradient `grad` to `dY`, a full `(B, R*nk, Hp, Wp)`
-/// tensor (positions that receive no term are zero).
+/// The whole backward: `dY` (a full `(B, R*nk, Hp, Wp)` tensor, positions that receive no
+/// term are zero) from the output gradients `[dH, dV, dI]` that exist, in one launch.
 pub fn backward<T: Real>(
     ctx: &Context,
-    path: Path,
-    grad: &Tensor<T>,
+    grads: [Option<&Tensor<T>>; 3],
     tables: &Rc<ShiftTables>,
     d: Dims,
 ) -> Result<Tensor<T>> {
+    let Some(any) = grads.iter().flatten().next() else {
+        return Err(Error::arg(OP, "backward without any output gradient"));
+    };
     let params = Params::new(d)?;
     let prog = program::<T>(ctx, OP, SOURCE)?;
     let dev = device_tables(ctx, &prog, tables)?;
     let dy = output::<T>(ctx, [d.batch, d.channels(), d.hp(), d.wp()])?;
-    let (kernel, table) = match path {
-        Path::Horizontal => ("shift_add_backward_h", &dev.pad_hv),
-        Path::Vertical => ("shift_add_backward_v", &dev.pad_hv),
-        Path::Identity => ("shift_add_backward_i", &dev.idx_identit),
-    };
+    let paths = grads
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.is_some())
+        .fold(0u32, |m, (i, _)| m | (1 << i));
+    // An absent path's argument is a placeholder the kernel does not read.
+    let [dh, dv, di] = grads.map(|g| buf(g.unwrap_or(any)));
     let rows = d.batch * d.channels() * d.hp();
     launch(
         ctx,
         &prog,
-        kernel,
+        "shift_add_backward",
         [round_up(rows, ROWS_PER_GROUP)],
         Some([ROWS_PER_GROUP]),
-        &[buf(grad), table.arg(), buf(&dy), Arg::params(&params)],
+        &[
+            dh,
+            dv,
+            di,
+            dev.pad_hv.arg(),
+            dev.idx_identit.arg(),
+            buf(&dy),
+            Arg::params(&params),
+            Arg::U32(paths),
+        ],
     )?;
     Ok(dy)
 }

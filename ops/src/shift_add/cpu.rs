@@ -170,12 +170,33 @@ pub fn forward_i<T: Real>(y: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> 
     out
 }
 
-/// Backward, horizontal path: `dY[b,c,u,v] = sum_g dHout[b,o,u-e, v + pad_hv[c,g]]`.
-pub fn backward_h<T: Real>(dh: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> {
+/// The backward of the whole op: `dY` from the output gradients that exist (`None`: that
+/// output was not used), written once. Every element receives its horizontal terms, then its
+/// vertical ones, then its identity ones, each in group order: the order of the OpenCL
+/// kernel, so both backends give bitwise the same `dY`.
+pub fn backward<T: Real>(
+    [dh, dv, di]: [Option<&Tensor<T>>; 3],
+    t: &ShiftTables,
+    d: Dims,
+) -> Tensor<T> {
+    let mut dy = Tensor::zeros([d.batch, d.channels(), d.hp(), d.wp()]);
+    if let Some(dh) = dh {
+        add_backward_h(&mut dy, dh, t, d);
+    }
+    if let Some(dv) = dv {
+        add_backward_v(&mut dy, dv, t, d);
+    }
+    if let Some(di) = di {
+        add_backward_i(&mut dy, di, t, d);
+    }
+    dy
+}
+
+/// Adds the horizontal path's terms to `dy`: `dY[b,c,u,v] += sum_g dHout[b,o,u-e, v + pad_hv[c,g]]`.
+fn add_backward_h<T: Real>(dy: &mut Tensor<T>, dh: &Tensor<T>, t: &ShiftTables, d: Dims) {
     let (hp, wp, e) = (d.hp(), d.wp(), d.extra);
     // Destination v, source v + s: valid v in max(0, -s)..min(Wp, W - s).
     let sp = spans(t, 0, -1, wp, d.w);
-    let mut dy = Tensor::zeros([d.batch, d.channels(), hp, wp]);
     let (gdata, ydata) = (dh.data(), dy.data_mut());
     for b in 0..d.batch {
         for c in 0..d.channels() {
@@ -190,15 +211,13 @@ pub fn backward_h<T: Real>(dh: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T
             }
         }
     }
-    dy
 }
 
-/// Backward, vertical path: `dY[b,c,u,v] = sum_g dVout[b,o, u + pad_hv[c,G+g], v-e]`.
-pub fn backward_v<T: Real>(dv: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> {
+/// Adds the vertical path's terms: `dY[b,c,u,v] += sum_g dVout[b,o, u + pad_hv[c,G+g], v-e]`.
+fn add_backward_v<T: Real>(dy: &mut Tensor<T>, dv: &Tensor<T>, t: &ShiftTables, d: Dims) {
     let (hp, wp, e) = (d.hp(), d.wp(), d.extra);
     // Destination row u, source row u + s: valid u in max(0, -s)..min(Hp, H - s).
     let sp = spans(t, t.groups, -1, hp, d.h);
-    let mut dy = Tensor::zeros([d.batch, d.channels(), hp, wp]);
     let (gdata, ydata) = (dv.data(), dy.data_mut());
     for b in 0..d.batch {
         for c in 0..d.channels() {
@@ -216,13 +235,11 @@ pub fn backward_v<T: Real>(dv: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T
             }
         }
     }
-    dy
 }
 
-/// Backward, identity path: `dY[b,c,u,v] = sum_g [c == idx_identit[o,g]] dIout[b,o,u-e,v-e]`.
-pub fn backward_i<T: Real>(di: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> {
+/// Adds the identity path's terms: `dY[b,c,u,v] += sum_g [c == idx_identit[o,g]] dIout[b,o,u-e,v-e]`.
+fn add_backward_i<T: Real>(dy: &mut Tensor<T>, di: &Tensor<T>, t: &ShiftTables, d: Dims) {
     let (hp, wp, e) = (d.hp(), d.wp(), d.extra);
-    let mut dy = Tensor::zeros([d.batch, d.channels(), hp, wp]);
     let (gdata, ydata) = (di.data(), dy.data_mut());
     for b in 0..d.batch {
         for c in 0..d.channels() {
@@ -238,7 +255,6 @@ pub fn backward_i<T: Real>(di: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T
             }
         }
     }
-    dy
 }
 
 /// Number of in-bounds terms of the horizontal and vertical paths (the additions each

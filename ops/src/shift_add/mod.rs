@@ -19,26 +19,27 @@
 //! iteration: deterministic, with no atomics. We rejected the scatter form of the backward (the
 //! transpose of the forward loop) for the same reason. See `cpu.rs` for the loop order.
 //!
-//! **Devices.** The op runs where `y` lives (and each backward where its output gradient
-//! lives): the CPU reference in `cpu.rs`, or the OpenCL kernels of `cl.rs` / `shift_add.cl`,
+//! **Devices.** The op runs where `y` lives (and its backward where the output gradients
+//! live): the CPU reference in `cpu.rs`, or the OpenCL kernels of `cl.rs` / `shift_add.cl`,
 //! the same gathers with one work-item per output row, adding the terms in the same order as
 //! the CPU loops. The tables are uploaded to a device once per
 //! tables object and cached (see `cl.rs`).
 //!
-//! **Three graph nodes.** [`Var::from_op`] makes one output per node, so the op records three
-//! nodes (`shift_add.h`, `shift_add.v`, `shift_add.i`), each with `y` as its only input; each
-//! backward gathers its own path's contribution to `dY` and the engine sums them. A path whose
-//! output is unused costs nothing in backward. The forward computes the three outputs in one
-//! call. The alternative, one node producing a stacked `(3, B, R, H, W)` tensor followed by
-//! three slicing nodes, copies every output once more in both directions.
+//! **One graph node, three outputs.** [`Var::from_op_multi`] records one node whose backward
+//! receives the three output gradients together (`None` for an output nothing used) and
+//! gathers `dY` from all of them in one pass, writing it once. The earlier form, three nodes
+//! `shift_add.h/.v/.i`, wrote three full `dY` tensors (each `nk` times the size of the
+//! input of the layer) and had the engine add them: two extra writes, two extra reads and two
+//! accumulation launches per layer. The other alternative, one node producing a stacked
+//! `(3, B, R, H, W)` tensor followed by three slicing nodes, copies every output once more in
+//! both directions.
 //!
 //! **Cost (SPEC 4).** One addition per in-bounds term: at most `(2nk + 1) G` per output pixel
 //! and rep channel, exactly the count of `Y` terms that fall inside the map (a function of the
 //! tables and the sizes). Forward bytes: `Y` read once, the three outputs written once, the
-//! tables (int32) read once. Backward: each of the three nodes reads its output gradient and
-//! its part of the tables and writes one full `dY` (the engine then sums the three; that
-//! accumulation is the engine's, not counted here), with as many additions as its forward
-//! terms.
+//! tables (int32) read once. Backward: every output gradient that exists is read once with
+//! its part of the tables, with as many additions as its path's forward terms, and `dY` is
+//! written once.
 //!
 //! The dense equivalent of bank convolution + shift-add (SPEC 1.4) is in `dense.rs`.
 
@@ -54,10 +55,9 @@ pub use dense::{dense_kernels, dense_padding};
 pub use tables::ShiftTables;
 
 use crate::cost::{bytes, Cost, Work};
-use cl::Path;
 use cpu::Dims;
 use shiftgrad_autograd::Var;
-use shiftgrad_tensor::{Device, Error, Real, Result, Tensor};
+use shiftgrad_tensor::{Device, Error, Real, Result};
 use std::rc::Rc;
 
 const OP: &str = "shift_add";
@@ -71,10 +71,33 @@ fn table_bytes(t: &ShiftTables) -> (u64, u64) {
     )
 }
 
-/// Forward work and the backward work of each of the three nodes (h, v, i).
-fn works<T: Real>(tables: &ShiftTables, batch: usize, h: usize, w: usize) -> (Work, [Work; 3]) {
+/// The work of a shift-add: the forward, the backward reading of each path's output
+/// gradient (h, v, i) and the backward writing of `dY`, once.
+struct Works {
+    forward: Work,
+    paths: [Work; 3],
+    write_dy: Work,
+}
+
+impl Works {
+    /// The backward work when the output gradients `present` exist.
+    fn backward(&self, present: [bool; 3]) -> Work {
+        self.paths
+            .iter()
+            .zip(present)
+            .filter(|(_, p)| *p)
+            .fold(self.write_dy, |acc, (w, _)| acc + *w)
+    }
+}
+
+/// The work of a shift-add producing `(batch, R, h, w)` outputs.
+fn works<T: Real>(tables: &ShiftTables, batch: usize, h: usize, w: usize) -> Works {
     if tables.validate().is_err() {
-        return (Work::default(), [Work::default(); 3]);
+        return Works {
+            forward: Work::default(),
+            paths: [Work::default(); 3],
+            write_dy: Work::default(),
+        };
     }
     let d = Dims {
         batch,
@@ -95,25 +118,26 @@ fn works<T: Real>(tables: &ShiftTables, batch: usize, h: usize, w: usize) -> (Wo
         terms_h + terms_v + terms_i,
         bytes::<T>(y + 3 * out) + 2 * tb_hv + tb_i,
     );
-    let back = |terms, tb| Work::new(terms, bytes::<T>(out + y) + tb);
-    (
+    let back = |terms, tb| Work::new(terms, bytes::<T>(out) + tb);
+    Works {
         forward,
-        [
+        paths: [
             back(terms_h, tb_hv),
             back(terms_v, tb_hv),
             back(terms_i, tb_i),
         ],
-    )
+        write_dy: Work::new(0, bytes::<T>(y)),
+    }
 }
 
 /// Cost of the shift-add producing `(batch, R, h, w)` outputs (SPEC 4; see the module doc).
 /// `tables` must be valid (as built by [`ShiftTables::random`] or
 /// [`ShiftTables::from_arrays`]); invalid tables cost zero.
 pub fn cost<T: Real>(tables: &ShiftTables, batch: usize, h: usize, w: usize) -> Cost {
-    let (forward, [bh, bv, bi]) = works::<T>(tables, batch, h, w);
+    let w = works::<T>(tables, batch, h, w);
     Cost {
-        forward,
-        backward: bh + bv + bi,
+        forward: w.forward,
+        backward: w.backward([true; 3]),
     }
 }
 
@@ -168,48 +192,44 @@ pub fn shift_add<T: Real>(
     tables: &Rc<ShiftTables>,
 ) -> Result<(Var<T>, Var<T>, Var<T>)> {
     let d = dims_of(y.value().dims(), tables)?;
-    let (forward, [back_h, back_v, back_i]) = works::<T>(tables, d.batch, d.h, d.w);
-    let (out_h, out_v, out_i) = {
+    let work = works::<T>(tables, d.batch, d.h, d.w);
+    let outputs = {
         let yv = y.value();
         match yv.device() {
-            Device::Cpu => (
+            Device::Cpu => vec![
                 cpu::forward_h(&yv, tables, d),
                 cpu::forward_v(&yv, tables, d),
                 cpu::forward_i(&yv, tables, d),
-            ),
-            Device::OpenCl(c) => cl::forward(&c, &yv, tables, d)?,
+            ],
+            Device::OpenCl(c) => {
+                let (h, v, i) = cl::forward(&c, &yv, tables, d)?;
+                vec![h, v, i]
+            }
         }
     };
-    forward.record();
+    work.forward.record();
     let t = tables.clone();
-    let hout = Var::from_op("shift_add.h", out_h, &[y], move |ctx| {
-        back_h.record();
-        Ok(vec![Some(backward(ctx.grad_out, Path::Horizontal, &t, d)?)])
-    });
-    let t = tables.clone();
-    let vout = Var::from_op("shift_add.v", out_v, &[y], move |ctx| {
-        back_v.record();
-        Ok(vec![Some(backward(ctx.grad_out, Path::Vertical, &t, d)?)])
-    });
-    let t = tables.clone();
-    let iout = Var::from_op("shift_add.i", out_i, &[y], move |ctx| {
-        back_i.record();
-        Ok(vec![Some(backward(ctx.grad_out, Path::Identity, &t, d)?)])
-    });
-    Ok((hout, vout, iout))
-}
-
-/// One path's contribution to `dY`, on the device of its output gradient.
-fn backward<T: Real>(
-    grad: &Tensor<T>,
-    path: Path,
-    tables: &Rc<ShiftTables>,
-    d: Dims,
-) -> Result<Tensor<T>> {
-    Ok(match (grad.device(), path) {
-        (Device::Cpu, Path::Horizontal) => cpu::backward_h(grad, tables, d),
-        (Device::Cpu, Path::Vertical) => cpu::backward_v(grad, tables, d),
-        (Device::Cpu, Path::Identity) => cpu::backward_i(grad, tables, d),
-        (Device::OpenCl(c), path) => cl::backward(&c, path, grad, tables, d)?,
+    let mut outs = Var::from_op_multi(OP, outputs, &[y], move |ctx| {
+        let [dh, dv, di] = match ctx.grads_out {
+            [h, v, i] => [h.as_ref(), v.as_ref(), i.as_ref()],
+            _ => return Err(Error::Other(format!("{OP}: expected 3 output gradients"))),
+        };
+        work.backward([dh, dv, di].map(|g| g.is_some())).record();
+        let device = [dh, dv, di]
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|g| g.device())
+            .unwrap_or_default();
+        let dy = match device {
+            Device::Cpu => cpu::backward([dh, dv, di], &t, d),
+            Device::OpenCl(c) => cl::backward(&c, [dh, dv, di], &t, d)?,
+        };
+        Ok(vec![Some(dy)])
     })
+    .into_iter();
+    match (outs.next(), outs.next(), outs.next()) {
+        (Some(h), Some(v), Some(i)) => Ok((h, v, i)),
+        _ => Err(Error::Other(format!("{OP}: expected 3 outputs"))),
+    }
 }

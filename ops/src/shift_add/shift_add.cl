@@ -10,9 +10,10 @@
 //
 //   shift_add_forward     work-item id = (b*R + o)*H + y owns row y of Hout, Vout and Iout
 //                         for (b, o); it reads the nk bank channels of rep o.
-//   shift_add_backward_h  work-item id = (b*C + c)*Hp + u owns row u of dY for (b, c); it
-//   shift_add_backward_v    reads the output gradient of rep o = c / nk. Positions that
-//   shift_add_backward_i    receive no term are written as zeros, so dY needs no fill.
+//   shift_add_backward    work-item id = (b*C + c)*Hp + u owns row u of dY for (b, c); it
+//                         reads the output gradients (those that exist) of rep o = c / nk.
+//                         Positions that receive no term are written as zeros, so dY needs
+//                         no fill, and dY is written once for the three paths.
 //
 // A work-item first zeroes its row, then for every (channel, group) pair adds one source row
 // over the contiguous column range [lo, hi) where the source index is inside the map; that
@@ -102,70 +103,19 @@ __kernel void shift_add_forward(__global const real* restrict y,
     }
 }
 
-// dY[b,c,u,v] = sum_g dHout[b,o, u-e, v + pad_hv[c,g]]
-__kernel void shift_add_backward_h(__global const real* restrict dh,
-                                   __global const int* restrict pad_hv,
-                                   __global real* restrict dy, const ShiftParams p) {
-    const int C = p.reps * p.nk;
-    if (get_global_id(0) >= (size_t)(p.batch * C * p.hp)) {
-        return;
-    }
-    const int id = (int)get_global_id(0);
-    const int bc = id / p.hp;
-    const int u = id - bc * p.hp;
-    const int b = bc / C;
-    const int c = bc - b * C;
-    const int o = c / p.nk;
-    __global real* restrict d_row = dy + id * p.wp;
-
-    for (int v = 0; v < p.wp; v++) {
-        d_row[v] = (real)0;
-    }
-    const int row = u - p.extra;
-    if (row >= 0 && row < p.h) {
-        __global const real* g_row = dh + ((b * p.reps + o) * p.h + row) * p.w;
-        for (int g = 0; g < p.groups; g++) {
-            // Column v reads column v + s, valid for v + s in [0, W).
-            const int s = pad_hv[c * 2 * p.groups + g];
-            ADD_RANGE(d_row, g_row, s, max(0, -s), min(p.wp, p.w - s));
-        }
-    }
-}
-
-// dY[b,c,u,v] = sum_g dVout[b,o, u + pad_hv[c,G+g], v-e]
-__kernel void shift_add_backward_v(__global const real* restrict dv,
-                                   __global const int* restrict pad_hv,
-                                   __global real* restrict dy, const ShiftParams p) {
-    const int C = p.reps * p.nk;
-    if (get_global_id(0) >= (size_t)(p.batch * C * p.hp)) {
-        return;
-    }
-    const int id = (int)get_global_id(0);
-    const int bc = id / p.hp;
-    const int u = id - bc * p.hp;
-    const int b = bc / C;
-    const int c = bc - b * C;
-    const int o = c / p.nk;
-    const int e = p.extra;
-    __global real* restrict d_row = dy + id * p.wp;
-
-    for (int v = 0; v < p.wp; v++) {
-        d_row[v] = (real)0;
-    }
-    __global const real* g_rep = dv + (b * p.reps + o) * p.h * p.w;
-    for (int g = 0; g < p.groups; g++) {
-        // Row u + s, valid in [0, H); column v reads v - e, valid for v in [e, e + W).
-        const int r = u + pad_hv[c * 2 * p.groups + p.groups + g];
-        if (r >= 0 && r < p.h) {
-            ADD_RANGE(d_row, g_rep, r * p.w - e, e, e + p.w);
-        }
-    }
-}
-
-// dY[b,c,u,v] = sum_g [c == idx_identit[o,g]] dIout[b,o, u-e, v-e]
-__kernel void shift_add_backward_i(__global const real* restrict di,
-                                   __global const int* restrict idx_identit,
-                                   __global real* restrict dy, const ShiftParams p) {
+// The whole backward, written once:
+// dY[b,c,u,v] = sum_g dHout[b,o, u-e, v + pad_hv[c,g]]            (if paths & 1)
+//             + sum_g dVout[b,o, u + pad_hv[c,G+g], v-e]           (if paths & 2)
+//             + sum_g [c == idx_identit[o,g]] dIout[b,o, u-e, v-e] (if paths & 4)
+// in that order, each sum in group order: the CPU reference's order. An absent path's
+// buffer argument is a placeholder that is never read.
+__kernel void shift_add_backward(__global const real* restrict dh,
+                                 __global const real* restrict dv,
+                                 __global const real* restrict di,
+                                 __global const int* restrict pad_hv,
+                                 __global const int* restrict idx_identit,
+                                 __global real* restrict dy, const ShiftParams p,
+                                 const uint paths) {
     const int C = p.reps * p.nk;
     if (get_global_id(0) >= (size_t)(p.batch * C * p.hp)) {
         return;
@@ -183,7 +133,26 @@ __kernel void shift_add_backward_i(__global const real* restrict di,
         d_row[v] = (real)0;
     }
     const int row = u - e;
-    if (row >= 0 && row < p.h) {
+    const int row_ok = row >= 0 && row < p.h;
+    if ((paths & 1u) && row_ok) {
+        __global const real* g_row = dh + ((b * p.reps + o) * p.h + row) * p.w;
+        for (int g = 0; g < p.groups; g++) {
+            // Column v reads column v + s, valid for v + s in [0, W).
+            const int s = pad_hv[c * 2 * p.groups + g];
+            ADD_RANGE(d_row, g_row, s, max(0, -s), min(p.wp, p.w - s));
+        }
+    }
+    if (paths & 2u) {
+        __global const real* g_rep = dv + (b * p.reps + o) * p.h * p.w;
+        for (int g = 0; g < p.groups; g++) {
+            // Row u + s, valid in [0, H); column v reads v - e, valid for v in [e, e + W).
+            const int r = u + pad_hv[c * 2 * p.groups + p.groups + g];
+            if (r >= 0 && r < p.h) {
+                ADD_RANGE(d_row, g_rep, r * p.w - e, e, e + p.w);
+            }
+        }
+    }
+    if ((paths & 4u) && row_ok) {
         __global const real* g_row = di + ((b * p.reps + o) * p.h + row) * p.w;
         for (int g = 0; g < p.groups; g++) {
             if (idx_identit[o * p.groups + g] == c) {
