@@ -1,79 +1,473 @@
-//! `.npy` and `.npz` files (NumPy's formats), read and written with npyz.
+//! `.npy` and `.npz` files (NumPy's formats). Writing goes through npyz; reading is done here.
 //!
-//! Floating arrays are read as either f32 or f64 and converted to the requested type; int32
-//! arrays (index tables such as `pad_hv`) have their own accessors. `.npz` files are written to
-//! a temporary file beside the target and renamed into place, so that a reader (or a resumed
+//! Float arrays are read as either f32 or f64 and converted to the requested type; int32 and
+//! int64 arrays (index tables such as `pad_hv`) are read as i32. `.npz` files are written to a
+//! temporary file beside the target and renamed into place, so that a reader (or a resumed
 //! training run) never sees half a file.
+//!
+//! # Reading files that may be damaged or hostile
+//! A checkpoint or golden file is data from outside the program, so the reader trusts nothing
+//! in it. npyz's reader was the alternative and is not used for reading: it multiplies the
+//! header's dimensions without a check (a wrapped element count in release builds, a panic in
+//! debug builds) and allocates whatever header length the file claims, up to 4 GiB, before
+//! reading it. Instead:
+//! * the header length is capped at [`MAX_HEADER_LEN`] (NumPy itself refuses more than 10 000
+//!   bytes by default) and by the bytes the file holds;
+//! * the header is parsed as the dictionary literal NumPy writes, with exactly the keys
+//!   `descr`, `fortran_order` and `shape`, by a small parser that accepts nothing else;
+//! * the element count goes through [`Shape::try_new`] and the byte count through
+//!   `checked_mul`, so a shape such as `(2^31, 2^31, 4)` is an error, not an empty array;
+//! * the data must be exactly as long as the shape says: fewer bytes is "truncated", more is
+//!   "trailing bytes". The length to compare with is the `.npy` file's own length, or an `.npz`
+//!   entry's uncompressed size, which is bounded in turn: a stored entry by the archive's
+//!   length, a deflated one by [`DEFLATE_MAX_RATIO`] times its compressed size (the most deflate
+//!   can expand), so a zip bomb is refused before it is inflated. Reading stops one byte past
+//!   the promised length whatever the archive claims, so memory stays bounded by the file.
+//!
+//! Every error names the file and the array (`ckpt.npz: stem.conv.weight: truncated ...`).
 
 use crate::{Error, Real, Result, Shape, Tensor};
+use npyz::zip::{result::ZipError, CompressionMethod};
 use npyz::WriterBuilder;
+use std::fmt::Display;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
 
-fn shape_of(dims: &[u64]) -> Shape {
-    Shape::new(&dims.iter().map(|&d| d as usize).collect::<Vec<_>>())
+/// The longest `.npy` header accepted, in bytes.
+pub const MAX_HEADER_LEN: usize = 1 << 16;
+/// Deflate's largest expansion: one 258-byte match in two bits is 1032 bytes per input byte.
+pub const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// The element types this reader accepts (little-endian, as NumPy writes them on every
+/// common machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dtype {
+    F32,
+    F64,
+    I32,
+    I64,
 }
 
-fn read_float<T: Real, R: Read>(
-    npy: npyz::NpyFile<R>,
-    path: &Path,
-    name: &str,
-) -> Result<Tensor<T>> {
-    if npy.order() != npyz::Order::C {
-        return Err(Error::file(
+impl Dtype {
+    fn from_descr(descr: &str) -> Option<Self> {
+        match descr {
+            "<f4" => Some(Dtype::F32),
+            "<f8" => Some(Dtype::F64),
+            "<i4" => Some(Dtype::I32),
+            "<i8" => Some(Dtype::I64),
+            _ => None,
+        }
+    }
+    fn size(self) -> u64 {
+        match self {
+            Dtype::F32 | Dtype::I32 => 4,
+            Dtype::F64 | Dtype::I64 => 8,
+        }
+    }
+    fn descr(self) -> &'static str {
+        match self {
+            Dtype::F32 => "<f4",
+            Dtype::F64 => "<f8",
+            Dtype::I32 => "<i4",
+            Dtype::I64 => "<i8",
+        }
+    }
+}
+
+/// Where an array is read from, for the error messages and the length checks.
+struct Source<'a> {
+    path: &'a Path,
+    /// The array's name (`array` for a lone `.npy` file).
+    name: &'a str,
+    /// Bytes the stream holds, header included.
+    len: u64,
+    /// What holds them ("file", "archive entry").
+    holder: &'static str,
+}
+
+impl Source<'_> {
+    fn err(&self, msg: impl Display) -> Error {
+        Error::file(self.path, format!("{}: {msg}", self.name))
+    }
+}
+
+/// A parsed `.npy` header.
+struct Header {
+    dtype: Dtype,
+    shape: Shape,
+    /// Bytes of data the shape needs.
+    data_len: u64,
+}
+
+/// A value of the header dictionary.
+#[derive(Debug, PartialEq)]
+enum Value {
+    Str(String),
+    Bool(bool),
+    Tuple(Vec<u64>),
+}
+
+/// A parser for the one Python literal NumPy writes as a header:
+/// `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }` (spaces, a trailing comma and
+/// Python 2's `3L` allowed; nothing else).
+struct HeaderParser<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl<'a> HeaderParser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+    fn skip_space(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            self.at += 1;
+        }
+    }
+    /// Skips spaces, then consumes `c` if it comes next.
+    fn eat(&mut self, c: u8) -> bool {
+        self.skip_space();
+        if self.peek() == Some(c) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn expect(&mut self, c: u8) -> std::result::Result<(), String> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(format!("expected '{}' at byte {}", c as char, self.at))
+        }
+    }
+    fn string(&mut self) -> std::result::Result<String, String> {
+        self.skip_space();
+        let quote = match self.peek() {
+            Some(q @ (b'\'' | b'"')) => q,
+            _ => return Err(format!("expected a string at byte {}", self.at)),
+        };
+        self.at += 1;
+        let start = self.at;
+        while let Some(c) = self.peek() {
+            if c == quote {
+                let s = String::from_utf8_lossy(&self.text[start..self.at]).into_owned();
+                self.at += 1;
+                return Ok(s);
+            }
+            if c == b'\\' {
+                return Err(format!("escape sequence at byte {}", self.at));
+            }
+            self.at += 1;
+        }
+        Err("unterminated string".into())
+    }
+    fn integer(&mut self) -> std::result::Result<u64, String> {
+        self.skip_space();
+        let start = self.at;
+        let mut n: u64 = 0;
+        while let Some(c @ b'0'..=b'9') = self.peek() {
+            n = n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(c - b'0')))
+                .ok_or_else(|| format!("dimension at byte {start} does not fit in 64 bits"))?;
+            self.at += 1;
+        }
+        if self.at == start {
+            return Err(format!(
+                "expected a non-negative integer at byte {}",
+                self.at
+            ));
+        }
+        if self.peek() == Some(b'L') {
+            self.at += 1;
+        }
+        Ok(n)
+    }
+    fn tuple(&mut self) -> std::result::Result<Vec<u64>, String> {
+        self.expect(b'(')?;
+        let mut dims = Vec::new();
+        let mut trailing_comma = false;
+        while !self.eat(b')') {
+            dims.push(self.integer()?);
+            trailing_comma = self.eat(b',');
+            if !trailing_comma {
+                self.expect(b')')?;
+                break;
+            }
+        }
+        if dims.len() == 1 && !trailing_comma {
+            return Err("shape (n) is not a tuple, NumPy writes (n,)".into());
+        }
+        Ok(dims)
+    }
+    fn value(&mut self) -> std::result::Result<Value, String> {
+        self.skip_space();
+        let rest = &self.text[self.at..];
+        match self.peek() {
+            Some(b'\'' | b'"') => Ok(Value::Str(self.string()?)),
+            Some(b'(') => Ok(Value::Tuple(self.tuple()?)),
+            _ if rest.starts_with(b"True") => {
+                self.at += 4;
+                Ok(Value::Bool(true))
+            }
+            _ if rest.starts_with(b"False") => {
+                self.at += 5;
+                Ok(Value::Bool(false))
+            }
+            _ => Err(format!("unexpected value at byte {}", self.at)),
+        }
+    }
+    fn dict(mut self) -> std::result::Result<Vec<(String, Value)>, String> {
+        self.expect(b'{')?;
+        let mut items: Vec<(String, Value)> = Vec::new();
+        while !self.eat(b'}') {
+            let key = self.string()?;
+            self.expect(b':')?;
+            let value = self.value()?;
+            if items.iter().any(|(k, _)| *k == key) {
+                return Err(format!("key '{key}' appears twice"));
+            }
+            items.push((key, value));
+            if !self.eat(b',') {
+                self.expect(b'}')?;
+                break;
+            }
+        }
+        self.skip_space();
+        if self.at != self.text.len() {
+            return Err(format!(
+                "unexpected text after the dictionary at byte {}",
+                self.at
+            ));
+        }
+        Ok(items)
+    }
+}
+
+/// Fills `buf`, or reports a truncated stream.
+fn read_exact(r: &mut impl Read, buf: &mut [u8], src: &Source, what: &str) -> Result<()> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => src.err(format!(
+            "truncated: the {} ends inside the {what}",
+            src.holder
+        )),
+        _ => src.err(format!("reading the {what}: {e}")),
+    })
+}
+
+/// Reads and checks the header; leaves `r` at the first data byte.
+fn read_header(r: &mut impl Read, src: &Source) -> Result<Header> {
+    let mut pre = [0u8; 8];
+    read_exact(r, &mut pre, src, ".npy magic number")?;
+    if !pre.starts_with(b"\x93NUMPY") {
+        return Err(src.err("not a .npy array (the \\x93NUMPY magic number is missing)"));
+    }
+    let (major, minor) = (pre[6], pre[7]);
+    let (len_field, header_len) = match major {
+        1 => {
+            let mut b = [0u8; 2];
+            read_exact(r, &mut b, src, "header length")?;
+            (2u64, usize::from(u16::from_le_bytes(b)))
+        }
+        2 | 3 => {
+            let mut b = [0u8; 4];
+            read_exact(r, &mut b, src, "header length")?;
+            (
+                4u64,
+                usize::try_from(u32::from_le_bytes(b)).unwrap_or(usize::MAX),
+            )
+        }
+        _ => return Err(src.err(format!("unsupported .npy format version {major}.{minor}"))),
+    };
+    if header_len > MAX_HEADER_LEN {
+        return Err(src.err(format!(
+            "header claims {header_len} bytes, more than the {MAX_HEADER_LEN} accepted"
+        )));
+    }
+    let prefix = 8 + len_field + header_len as u64;
+    if prefix > src.len {
+        return Err(src.err(format!(
+            "truncated: the header claims {header_len} bytes, the {} holds {} in all",
+            src.holder, src.len
+        )));
+    }
+    let mut text = vec![0u8; header_len];
+    read_exact(r, &mut text, src, "header")?;
+    let shown = String::from_utf8_lossy(&text[..text.len().min(200)])
+        .trim_end()
+        .to_string();
+    let items = HeaderParser { text: &text, at: 0 }
+        .dict()
+        .map_err(|m| src.err(format!("malformed .npy header ({m}): {shown}")))?;
+    let (mut descr, mut fortran, mut dims) = (None, None, None);
+    for (key, value) in items {
+        match (key.as_str(), value) {
+            ("descr", Value::Str(d)) => descr = Some(d),
+            ("fortran_order", Value::Bool(b)) => fortran = Some(b),
+            ("shape", Value::Tuple(t)) => dims = Some(t),
+            ("descr" | "fortran_order" | "shape", v) => {
+                return Err(src.err(format!(
+                    "header key '{key}' has the wrong kind of value {v:?}"
+                )))
+            }
+            _ => return Err(src.err(format!("unexpected key '{key}' in the .npy header"))),
+        }
+    }
+    let missing = |k: &str| src.err(format!("the .npy header lacks '{k}'"));
+    let descr = descr.ok_or_else(|| missing("descr"))?;
+    let fortran = fortran.ok_or_else(|| missing("fortran_order"))?;
+    let dims = dims.ok_or_else(|| missing("shape"))?;
+    let dtype = Dtype::from_descr(&descr).ok_or_else(|| {
+        src.err(format!(
+            "dtype '{descr}' is not supported (expected <f4, <f8, <i4 or <i8)"
+        ))
+    })?;
+    if fortran {
+        return Err(src.err("Fortran-ordered arrays are not supported"));
+    }
+    let dims: Vec<usize> = dims
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| {
+            src.err(format!(
+                "shape {dims:?} has a dimension that does not fit in usize"
+            ))
+        })?;
+    let shape = Shape::try_new(&dims).map_err(|_| {
+        src.err(format!(
+            "shape {dims:?} overflows: the product of its dimensions does not fit in usize"
+        ))
+    })?;
+    let data_len = (shape.numel() as u64)
+        .checked_mul(dtype.size())
+        .ok_or_else(|| {
+            src.err(format!(
+                "shape {shape} of {descr} needs more bytes than u64 holds"
+            ))
+        })?;
+    let avail = src.len - prefix;
+    if data_len > avail {
+        return Err(src.err(format!(
+            "truncated: shape {shape} of {descr} needs {data_len} bytes of data, the {} holds {avail}",
+            src.holder
+        )));
+    }
+    if data_len < avail {
+        return Err(src.err(format!(
+            "{} trailing bytes after the {data_len} bytes of data of shape {shape}",
+            avail - data_len
+        )));
+    }
+    Ok(Header {
+        dtype,
+        shape,
+        data_len,
+    })
+}
+
+/// The first `N` bytes of `chunk` (which `chunks_exact(N)` makes exactly `N` long).
+fn array_of<const N: usize>(chunk: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    for (d, s) in a.iter_mut().zip(chunk) {
+        *d = *s;
+    }
+    a
+}
+
+/// One array read from a file: floats as `T`, integers as i32.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Array<T: Real> {
+    Float(Tensor<T>),
+    Int(Shape, Vec<i32>),
+}
+
+/// Reads one `.npy` stream (header and data) holding `src.len` bytes.
+fn read_array<T: Real>(mut r: impl Read, src: &Source) -> Result<Array<T>> {
+    let h = read_header(&mut r, src)?;
+    let mut bytes = Vec::new();
+    r.take(h.data_len.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| src.err(format!("reading the data: {e}")))?;
+    let got = bytes.len() as u64;
+    if got < h.data_len {
+        return Err(src.err(format!(
+            "truncated: shape {} of {} needs {} bytes of data, the stream ends after {got}",
+            h.shape,
+            h.dtype.descr(),
+            h.data_len
+        )));
+    }
+    if got > h.data_len {
+        return Err(src.err(format!(
+            "trailing bytes after the {} bytes of data of shape {}",
+            h.data_len, h.shape
+        )));
+    }
+    let floats = |data: Vec<T>| -> Result<Array<T>> {
+        let t = Tensor::new(h.shape.clone(), data).map_err(|e| src.err(e))?;
+        Ok(Array::Float(t))
+    };
+    match h.dtype {
+        Dtype::F32 => floats(
+            bytes
+                .chunks_exact(4)
+                .map(|c| T::of_f64(f64::from(f32::from_le_bytes(array_of(c)))))
+                .collect(),
+        ),
+        Dtype::F64 => floats(
+            bytes
+                .chunks_exact(8)
+                .map(|c| T::of_f64(f64::from_le_bytes(array_of(c))))
+                .collect(),
+        ),
+        Dtype::I32 => Ok(Array::Int(
+            h.shape.clone(),
+            bytes
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(array_of(c)))
+                .collect(),
+        )),
+        Dtype::I64 => {
+            let data = bytes
+                .chunks_exact(8)
+                .enumerate()
+                .map(|(i, c)| {
+                    let v = i64::from_le_bytes(array_of(c));
+                    i32::try_from(v).map_err(|_| {
+                        src.err(format!("value {v} at element {i} does not fit in int32"))
+                    })
+                })
+                .collect::<Result<Vec<i32>>>()?;
+            Ok(Array::Int(h.shape.clone(), data))
+        }
+    }
+}
+
+fn want_float<T: Real>(a: Array<T>, path: &Path, name: &str) -> Result<Tensor<T>> {
+    match a {
+        Array::Float(t) => Ok(t),
+        Array::Int(..) => Err(Error::file(
             path,
-            format!("{name}: Fortran-ordered arrays are not supported"),
-        ));
+            format!("{name}: expected float32 or float64 data, found integers"),
+        )),
     }
-    let shape = shape_of(npy.shape());
-    let descr = npy.dtype().descr();
-    let data: Vec<T> = match descr.as_str() {
-        "'<f4'" => npy
-            .into_vec::<f32>()
-            .map(|v| v.into_iter().map(|x| T::of_f64(x as f64)).collect()),
-        "'<f8'" => npy
-            .into_vec::<f64>()
-            .map(|v| v.into_iter().map(T::of_f64).collect()),
-        other => {
-            return Err(Error::file(
-                path,
-                format!("{name}: expected float32 or float64 data, found dtype {other}"),
-            ))
-        }
-    }
-    .map_err(|e| Error::file(path, format!("{name}: {e}")))?;
-    Tensor::new(shape, data).map_err(|e| Error::file(path, format!("{name}: {e}")))
-}
-
-fn read_i32<R: Read>(npy: npyz::NpyFile<R>, path: &Path, name: &str) -> Result<(Shape, Vec<i32>)> {
-    let shape = shape_of(npy.shape());
-    let descr = npy.dtype().descr();
-    let data: Vec<i32> = match descr.as_str() {
-        "'<i4'" => npy.into_vec::<i32>(),
-        "'<i8'" => npy
-            .into_vec::<i64>()
-            .map(|v| v.into_iter().map(|x| x as i32).collect()),
-        other => {
-            return Err(Error::file(
-                path,
-                format!("{name}: expected int32 data, found dtype {other}"),
-            ))
-        }
-    }
-    .map_err(|e| Error::file(path, format!("{name}: {e}")))?;
-    if data.len() != shape.numel() {
-        return Err(Error::file(path, format!("{name}: truncated array")));
-    }
-    Ok((shape, data))
 }
 
 /// Reads a `.npy` file holding a float32 or float64 array.
 pub fn read_npy<T: Real>(path: impl AsRef<Path>) -> Result<Tensor<T>> {
     let path = path.as_ref();
     let f = File::open(path).map_err(|e| Error::file(path, e))?;
-    let npy = npyz::NpyFile::new(BufReader::new(f)).map_err(|e| Error::file(path, e))?;
-    read_float(npy, path, "array")
+    let len = f.metadata().map_err(|e| Error::file(path, e))?.len();
+    let src = Source {
+        path,
+        name: "array",
+        len,
+        holder: "file",
+    };
+    want_float(read_array(BufReader::new(f), &src)?, path, "array")
 }
 
 /// Writes a tensor as a `.npy` file.
@@ -95,6 +489,8 @@ pub fn write_npy<T: Real>(path: impl AsRef<Path>, t: &Tensor<T>) -> Result<()> {
 /// An open `.npz` archive.
 pub struct NpzReader {
     path: PathBuf,
+    /// The archive's length in bytes, the bound for what its entries may claim.
+    len: u64,
     archive: npyz::npz::NpzArchive<BufReader<File>>,
 }
 
@@ -102,8 +498,12 @@ impl NpzReader {
     /// Opens an archive; a missing or malformed file is an error naming it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let archive = npyz::npz::NpzArchive::open(&path).map_err(|e| Error::file(&path, e))?;
-        Ok(NpzReader { path, archive })
+        let len = std::fs::metadata(&path)
+            .map_err(|e| Error::file(&path, e))?
+            .len();
+        let archive = npyz::npz::NpzArchive::open(&path)
+            .map_err(|e| Error::file(&path, format!("not a valid .npz (zip) archive: {e}")))?;
+        Ok(NpzReader { path, len, archive })
     }
 
     /// The names of the arrays in the archive.
@@ -111,26 +511,64 @@ impl NpzReader {
         self.archive.array_names().map(str::to_string).collect()
     }
 
-    fn entry(&mut self, name: &str) -> Result<npyz::NpyFile<impl Read + '_>> {
-        let path = self.path.clone();
-        self.archive
-            .by_name(name)
-            .map_err(|e| Error::file(&path, format!("{name}: {e}")))?
-            .ok_or_else(|| Error::file(&path, format!("no array named {name}")))
+    /// Reads one array: floats as `T`, integers as i32.
+    pub fn array<T: Real>(&mut self, name: &str) -> Result<Array<T>> {
+        let (path, archive_len) = (&self.path, self.len);
+        let entry_err = |msg: String| Error::file(path, format!("{name}: {msg}"));
+        let file_name = npyz::npz::file_name_from_array_name(name);
+        let entry = match self.archive.zip_archive().by_name(&file_name) {
+            Ok(entry) => entry,
+            Err(ZipError::FileNotFound) => {
+                return Err(Error::file(path, format!("no array named {name}")))
+            }
+            Err(e) => return Err(entry_err(e.to_string())),
+        };
+        let (size, packed) = (entry.size(), entry.compressed_size());
+        if packed > archive_len {
+            return Err(entry_err(format!(
+                "the archive entry claims {packed} compressed bytes, the whole archive holds {archive_len}"
+            )));
+        }
+        let bound = match entry.compression() {
+            CompressionMethod::Stored => packed,
+            CompressionMethod::Deflated => packed
+                .saturating_mul(DEFLATE_MAX_RATIO)
+                .saturating_add(1024),
+            other => {
+                return Err(entry_err(format!(
+                    "compression method {other} is not supported (NumPy writes stored or deflated entries)"
+                )))
+            }
+        };
+        if size > bound {
+            return Err(entry_err(format!(
+                "the archive entry claims {size} bytes from {packed} compressed bytes, more than its compression can produce"
+            )));
+        }
+        let src = Source {
+            path,
+            name,
+            len: size,
+            holder: "archive entry",
+        };
+        read_array(entry, &src)
     }
 
     /// Reads a float array as `T`.
     pub fn tensor<T: Real>(&mut self, name: &str) -> Result<Tensor<T>> {
-        let path = self.path.clone();
-        let npy = self.entry(name)?;
-        read_float(npy, &path, name)
+        let a = self.array(name)?;
+        want_float(a, &self.path, name)
     }
 
     /// Reads an integer array as i32 with its shape.
     pub fn int32(&mut self, name: &str) -> Result<(Shape, Vec<i32>)> {
-        let path = self.path.clone();
-        let npy = self.entry(name)?;
-        read_i32(npy, &path, name)
+        match self.array::<f64>(name)? {
+            Array::Int(shape, data) => Ok((shape, data)),
+            Array::Float(_) => Err(Error::file(
+                &self.path,
+                format!("{name}: expected int32 data, found floats"),
+            )),
+        }
     }
 }
 
@@ -165,7 +603,10 @@ impl NpzWriter {
         let tmp = self.tmp.clone();
         let io = |e: std::io::Error| Error::file(&tmp, format!("{name}: {e}"));
         let dims: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
-        let npz = self.npz.as_mut().expect("NpzWriter used after finish");
+        let npz = self
+            .npz
+            .as_mut()
+            .ok_or_else(|| Error::file(&tmp, "archive already finished"))?;
         let mut w = npz
             .array::<S>(name, Default::default())
             .map_err(io)?
@@ -188,7 +629,7 @@ impl NpzWriter {
 
     /// Adds an int32 array.
     pub fn int32(&mut self, name: &str, dims: &[usize], data: &[i32]) -> Result<()> {
-        if dims.iter().product::<usize>() != data.len() {
+        if Shape::checked_numel(dims) != Some(data.len()) {
             return Err(Error::shape(
                 "npz",
                 format!(
@@ -203,7 +644,10 @@ impl NpzWriter {
     /// Closes the archive and renames it into place.
     pub fn finish(mut self) -> Result<()> {
         let tmp = self.tmp.clone();
-        let mut npz = self.npz.take().expect("finish called twice");
+        let mut npz = self
+            .npz
+            .take()
+            .ok_or_else(|| Error::file(&tmp, "archive already finished"))?;
         let mut inner = npz
             .zip_writer()
             .finish()
@@ -282,5 +726,222 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("nothing.npz"), "{e}");
+    }
+
+    /// A version-1 `.npy` file with `header` (padded as NumPy pads it) and `data`.
+    fn npy_bytes(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut text = header.to_string();
+        while !(10 + text.len() + 1).is_multiple_of(64) {
+            text.push(' ');
+        }
+        text.push('\n');
+        let mut v = b"\x93NUMPY\x01\x00".to_vec();
+        v.extend((text.len() as u16).to_le_bytes());
+        v.extend(text.as_bytes());
+        v.extend(data);
+        v
+    }
+
+    fn read_bytes(tag: &str, bytes: &[u8]) -> Result<Tensor<f64>> {
+        let p = tmpdir("hdr").join(format!("{tag}.npy"));
+        std::fs::write(&p, bytes).unwrap();
+        read_npy::<f64>(&p)
+    }
+
+    fn err_of(tag: &str, bytes: &[u8]) -> String {
+        let e = read_bytes(tag, bytes).unwrap_err().to_string();
+        assert!(e.contains(&format!("{tag}.npy")), "{e}");
+        e
+    }
+
+    #[test]
+    fn numpy_headers_parse() {
+        let data: Vec<u8> = [1.5f64, -2.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        for header in [
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+            "{\"shape\": (2L,), \"descr\": \"<f8\", \"fortran_order\": False}",
+            "{'descr':'<f8','fortran_order':False,'shape':(1, 2)}",
+        ] {
+            let t = read_bytes("ok", &npy_bytes(header, &data)).unwrap();
+            assert_eq!(t.data(), &[1.5, -2.0], "{header}");
+        }
+        let scalar = npy_bytes(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (), }",
+            &data[..8],
+        );
+        assert_eq!(
+            read_bytes("scalar", &scalar).unwrap().dims(),
+            &[] as &[usize]
+        );
+        let empty = npy_bytes(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 5), }",
+            &[],
+        );
+        assert_eq!(read_bytes("empty", &empty).unwrap().numel(), 0);
+    }
+
+    #[test]
+    fn malformed_headers_are_errors() {
+        let h = |shape: &str, descr: &str| {
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}")
+        };
+        let data = [0u8; 16];
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "magic",
+                b"PK\x03\x04 not numpy".to_vec(),
+                "magic number is missing",
+            ),
+            ("short", b"\x93NUM".to_vec(), "truncated"),
+            (
+                "version",
+                b"\x93NUMPY\x07\x00\x10\x00{}".to_vec(),
+                "unsupported .npy format version 7.0",
+            ),
+            (
+                "hugeheader",
+                b"\x93NUMPY\x02\x00\xff\xff\xff\xff{}".to_vec(),
+                "more than the 65536 accepted",
+            ),
+            (
+                "headerpastend",
+                b"\x93NUMPY\x01\x00\x00\x01{'descr'".to_vec(),
+                "truncated",
+            ),
+            (
+                "dtype",
+                npy_bytes(&h("(2,)", ">f8"), &data),
+                "dtype '>f8' is not supported",
+            ),
+            ("notuple", npy_bytes(&h("(2)", "<f8"), &data), "not a tuple"),
+            (
+                "negative",
+                npy_bytes(&h("(-2,)", "<f8"), &data),
+                "non-negative integer",
+            ),
+            (
+                "bigdim",
+                npy_bytes(&h("(99999999999999999999,)", "<f8"), &data),
+                "does not fit in 64 bits",
+            ),
+            (
+                "wrapped",
+                npy_bytes(&h("(2147483648, 2147483648, 4)", "<f8"), &[]),
+                "overflows",
+            ),
+            (
+                "wrappedbytes",
+                npy_bytes(&h("(2305843009213693952,)", "<f8"), &[]),
+                "needs more bytes",
+            ),
+            (
+                "trunc",
+                npy_bytes(&h("(3,)", "<f8"), &data),
+                "truncated: shape [3] of <f8 needs 24 bytes",
+            ),
+            (
+                "trailing",
+                npy_bytes(&h("(1,)", "<f8"), &data),
+                "8 trailing bytes",
+            ),
+            (
+                "fortran",
+                npy_bytes(
+                    "{'descr': '<f8', 'fortran_order': True, 'shape': (2,), }",
+                    &data,
+                ),
+                "Fortran-ordered",
+            ),
+            (
+                "extrakey",
+                npy_bytes(
+                    "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'x': 'y'}",
+                    &data,
+                ),
+                "unexpected key 'x'",
+            ),
+            (
+                "nokey",
+                npy_bytes("{'descr': '<f8', 'fortran_order': False}", &data),
+                "lacks 'shape'",
+            ),
+            (
+                "twice",
+                npy_bytes("{'descr': '<f8', 'descr': '<f8', 'shape': (2,)}", &data),
+                "appears twice",
+            ),
+            (
+                "kind",
+                npy_bytes(
+                    "{'descr': '<f8', 'fortran_order': 'no', 'shape': (2,)}",
+                    &data,
+                ),
+                "wrong kind of value",
+            ),
+            (
+                "junkafter",
+                npy_bytes(
+                    "{'descr': '<f8', 'fortran_order': False, 'shape': (2,)} x",
+                    &data,
+                ),
+                "unexpected text after the dictionary",
+            ),
+            (
+                "unterminated",
+                npy_bytes("{'descr: <f8", &data),
+                "unterminated string",
+            ),
+            (
+                "ints",
+                npy_bytes(&h("(2,)", "<i8"), &data),
+                "expected float32 or float64",
+            ),
+        ];
+        for (tag, bytes, want) in cases {
+            let e = err_of(tag, &bytes);
+            assert!(e.contains(want), "{tag}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_endless_entry_is_read_one_byte_past_its_shape() {
+        // An archive entry whose declared size is right but whose stream does not end there
+        // (a lying zip entry): reading stops one byte past the data the shape needs.
+        let bytes = npy_bytes(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+            &[0; 16],
+        );
+        let src = Source {
+            path: Path::new("x.npz"),
+            name: "w",
+            len: bytes.len() as u64,
+            holder: "archive entry",
+        };
+        let endless = (&bytes[..]).chain(std::io::repeat(0));
+        let e = read_array::<f64>(endless, &src).unwrap_err().to_string();
+        assert!(
+            e.contains("x.npz: w: trailing bytes after the 16 bytes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn int64_outside_int32_is_an_error() {
+        let d = tmpdir("i64");
+        let p = d.join("t.npz");
+        let mut w = NpzWriter::create(&p).unwrap();
+        w.add::<i64>("big", &[2], &[7, 1 << 40]).unwrap();
+        w.add::<i64>("small", &[2], &[7, -3]).unwrap();
+        w.finish().unwrap();
+        let mut r = NpzReader::open(&p).unwrap();
+        assert_eq!(r.int32("small").unwrap().1, vec![7, -3]);
+        let e = r.int32("big").unwrap_err().to_string();
+        assert!(
+            e.contains("big: value 1099511627776 at element 1 does not fit in int32"),
+            "{e}"
+        );
     }
 }
