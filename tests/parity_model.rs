@@ -72,7 +72,7 @@ fn sw_resnet_step_on_opencl_equals_cpu() {
             let d = rel(&gb, &ga);
             assert!(d < 1e-4, "{kind}: gradient of {} differs by {d:e}", a.name);
         }
-        let (sc, sd) = (cpu.state_dict(), gpu.state_dict());
+        let (sc, sd) = (cpu.state_dict().unwrap(), gpu.state_dict().unwrap());
         for name in sc
             .names()
             .filter(|n| n.ends_with("running_var") || n.ends_with("running_mean"))

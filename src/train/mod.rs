@@ -127,8 +127,8 @@ fn save_checkpoint(
     config: &RunConfig,
     history: &[EpochMetrics],
 ) -> Result<()> {
-    let mut sd = model.state_dict();
-    optim.save_state(&mut sd);
+    let mut sd = model.state_dict()?;
+    optim.save_state(&mut sd)?;
     sd.insert_int("meta.epoch".into(), &[1], vec![history.len() as i32]);
     let cfg = bytes_entry(&config.to_json());
     sd.insert_int("meta.config_json".into(), &[cfg.len()], cfg);
