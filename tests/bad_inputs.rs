@@ -108,12 +108,13 @@ fn the_good_split_loads_raw_and_gzipped() {
 #[test]
 fn truncated_idx_files() {
     let short = idx(0x803, &[3, 4, 4], &[0; 40]);
-    for gz in [false, true] {
+    // A raw file is refused from its length alone, a gzip stream when it ends.
+    for (gz, holds) in [(false, "file holds 40"), (true, "the stream ends after 40")] {
         idx_case(
             &format!("truncated-data-{gz}"),
             (&short, gz),
             (&good_labels(), false),
-            &[IMAGES, "truncated", "48 bytes", "[3, 4, 4]"],
+            &[IMAGES, "truncated", "48 bytes", "[3, 4, 4]", holds],
         );
     }
     idx_case(
@@ -250,7 +251,7 @@ fn trailing_bytes_and_lying_gzip_streams() {
         "gz-shorter-than-header",
         (&good_images(), false),
         (&idx(0x801, &[3], &[1, 2]), true),
-        &[LABELS, "truncated", "file holds 2"],
+        &[LABELS, "truncated", "the stream ends after 2"],
     );
     // A small header followed by 16 MiB of zeros (a 16 KiB gzip file): reading stops one byte
     // past the promised 48, so the bomb is never inflated.
@@ -501,7 +502,10 @@ fn bad_npy_headers_inside_checkpoints() {
     load_case(
         "short-data",
         &short,
-        &[w, "truncated: shape [3, 4] of <f4 needs 48 bytes"],
+        &[
+            w,
+            "truncated: shape [3, 4] of <f4 needs 48 bytes of data, the archive entry holds 20",
+        ],
     );
     let long = raw_npz(&d, "long", w, &npy(&f4_header("(1,)"), &[0; 12]), false);
     load_case("long-data", &long, &[w, "8 trailing bytes"]);

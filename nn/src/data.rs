@@ -219,7 +219,9 @@ fn parse_idx_stream(
     if got < promised {
         return Err(Error::file(
             path,
-            format!("truncated: header promises {n} bytes of data for {dims:?}, file holds {got}"),
+            format!(
+                "truncated: header promises {n} bytes of data for {dims:?}, the stream ends after {got}"
+            ),
         ));
     }
     if got > promised {
