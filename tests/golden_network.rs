@@ -150,7 +150,7 @@ fn step(kind: SpatialKind, golden: &Golden, device: &Device) -> Vec<Compared> {
         .unwrap_or_else(|e| panic!("{dir}: checkpoint.npz does not load: {e}"));
     // The script writes exactly the model's state: no key missing (load_state would have
     // failed), none extra (it would be silently ignored).
-    let ours = sorted(model.state_dict().names().map(str::to_string));
+    let ours = sorted(model.state_dict().unwrap().names().map(str::to_string));
     let theirs = sorted(golden.checkpoint.names().map(str::to_string));
     assert_eq!(ours, theirs, "{dir}: checkpoint keys");
 
@@ -185,7 +185,7 @@ fn step(kind: SpatialKind, golden: &Golden, device: &Device) -> Vec<Compared> {
             Some(g) => compare(what, &g.to_host().unwrap(), want, scale_for(want)),
         });
     }
-    let after = model.state_dict();
+    let after = model.state_dict().unwrap();
     let running = sorted(
         after
             .names()

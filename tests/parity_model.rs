@@ -93,7 +93,7 @@ fn network_step_matches(kind: SpatialKind) {
             TOL,
         ));
     }
-    let (sc, sd) = (cpu.state_dict(), gpu.state_dict());
+    let (sc, sd) = (cpu.state_dict().unwrap(), gpu.state_dict().unwrap());
     for name in sc
         .names()
         .filter(|n| n.ends_with("running_var") || n.ends_with("running_mean"))

@@ -76,10 +76,10 @@ impl<T: Real> DwBn<T> {
             .parameters(&join(prefix, &format!("conv{name}")), out);
         self.bn.parameters(&join(prefix, &format!("bn{name}")), out);
     }
-    fn save_state(&self, prefix: &str, name: &str, sd: &mut StateDict<T>) {
+    fn save_state(&self, prefix: &str, name: &str, sd: &mut StateDict<T>) -> Result<()> {
         self.conv
-            .save_state(&join(prefix, &format!("conv{name}")), sd);
-        self.bn.save_state(&join(prefix, &format!("bn{name}")), sd);
+            .save_state(&join(prefix, &format!("conv{name}")), sd)?;
+        self.bn.save_state(&join(prefix, &format!("bn{name}")), sd)
     }
     fn move_to(&mut self, device: &Device) -> Result<()> {
         self.conv.move_to(device)?;
@@ -173,14 +173,14 @@ impl<T: Real> Module<T> for Spatial<T> {
             Spatial::Folded(f) => f.parameters(prefix, out),
         }
     }
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
         match self {
             Spatial::Sw(sw) => sw.save_state(prefix, sd),
             Spatial::Dense(d) | Spatial::Small(d) => d.save_state(prefix, "", sd),
             Spatial::Slak { tall, wide, small } => {
-                tall.save_state(prefix, "_tall", sd);
-                wide.save_state(prefix, "_wide", sd);
-                small.save_state(prefix, "_small", sd);
+                tall.save_state(prefix, "_tall", sd)?;
+                wide.save_state(prefix, "_wide", sd)?;
+                small.save_state(prefix, "_small", sd)
             }
             Spatial::Folded(f) => f.save_state(prefix, sd),
         }

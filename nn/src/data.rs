@@ -1,11 +1,31 @@
 //! Fashion-MNIST in the IDX format (SPEC section 5), with the training-time augmentation.
 //!
 //! The four files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
-//! `t10k-labels-idx1-ubyte`) are read raw or gzip-compressed (`.gz`), with the header checked:
-//! magic number (0x00000803 for images, 0x00000801 for labels), dimensions, and a length that
-//! matches. A missing directory, a wrong magic number or a truncated file is an error naming
-//! the file. The directory comes from `--data DIR`, else `FASHION_MNIST_DIR`, else
-//! `/usr/share/datasets/fashion-mnist` (Debian's `dataset-fashion-mnist`).
+//! `t10k-labels-idx1-ubyte`) are read raw or gzip-compressed (`.gz`). The directory comes from
+//! `--data DIR`, else `FASHION_MNIST_DIR`, else `/usr/share/datasets/fashion-mnist` (Debian's
+//! `dataset-fashion-mnist`).
+//!
+//! # What is checked, and why this way
+//! The files are data from outside the program, so every number in them is checked before it
+//! sizes a buffer or an index, and every problem is an [`Error`] naming the file:
+//! * the magic number, split as IDX defines it (two zero bytes, the type byte 0x08 for unsigned
+//!   bytes, the number of dimensions), so a labels file given for images reads "has 1
+//!   dimension, expected 3" rather than just "wrong magic";
+//! * the product of the header's dimensions, with `checked_mul`: `(2^31, 2^31, 4)` wraps to 0
+//!   in unchecked arithmetic and would describe an empty file as two billion images;
+//! * the payload length, which must be exactly what the header promises: fewer bytes is
+//!   "truncated", more is "trailing bytes" (a concatenated or half-overwritten file);
+//! * memory: the payload is read through `Read::take(promised + 1)`, so a file (or a gzip
+//!   stream) that goes on longer is detected after one byte, not after exhausting memory, and
+//!   the promise itself is bounded first by the file's own length: exactly for a raw file,
+//!   and for `.gz` by [`GZIP_MAX_RATIO`] times the compressed length (deflate cannot expand
+//!   more), so a header promising terabytes is refused before anything is allocated;
+//! * the split as a whole: labels below [`CLASSES`], as many labels as images, and at least
+//!   one image ("holds no images"), so the training loop never divides by zero.
+//!
+//! The alternative of decompressing the whole file and then parsing it (the first version of
+//! this module) needs no bound on the header but lets a gzip bomb fill memory before any
+//! check runs.
 
 use shiftgrad_tensor::init::Rng;
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
@@ -17,6 +37,16 @@ pub const SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
 /// Normalisation of Fashion-MNIST pixels (after scaling to [0, 1]).
 pub const MEAN: f64 = 0.286;
 pub const STD: f64 = 0.353;
+/// Number of classes; every label must be below it.
+pub const CLASSES: usize = 10;
+/// Magic number of an IDX file of unsigned bytes with 3 dimensions (images).
+pub const IMAGES_MAGIC: u32 = 0x0000_0803;
+/// Magic number of an IDX file of unsigned bytes with 1 dimension (labels).
+pub const LABELS_MAGIC: u32 = 0x0000_0801;
+/// The most a deflate stream expands (one 258-byte match in two bits: 1032 bytes out per byte
+/// in): a `.gz` file of `n` bytes, gzip header and trailer included, decompresses to fewer
+/// than `GZIP_MAX_RATIO * n` bytes.
+pub const GZIP_MAX_RATIO: u64 = 1032;
 
 /// Training or test split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +77,8 @@ impl Dataset {
     pub fn truncate(&mut self, n: usize) {
         let n = n.min(self.len());
         self.labels.truncate(n);
-        self.images.truncate(n * self.rows * self.cols);
+        self.images
+            .truncate(n.saturating_mul(self.rows).saturating_mul(self.cols));
     }
 }
 
@@ -81,58 +112,171 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     ))
 }
 
-fn read_all(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::file(path, format!("not a valid gzip file: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+/// What the file's own length says about the (decompressed) stream.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    /// A raw file: exactly this many bytes.
+    Exact(u64),
+    /// A compressed file: at most this many bytes.
+    AtMost(u64),
+}
+
+impl Bound {
+    fn limit(self) -> u64 {
+        match self {
+            Bound::Exact(n) | Bound::AtMost(n) => n,
+        }
     }
 }
 
-fn be32(bytes: &[u8], at: usize) -> usize {
-    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize
+/// Fills `buf` from `r`; an early end is "truncated IDX header".
+fn read_header_bytes(path: &Path, r: &mut impl Read, buf: &mut [u8]) -> Result<()> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::file(path, "truncated IDX header"),
+        _ => Error::file(path, format!("reading the IDX header: {e}")),
+    })
 }
 
-/// Parses an IDX file with the expected magic number and number of dimensions; returns the
-/// dimensions and the payload.
-pub fn parse_idx(
+/// Parses an IDX stream holding unsigned bytes in `ndim` dimensions, whose length `bound`
+/// limits; returns the dimensions and the payload.
+fn parse_idx_stream(
     path: &Path,
-    bytes: &[u8],
-    magic: usize,
+    mut r: impl Read,
+    bound: Bound,
+    magic: u32,
     ndim: usize,
 ) -> Result<(Vec<usize>, Vec<u8>)> {
-    let header = 4 + 4 * ndim;
-    if bytes.len() < header {
-        return Err(Error::file(
-            path,
-            format!("truncated IDX header ({} bytes)", bytes.len()),
-        ));
-    }
-    let found = be32(bytes, 0);
+    let mut m = [0u8; 4];
+    read_header_bytes(path, &mut r, &mut m)?;
+    let found = u32::from_be_bytes(m);
     if found != magic {
+        let detail = if m[0] != 0 || m[1] != 0 {
+            "not an IDX file".to_string()
+        } else if m[2] != 0x08 {
+            format!(
+                "element type 0x{:02x}, expected unsigned bytes (0x08)",
+                m[2]
+            )
+        } else {
+            format!("{} dimensions, expected {ndim}", m[3])
+        };
         return Err(Error::file(
             path,
-            format!("wrong magic number 0x{found:08x}, expected 0x{magic:08x}"),
+            format!("wrong magic number 0x{found:08x}, expected 0x{magic:08x} ({detail})"),
         ));
     }
-    let dims: Vec<usize> = (0..ndim).map(|i| be32(bytes, 4 + 4 * i)).collect();
-    let n: usize = dims.iter().product();
-    let payload = &bytes[header..];
-    if payload.len() < n {
+    let mut dims = Vec::with_capacity(ndim);
+    for _ in 0..ndim {
+        let mut d = [0u8; 4];
+        read_header_bytes(path, &mut r, &mut d)?;
+        let d = usize::try_from(u32::from_be_bytes(d))
+            .map_err(|_| Error::file(path, "a dimension does not fit in usize"))?;
+        dims.push(d);
+    }
+    let header = 4 + 4 * ndim as u64;
+    let n = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| {
+            Error::file(
+                path,
+                format!("header dimensions {dims:?} overflow: their product does not fit in usize"),
+            )
+        })?;
+    let promised = n as u64;
+    let room = bound.limit().saturating_sub(header);
+    match bound {
+        Bound::Exact(_) if promised > room => {
+            return Err(Error::file(
+                path,
+                format!("truncated: header promises {n} bytes of data for {dims:?}, file holds {room}"),
+            ))
+        }
+        Bound::Exact(_) if promised < room => {
+            return Err(Error::file(
+                path,
+                format!(
+                    "{} trailing bytes after the {n} bytes of data the header promises for {dims:?}",
+                    room - promised
+                ),
+            ))
+        }
+        Bound::AtMost(_) if promised > room => {
+            return Err(Error::file(
+                path,
+                format!(
+                    "header promises {n} bytes of data for {dims:?}, more than a gzip file of this size can hold (at most {room})"
+                ),
+            ))
+        }
+        _ => {}
+    }
+    let mut payload = Vec::new();
+    r.take(promised.saturating_add(1))
+        .read_to_end(&mut payload)
+        .map_err(|e| Error::file(path, format!("reading the data: {e}")))?;
+    let got = payload.len() as u64;
+    if got < promised {
         return Err(Error::file(
             path,
             format!(
-                "truncated: header promises {n} bytes of data for {dims:?}, file holds {}",
-                payload.len()
+                "truncated: header promises {n} bytes of data for {dims:?}, the stream ends after {got}"
             ),
         ));
     }
-    Ok((dims, payload[..n].to_vec()))
+    if got > promised {
+        return Err(Error::file(
+            path,
+            format!("trailing bytes after the {n} bytes of data the header promises for {dims:?}"),
+        ));
+    }
+    Ok((dims, payload))
+}
+
+/// Parses an IDX file already in memory (see [`read_idx`] for the checks).
+pub fn parse_idx(
+    path: &Path,
+    bytes: &[u8],
+    magic: u32,
+    ndim: usize,
+) -> Result<(Vec<usize>, Vec<u8>)> {
+    parse_idx_stream(path, bytes, Bound::Exact(bytes.len() as u64), magic, ndim)
+}
+
+/// Reads an IDX file of unsigned bytes with the expected magic number and number of
+/// dimensions, raw or gzip-compressed (by its `.gz` extension); returns the dimensions and
+/// the payload, whose length is exactly the product of the dimensions.
+pub fn read_idx(path: &Path, magic: u32, ndim: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+    let len = file.metadata().map_err(|e| Error::file(path, e))?.len();
+    let file = std::io::BufReader::new(file);
+    if path.extension().is_some_and(|e| e == "gz") {
+        let bound = Bound::AtMost(len.saturating_mul(GZIP_MAX_RATIO));
+        let gz = GzErrors {
+            inner: flate2::read::GzDecoder::new(file),
+        };
+        parse_idx_stream(path, gz, bound, magic, ndim)
+    } else {
+        parse_idx_stream(path, file, Bound::Exact(len), magic, ndim)
+    }
+}
+
+/// A gzip reader whose errors say that the gzip stream is at fault.
+struct GzErrors<R> {
+    inner: R,
+}
+
+impl<R: Read> Read for GzErrors<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            let kind = match e.kind() {
+                // A gzip stream cut short is corrupt data, not a short header.
+                std::io::ErrorKind::UnexpectedEof => std::io::ErrorKind::InvalidData,
+                k => k,
+            };
+            std::io::Error::new(kind, format!("not a valid gzip file: {e}"))
+        })
+    }
 }
 
 /// Loads one split from `dir`.
@@ -143,27 +287,44 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
     };
     let ip = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let lp = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
-    let (idims, images) = parse_idx(&ip, &read_all(&ip)?, 0x803, 3)?;
-    let (ldims, labels) = parse_idx(&lp, &read_all(&lp)?, 0x801, 1)?;
-    if idims[0] != ldims[0] {
+    let (idims, images) = read_idx(&ip, IMAGES_MAGIC, 3)?;
+    let (ldims, labels) = read_idx(&lp, LABELS_MAGIC, 1)?;
+    let (&[count, rows, cols], &[label_count]) = (idims.as_slice(), ldims.as_slice()) else {
+        return Err(Error::file(&ip, "unexpected number of dimensions"));
+    };
+    if count == 0 {
+        return Err(Error::file(&ip, "holds no images (the header says 0)"));
+    }
+    if rows == 0 || cols == 0 {
+        return Err(Error::file(
+            &ip,
+            format!("images of {rows} x {cols} pixels hold no pixels"),
+        ));
+    }
+    if count != label_count {
         return Err(Error::file(
             &lp,
             format!(
-                "{} labels for {} images in {}",
-                ldims[0],
-                idims[0],
+                "{label_count} labels for {count} images in {}",
                 ip.display()
             ),
         ));
     }
-    if let Some(bad) = labels.iter().find(|&&l| l >= 10) {
-        return Err(Error::file(&lp, format!("label {bad} out of range 0..10")));
+    if let Some((i, bad)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| usize::from(l) >= CLASSES)
+    {
+        return Err(Error::file(
+            &lp,
+            format!("label {bad} at index {i} out of range 0..{CLASSES}"),
+        ));
     }
     Ok(Dataset {
         images,
         labels,
-        rows: idims[1],
-        cols: idims[2],
+        rows,
+        cols,
     })
 }
 
@@ -197,7 +358,19 @@ pub fn batch<T: Real>(
                 format!("index {idx} out of range for {} examples", data.len()),
             ));
         }
-        let img = &data.images[idx * h * w..(idx + 1) * h * w];
+        let pixels = h.saturating_mul(w);
+        let img = idx
+            .checked_mul(pixels)
+            .and_then(|start| data.images.get(start..start.checked_add(pixels)?))
+            .ok_or_else(|| {
+                Error::arg(
+                    "batch",
+                    format!(
+                        "example {idx} lies outside the {} image bytes",
+                        data.images.len()
+                    ),
+                )
+            })?;
         let (dy, dx, flip) = match augment {
             Some(a) => {
                 let p = a.pad as isize;
@@ -219,7 +392,7 @@ pub fn batch<T: Real>(
                 out.push(T::of_f64(v));
             }
         }
-        labels.push(data.labels[idx] as usize);
+        labels.push(usize::from(data.labels[idx]));
     }
     Ok((Tensor::new([indices.len(), 1, h, w], out)?, labels))
 }
@@ -313,6 +486,76 @@ mod tests {
             e.contains("t10k-images-idx3-ubyte") && e.contains("missing"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn idx_headers_are_checked() {
+        let p = Path::new("x-idx3-ubyte");
+        let parse = |bytes: &[u8]| parse_idx(p, bytes, IMAGES_MAGIC, 3);
+        let ok = idx_bytes(0x803, &[2, 1, 3], &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(parse(&ok).unwrap(), (vec![2, 1, 3], vec![1, 2, 3, 4, 5, 6]));
+        let err = |bytes: &[u8]| parse(bytes).unwrap_err().to_string();
+        // 2^31 * 2^31 * 4 wraps to 0: an empty payload must not "fit".
+        let e = err(&idx_bytes(0x803, &[1 << 31, 1 << 31, 4], &[]));
+        assert!(e.contains("x-idx3-ubyte") && e.contains("overflow"), "{e}");
+        let e = err(&idx_bytes(0x803, &[2, 1, 3], &[0; 7]));
+        assert!(e.contains("1 trailing bytes"), "{e}");
+        let e = err(&idx_bytes(0x803, &[2, 1, 3], &[0; 5]));
+        assert!(e.contains("truncated"), "{e}");
+        let e = err(&idx_bytes(0x802, &[2, 3], &[0; 6]));
+        assert!(e.contains("2 dimensions, expected 3"), "{e}");
+        let e = err(&idx_bytes(0x0b03, &[2, 1, 3], &[0; 12]));
+        assert!(e.contains("element type 0x0b"), "{e}");
+        let e = err(&[0, 0, 8]);
+        assert!(e.contains("truncated IDX header"), "{e}");
+    }
+
+    #[test]
+    fn a_gzip_header_cannot_promise_more_than_the_file_can_hold() {
+        use std::io::Write;
+        let d = tmp("gzbound");
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("big-idx1-ubyte.gz");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&idx_bytes(0x801, &[u32::MAX], &[0; 10]))
+            .unwrap();
+        let gz = e.finish().unwrap();
+        std::fs::write(&p, &gz).unwrap();
+        let e = read_idx(&p, LABELS_MAGIC, 1).unwrap_err().to_string();
+        assert!(
+            e.contains("more than a gzip file of this size can hold"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_endless_stream_is_read_one_byte_past_the_promise() {
+        // A decompressor that never stops (a gzip bomb, modelled as endless zeros): the
+        // payload is read through `take`, so this returns instead of filling memory.
+        let header = idx_bytes(0x801, &[3], &[]);
+        let endless = (&header[..]).chain(std::io::repeat(0));
+        let e = parse_idx_stream(
+            Path::new("bomb"),
+            endless,
+            Bound::AtMost(u64::MAX),
+            0x801,
+            1,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("trailing bytes after the 3 bytes"), "{e}");
+    }
+
+    #[test]
+    fn batch_checks_a_hand_built_dataset() {
+        let ds = Dataset {
+            images: vec![0; 10],
+            labels: vec![0, 1],
+            rows: 4,
+            cols: 4,
+        };
+        let e = batch::<f32>(&ds, &[0], None, &mut init::rng(0)).unwrap_err();
+        assert!(e.to_string().contains("outside the 10 image bytes"), "{e}");
     }
 
     #[test]

@@ -88,11 +88,12 @@ impl<T: Real> Module<T> for Conv2d<T> {
             });
         }
     }
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
-        sd.insert(join(prefix, "weight"), self.weight.value().clone());
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
+        sd.insert(join(prefix, "weight"), self.weight.value().clone())?;
         if let Some(b) = &self.bias {
-            sd.insert(join(prefix, "bias"), b.value().clone());
+            sd.insert(join(prefix, "bias"), b.value().clone())?;
         }
+        Ok(())
     }
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
         sd.load_var(&join(prefix, "weight"), &self.weight)?;
@@ -133,34 +134,44 @@ impl<T: Real> BatchNorm2d<T> {
         }
     }
 
-    /// The eval-mode affine map per channel, `y = scale * x + shift`.
-    pub fn eval_affine(&self) -> (Vec<f64>, Vec<f64>) {
-        let g = self
-            .weight
-            .value()
-            .to_host()
-            .expect("batch-norm: reading gamma back failed");
-        let b = self
-            .bias
-            .value()
-            .to_host()
-            .expect("batch-norm: reading beta back failed");
-        let running_mean = self
-            .running_mean
-            .to_host()
-            .expect("batch-norm: reading running mean back failed");
-        let running_var = self
-            .running_var
-            .to_host()
-            .expect("batch-norm: reading running var back failed");
-        let mut scale = Vec::new();
-        let mut shift = Vec::new();
-        for c in 0..g.numel() {
-            let s = g.data()[c].as_f64() / (running_var.data()[c].as_f64() + self.eps).sqrt();
-            scale.push(s);
-            shift.push(b.data()[c].as_f64() - s * running_mean.data()[c].as_f64());
+    /// The eval-mode affine map per channel, `y = scale * x + shift`. A failed device
+    /// read-back, or statistics whose length differs from gamma's (the fields are public), is
+    /// an error.
+    pub fn eval_affine(&self) -> Result<(Vec<f64>, Vec<f64>)> {
+        let read = |t: &Tensor<T>, what: &str| {
+            t.to_host()
+                .map_err(|e| Error::Other(format!("batch-norm: reading {what} back failed: {e}")))
+        };
+        let g = read(&self.weight.value(), "gamma")?;
+        let b = read(&self.bias.value(), "beta")?;
+        let running_mean = read(&self.running_mean, "running mean")?;
+        let running_var = read(&self.running_var, "running var")?;
+        let n = g.numel();
+        if [b.numel(), running_mean.numel(), running_var.numel()] != [n; 3] {
+            return Err(Error::shape(
+                "batch-norm",
+                format!(
+                    "gamma has {n} channels, beta {}, running mean {}, running var {}",
+                    b.numel(),
+                    running_mean.numel(),
+                    running_var.numel()
+                ),
+            ));
         }
-        (scale, shift)
+        let mut scale = Vec::with_capacity(n);
+        let mut shift = Vec::with_capacity(n);
+        for (((g, b), m), v) in g
+            .data()
+            .iter()
+            .zip(b.data())
+            .zip(running_mean.data())
+            .zip(running_var.data())
+        {
+            let s = g.as_f64() / (v.as_f64() + self.eps).sqrt();
+            scale.push(s);
+            shift.push(b.as_f64() - s * m.as_f64());
+        }
+        Ok((scale, shift))
     }
 }
 
@@ -198,11 +209,11 @@ impl<T: Real> Module<T> for BatchNorm2d<T> {
             decay: false,
         });
     }
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
-        sd.insert(join(prefix, "weight"), self.weight.value().clone());
-        sd.insert(join(prefix, "bias"), self.bias.value().clone());
-        sd.insert(join(prefix, "running_mean"), self.running_mean.clone());
-        sd.insert(join(prefix, "running_var"), self.running_var.clone());
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
+        sd.insert(join(prefix, "weight"), self.weight.value().clone())?;
+        sd.insert(join(prefix, "bias"), self.bias.value().clone())?;
+        sd.insert(join(prefix, "running_mean"), self.running_mean.clone())?;
+        sd.insert(join(prefix, "running_var"), self.running_var.clone())
     }
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
         sd.load_var(&join(prefix, "weight"), &self.weight)?;
@@ -257,9 +268,9 @@ impl<T: Real> Module<T> for Linear<T> {
             decay: false,
         });
     }
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
-        sd.insert(join(prefix, "weight"), self.weight.value().clone());
-        sd.insert(join(prefix, "bias"), self.bias.value().clone());
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
+        sd.insert(join(prefix, "weight"), self.weight.value().clone())?;
+        sd.insert(join(prefix, "bias"), self.bias.value().clone())
     }
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
         sd.load_var(&join(prefix, "weight"), &self.weight)?;
@@ -268,5 +279,23 @@ impl<T: Real> Module<T> for Linear<T> {
     fn move_to(&mut self, device: &Device) -> Result<()> {
         move_var(&self.weight, device)?;
         move_var(&self.bias, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eval_affine_checks_lengths() {
+        let mut bn = BatchNorm2d::<f64>::new(3);
+        let (scale, shift) = bn.eval_affine().unwrap();
+        assert_eq!((scale.len(), shift.len()), (3, 3));
+        bn.running_var = Tensor::ones([2]);
+        let e = bn.eval_affine().unwrap_err().to_string();
+        assert!(
+            e.contains("gamma has 3 channels") && e.contains("running var 2"),
+            "{e}"
+        );
     }
 }

@@ -5,9 +5,22 @@
 //! ones with their names; [`Module::save_state`] / [`Module::load_state`] write and read every
 //! tensor under PyTorch state-dict names (`stages.0.blocks.1.spatial.bank.0.weight`), so a
 //! checkpoint can be read from NumPy.
+//!
+//! # Loading a checkpoint is validating it
+//! [`StateDict::load`] reads every array through the checked `.npz` reader of
+//! `shiftgrad_tensor::io` (shapes that overflow, truncated or padded arrays are errors there),
+//! then [`StateDict::validate`] checks the values: every float must be finite, and every
+//! `*running_var` non-negative, with the key and the first bad element in the error
+//! ("stem.conv.weight holds NaN at element 3"). A NaN loaded into a model would otherwise
+//! surface epochs later as a NaN loss, far from the file that caused it. Shapes are checked
+//! against the model when a module reads its entries ([`StateDict::tensor_shaped`]), and index
+//! tables by the module that owns them (`ShiftTables::from_arrays`).
+//!
+//! Saving reads device tensors back to the host, which can fail: [`Module::save_state`] and
+//! [`StateDict::insert`] return `Result` rather than panic inside library code.
 
 use shiftgrad_autograd::Var;
-use shiftgrad_tensor::io::{NpzReader, NpzWriter};
+use shiftgrad_tensor::io::{Array, NpzReader, NpzWriter};
 use shiftgrad_tensor::{Device, Error, Real, Result, Shape, Tensor};
 use std::path::Path;
 
@@ -34,8 +47,9 @@ pub trait Module<T: Real> {
     fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>>;
     /// Appends the trainable parameters, named under `prefix`.
     fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>);
-    /// Writes every parameter and buffer under `prefix`.
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>);
+    /// Writes every parameter and buffer under `prefix` (device tensors are read back, which
+    /// can fail).
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()>;
     /// Reads every parameter and buffer under `prefix`; a missing name or a shape that differs
     /// from the module's is an error naming both.
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()>;
@@ -89,15 +103,20 @@ impl<T: Real> StateDict<T> {
             entries: Vec::new(),
         }
     }
-    /// Adds (or replaces) a float array (a device tensor is read back to the host).
-    pub fn insert(&mut self, name: String, t: Tensor<T>) {
+    /// Adds (or replaces) a float array (a device tensor is read back to the host; a failed
+    /// read-back is an error naming the entry).
+    pub fn insert(&mut self, name: String, t: Tensor<T>) -> Result<()> {
         let t = if t.is_host() {
             t
         } else {
-            t.to_host()
-                .expect("state dict: reading a device tensor back failed")
+            t.to_host().map_err(|e| {
+                Error::Other(format!(
+                    "state dict: reading {name} back from the device failed: {e}"
+                ))
+            })?
         };
         self.put(name, Entry::Float(t));
+        Ok(())
     }
     /// Adds (or replaces) an int32 array.
     pub fn insert_int(&mut self, name: String, shape: &[usize], data: Vec<i32>) {
@@ -157,6 +176,17 @@ impl<T: Real> StateDict<T> {
             ))),
         }
     }
+    /// An int32 array by name, checked against the shape the module expects.
+    pub fn int_shaped(&self, name: &str, expected: &[usize]) -> Result<&[i32]> {
+        let (shape, data) = self.int(name)?;
+        if shape.dims() != expected {
+            return Err(Error::Other(format!(
+                "state dict: {name} has shape {shape}, the model expects {}",
+                Shape::new(expected)
+            )));
+        }
+        Ok(data)
+    }
     /// Loads a parameter's value from `name` (shape checked).
     pub fn load_var(&self, name: &str, var: &Var<T>) -> Result<()> {
         let t = self.tensor_shaped(name, &var.shape())?;
@@ -174,21 +204,124 @@ impl<T: Real> StateDict<T> {
         }
         w.finish()
     }
-    /// Reads an `.npz` file: float arrays as `T`, integer arrays as int32.
+    /// Reads an `.npz` file: float arrays as `T`, integer arrays as int32; then checks the
+    /// values ([`StateDict::validate`]). Every error names the file and the entry.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let mut r = NpzReader::open(path.as_ref())?;
+        let path = path.as_ref();
+        let mut r = NpzReader::open(path)?;
         let mut sd = StateDict::new();
         let mut names = r.names();
         names.sort();
         for name in names {
-            match r.tensor::<T>(&name) {
-                Ok(t) => sd.insert(name, t),
-                Err(float_err) => match r.int32(&name) {
-                    Ok((s, d)) => sd.insert_int(name, s.dims(), d),
-                    Err(_) => return Err(float_err),
-                },
+            let entry = match r.array::<T>(&name)? {
+                Array::Float(t) => Entry::Float(t),
+                Array::Int(shape, data) => Entry::Int(shape, data),
+            };
+            if let Err(msg) = check_entry(&name, &entry) {
+                return Err(Error::file(path, format!("checkpoint: {msg}")));
             }
+            sd.put(name, entry);
         }
         Ok(sd)
+    }
+
+    /// Checks the values of every entry: floats finite, `*running_var` non-negative. The error
+    /// names the entry and its first bad element.
+    pub fn validate(&self) -> Result<()> {
+        for (name, entry) in &self.entries {
+            check_entry(name, entry).map_err(|msg| Error::Other(format!("checkpoint: {msg}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// The value checks of [`StateDict::validate`] for one entry; the message names the entry.
+fn check_entry<T: Real>(name: &str, entry: &Entry<T>) -> std::result::Result<(), String> {
+    let Entry::Float(t) = entry else {
+        return Ok(());
+    };
+    if !t.is_host() {
+        // Entries are always host tensors (insert reads device tensors back); a device tensor
+        // here would need a read-back that validation has no business doing.
+        return Err(format!("{name} is not on the host"));
+    }
+    if let Some((i, v)) = t
+        .data()
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.as_f64().is_finite())
+    {
+        let what = if v.as_f64().is_nan() {
+            "NaN".to_string()
+        } else {
+            format!("{}", v.as_f64())
+        };
+        return Err(format!("{name} holds {what} at element {i}"));
+    }
+    if name.ends_with("running_var") {
+        if let Some((i, v)) = t.data().iter().enumerate().find(|(_, v)| v.as_f64() < 0.0) {
+            return Err(format!(
+                "{name} holds the negative variance {} at element {i}",
+                v.as_f64()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sd_with(name: &str, values: Vec<f64>) -> StateDict<f64> {
+        let mut sd = StateDict::new();
+        let n = values.len();
+        sd.insert(name.into(), Tensor::new([n], values).unwrap())
+            .unwrap();
+        sd
+    }
+
+    #[test]
+    fn validation_names_the_key_and_the_element() {
+        sd_with("a.running_var", vec![0.0, 1.0]).validate().unwrap();
+        sd_with("a.weight", vec![-1.0, 1.0]).validate().unwrap();
+        let cases = [
+            (
+                "a.weight",
+                vec![1.0, 2.0, f64::NAN],
+                "a.weight holds NaN at element 2",
+            ),
+            (
+                "b.bias",
+                vec![f64::INFINITY],
+                "b.bias holds inf at element 0",
+            ),
+            (
+                "c.running_var",
+                vec![1.0, -0.25],
+                "c.running_var holds the negative variance -0.25 at element 1",
+            ),
+            (
+                "d.running_var",
+                vec![f64::NEG_INFINITY],
+                "d.running_var holds -inf at element 0",
+            ),
+        ];
+        for (name, values, want) in cases {
+            let e = sd_with(name, values).validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn int_entries_are_shape_checked() {
+        let mut sd = StateDict::<f32>::new();
+        sd.insert_int("t".into(), &[2, 3], vec![0; 6]);
+        assert_eq!(sd.int_shaped("t", &[2, 3]).unwrap().len(), 6);
+        let e = sd.int_shaped("t", &[3, 2]).unwrap_err().to_string();
+        assert!(
+            e.contains("t has shape [2, 3], the model expects [3, 2]"),
+            "{e}"
+        );
     }
 }

@@ -119,7 +119,7 @@ impl<T: Real> Optimizer<T> {
     }
 
     /// Writes the optimiser state (step count and every slot) into `sd`.
-    pub fn save_state(&self, sd: &mut StateDict<T>) {
+    pub fn save_state(&self, sd: &mut StateDict<T>) -> Result<()> {
         sd.insert_int(
             "optim.steps".into(),
             &[2],
@@ -127,12 +127,13 @@ impl<T: Real> Optimizer<T> {
         );
         for (i, p) in self.params.iter().enumerate() {
             if let Some(s) = &self.slot1[i] {
-                sd.insert(format!("optim.{}.slot1", p.name), s.clone());
+                sd.insert(format!("optim.{}.slot1", p.name), s.clone())?;
             }
             if let Some(s) = &self.slot2[i] {
-                sd.insert(format!("optim.{}.slot2", p.name), s.clone());
+                sd.insert(format!("optim.{}.slot2", p.name), s.clone())?;
             }
         }
+        Ok(())
     }
 
     /// Reads the state written by [`Optimizer::save_state`].
@@ -268,7 +269,7 @@ mod tests {
         set_grad(&p, vec![1.0, -1.0]);
         a.step(0.01).unwrap();
         let mut sd = StateDict::new();
-        a.save_state(&mut sd);
+        a.save_state(&mut sd).unwrap();
         let mut b = Optimizer::new(kind, vec![p.clone()]);
         b.load_state(&sd).unwrap();
         assert_eq!(b.steps, 1);

@@ -86,9 +86,9 @@ impl<T: Real> Module<T> for Folded<T> {
             decay: false,
         });
     }
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
-        sd.insert(join(prefix, "weight"), self.weight.value().clone());
-        sd.insert(join(prefix, "bias"), self.bias.value().clone());
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
+        sd.insert(join(prefix, "weight"), self.weight.value().clone())?;
+        sd.insert(join(prefix, "bias"), self.bias.value().clone())
     }
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
         sd.load_var(&join(prefix, "weight"), &self.weight)?;
@@ -207,9 +207,9 @@ pub fn fold_sw<T: Real>(sw: &ShiftWiseConv<T>) -> Result<Folded<T>> {
     let l = t.nk() * t.small;
     let a = t.big / 2;
     let mut grid = Grid::new(sw.reps(), l, l, (a, a));
-    grid.add_path(&dh, ph[0], ph[2], &sw.bn_h.eval_affine())?;
-    grid.add_path(&dv, pv[0], pv[2], &sw.bn_v.eval_affine())?;
-    grid.add_path(&di, pi[0], pi[2], &sw.bn_i.eval_affine())?;
+    grid.add_path(&dh, ph[0], ph[2], &sw.bn_h.eval_affine()?)?;
+    grid.add_path(&dv, pv[0], pv[2], &sw.bn_v.eval_affine()?)?;
+    grid.add_path(&di, pi[0], pi[2], &sw.bn_i.eval_affine()?)?;
     grid.add_residual();
     grid.finish(sw.config.channels, sw.rep_idx.clone(), sw.ghost_idx.clone())
 }
@@ -217,7 +217,7 @@ pub fn fold_sw<T: Real>(sw: &ShiftWiseConv<T>) -> Result<Folded<T>> {
 fn bn_path<T: Real>(grid: &mut Grid, d: &DwBn<T>) -> Result<()> {
     let w = d.conv.weight.value();
     let p = d.conv.params.pad;
-    grid.add_path(&w, p[0], p[2], &BatchNorm2d::eval_affine(&d.bn))
+    grid.add_path(&w, p[0], p[2], &BatchNorm2d::eval_affine(&d.bn)?)
 }
 
 /// Folds any spatial operator in place (a no-op for an already folded one).

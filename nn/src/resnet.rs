@@ -111,9 +111,9 @@ impl<T: Real> ConvBn<T> {
         self.conv.parameters(&join(prefix, "conv"), out);
         self.bn.parameters(&join(prefix, "bn"), out);
     }
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
-        self.conv.save_state(&join(prefix, "conv"), sd);
-        self.bn.save_state(&join(prefix, "bn"), sd);
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
+        self.conv.save_state(&join(prefix, "conv"), sd)?;
+        self.bn.save_state(&join(prefix, "bn"), sd)
     }
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
         self.conv.load_state(&join(prefix, "conv"), sd)?;
@@ -190,7 +190,11 @@ impl<T: Real> SwResNet<T> {
             }
             stages.push(Stage { down, blocks });
         }
-        let head = Linear::new(*config.widths.last().unwrap(), config.classes, &mut next());
+        let last = *config
+            .widths
+            .last()
+            .ok_or_else(|| Error::arg("sw-resnet", "at least one stage is needed"))?;
+        let head = Linear::new(last, config.classes, &mut next());
         Ok(SwResNet {
             config,
             stem,
@@ -214,11 +218,12 @@ impl<T: Real> SwResNet<T> {
             .sum()
     }
 
-    /// The whole state (parameters, running statistics, index tables).
-    pub fn state_dict(&self) -> StateDict<T> {
+    /// The whole state (parameters, running statistics, index tables); reading device
+    /// tensors back can fail.
+    pub fn state_dict(&self) -> Result<StateDict<T>> {
         let mut sd = StateDict::new();
-        self.save_state("", &mut sd);
-        sd
+        self.save_state("", &mut sd)?;
+        Ok(sd)
     }
 
     /// Folds every spatial operator into one depthwise kernel with a bias (SPEC 1.4); the
@@ -282,21 +287,21 @@ impl<T: Real> Module<T> for SwResNet<T> {
         self.head.parameters(&join(prefix, "head"), out);
     }
 
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
-        self.stem.save_state(&join(prefix, "stem"), sd);
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
+        self.stem.save_state(&join(prefix, "stem"), sd)?;
         for (s, stage) in self.stages.iter().enumerate() {
             let sp = join(prefix, &format!("stages.{s}"));
             if let Some(d) = &stage.down {
-                d.save_state(&join(&sp, "down"), sd);
+                d.save_state(&join(&sp, "down"), sd)?;
             }
             for (b, block) in stage.blocks.iter().enumerate() {
                 let bp = join(&sp, &format!("blocks.{b}"));
-                block.spatial.save_state(&join(&bp, "spatial"), sd);
-                block.pw.save_state(&join(&bp, "pw"), sd);
-                block.bn.save_state(&join(&bp, "bn"), sd);
+                block.spatial.save_state(&join(&bp, "spatial"), sd)?;
+                block.pw.save_state(&join(&bp, "pw"), sd)?;
+                block.bn.save_state(&join(&bp, "bn"), sd)?;
             }
         }
-        self.head.save_state(&join(prefix, "head"), sd);
+        self.head.save_state(&join(prefix, "head"), sd)
     }
 
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {

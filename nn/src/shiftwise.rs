@@ -224,13 +224,13 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
         self.bn_i.parameters(&join(prefix, "bn_i"), out);
     }
 
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) {
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
         for (q, b) in self.banks.iter().enumerate() {
-            sd.insert(join(prefix, &format!("bank.{q}.weight")), b.value().clone());
+            sd.insert(join(prefix, &format!("bank.{q}.weight")), b.value().clone())?;
         }
-        self.bn_h.save_state(&join(prefix, "bn_h"), sd);
-        self.bn_v.save_state(&join(prefix, "bn_v"), sd);
-        self.bn_i.save_state(&join(prefix, "bn_i"), sd);
+        self.bn_h.save_state(&join(prefix, "bn_h"), sd)?;
+        self.bn_v.save_state(&join(prefix, "bn_v"), sd)?;
+        self.bn_i.save_state(&join(prefix, "bn_i"), sd)?;
         let t = &self.tables;
         sd.insert_int(
             join(prefix, "pad_hv"),
@@ -253,6 +253,7 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
             &[self.rep_idx.len()],
             as_i32(&self.rep_idx),
         );
+        Ok(())
     }
 
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
@@ -263,8 +264,10 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
         self.bn_v.load_state(&join(prefix, "bn_v"), sd)?;
         self.bn_i.load_state(&join(prefix, "bn_i"), sd)?;
         let t = &self.tables;
-        let (_, pad_hv) = sd.int(&join(prefix, "pad_hv"))?;
-        let (_, idx) = sd.int(&join(prefix, "idx_identit"))?;
+        let pad_hv = sd.int_shaped(&join(prefix, "pad_hv"), &[t.reps * t.nk(), 2 * t.groups])?;
+        let idx = sd.int_shaped(&join(prefix, "idx_identit"), &[t.reps, t.groups])?;
+        // The tables from the file are validated before use (permutations of the shifts,
+        // identity indices inside their rep block); the error names the layer.
         let tables = ShiftTables::from_arrays(
             t.big,
             t.small,
@@ -272,7 +275,8 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
             t.groups,
             pad_hv.to_vec(),
             idx.to_vec(),
-        )?;
+        )
+        .map_err(|e| Error::Other(format!("state dict: {prefix}: {e}")))?;
         let read_idx = |name: &str, expected_len: usize| -> Result<Vec<usize>> {
             let (_, d) = sd.int(&join(prefix, name))?;
             if d.len() != expected_len

@@ -151,7 +151,7 @@ fn state_dict_round_trips_with_tables() {
     let dir = std::env::temp_dir().join(format!("shiftgrad-nn-sd-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.npz");
-    a.state_dict().save(&path).unwrap();
+    a.state_dict().unwrap().save(&path).unwrap();
     let sd = shiftgrad_nn::StateDict::<f64>::load(&path).unwrap();
     assert!(sd
         .names()

@@ -128,8 +128,8 @@ pub fn save_checkpoint(
             ),
         ));
     }
-    let mut sd = model.state_dict();
-    optim.save_state(&mut sd);
+    let mut sd = model.state_dict()?;
+    optim.save_state(&mut sd)?;
     if let Some(name) = first_non_finite(&sd) {
         return Err(Error::file(
             path,

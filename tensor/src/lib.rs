@@ -6,7 +6,7 @@
 //!   storage in its own issue; everything here is the CPU reference representation.
 //! * [`Error`]: the one error enum of the project; every message names the op.
 //! * [`init`]: seeded initialisers (normal, uniform, Kaiming).
-//! * [`io`]: `.npy` / `.npz` read and write (npyz).
+//! * [`io`]: `.npy` / `.npz` read (a checked reader of its own) and write (npyz).
 //! * [`counters`]: the global measurement counters (FLOPs, bytes, launches, memory).
 //! * [`compare`]: the NaN-proof tensor comparison every test and `shiftgrad equiv` uses.
 

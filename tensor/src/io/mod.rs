@@ -1,0 +1,620 @@
+//! `.npy` and `.npz` files (NumPy's formats). Writing goes through npyz; reading is done here.
+//!
+//! Float arrays are read as either f32 or f64 and converted to the requested type; int32 and
+//! int64 arrays (index tables such as `pad_hv`) are read as i32. `.npz` files are written to a
+//! temporary file beside the target and renamed into place, so that a reader (or a resumed
+//! training run) never sees half a file.
+//!
+//! # Reading files that may be damaged or hostile
+//! A checkpoint or golden file is data from outside the program, so the reader trusts nothing
+//! in it. npyz's reader was the alternative and is not used for reading: it multiplies the
+//! header's dimensions without a check (a wrapped element count in release builds, a panic in
+//! debug builds) and allocates whatever header length the file claims, up to 4 GiB, before
+//! reading it. Instead:
+//! * the header length is capped at [`MAX_HEADER_LEN`] (NumPy itself refuses more than 10 000
+//!   bytes by default) and by the bytes the file holds;
+//! * the header is parsed as the dictionary literal NumPy writes, with exactly the keys
+//!   `descr`, `fortran_order` and `shape`, by a small parser that accepts nothing else;
+//! * the element count goes through [`Shape::try_new`] and the byte count through
+//!   `checked_mul`, so a shape such as `(2^31, 2^31, 4)` is an error, not an empty array;
+//! * the data must be exactly as long as the shape says: fewer bytes is "truncated", more is
+//!   "trailing bytes". The length to compare with is the `.npy` file's own length, or an `.npz`
+//!   entry's uncompressed size, which is bounded in turn: a stored entry by the archive's
+//!   length, a deflated one by [`DEFLATE_MAX_RATIO`] times its compressed size (the most deflate
+//!   can expand), so a zip bomb is refused before it is inflated. Reading stops one byte past
+//!   the promised length whatever the archive claims, so memory stays bounded by the file.
+//!
+//! Every error names the file and the array (`ckpt.npz: stem.conv.weight: truncated ...`).
+
+mod header;
+
+use crate::{Error, Real, Result, Shape, Tensor};
+use header::{read_header, Dtype, Source};
+use npyz::zip::{result::ZipError, CompressionMethod};
+use npyz::WriterBuilder;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read};
+use std::path::{Path, PathBuf};
+
+/// The longest `.npy` header accepted, in bytes.
+pub const MAX_HEADER_LEN: usize = 1 << 16;
+/// Deflate's largest expansion: one 258-byte match in two bits is 1032 bytes per input byte.
+pub const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// The first `N` bytes of `chunk` (which `chunks_exact(N)` makes exactly `N` long).
+fn array_of<const N: usize>(chunk: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    for (d, s) in a.iter_mut().zip(chunk) {
+        *d = *s;
+    }
+    a
+}
+
+/// One array read from a file: floats as `T`, integers as i32.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Array<T: Real> {
+    Float(Tensor<T>),
+    Int(Shape, Vec<i32>),
+}
+
+/// Reads one `.npy` stream (header and data) holding `src.len` bytes.
+fn read_array<T: Real>(mut r: impl Read, src: &Source) -> Result<Array<T>> {
+    let h = read_header(&mut r, src)?;
+    let mut bytes = Vec::new();
+    r.take(h.data_len.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| src.err(format!("reading the data: {e}")))?;
+    let got = bytes.len() as u64;
+    if got < h.data_len {
+        return Err(src.err(format!(
+            "truncated: shape {} of {} needs {} bytes of data, the stream ends after {got}",
+            h.shape,
+            h.dtype.descr(),
+            h.data_len
+        )));
+    }
+    if got > h.data_len {
+        return Err(src.err(format!(
+            "trailing bytes after the {} bytes of data of shape {}",
+            h.data_len, h.shape
+        )));
+    }
+    let floats = |data: Vec<T>| -> Result<Array<T>> {
+        let t = Tensor::new(h.shape.clone(), data).map_err(|e| src.err(e))?;
+        Ok(Array::Float(t))
+    };
+    match h.dtype {
+        Dtype::F32 => floats(
+            bytes
+                .chunks_exact(4)
+                .map(|c| T::of_f64(f64::from(f32::from_le_bytes(array_of(c)))))
+                .collect(),
+        ),
+        Dtype::F64 => floats(
+            bytes
+                .chunks_exact(8)
+                .map(|c| T::of_f64(f64::from_le_bytes(array_of(c))))
+                .collect(),
+        ),
+        Dtype::I32 => Ok(Array::Int(
+            h.shape.clone(),
+            bytes
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(array_of(c)))
+                .collect(),
+        )),
+        Dtype::I64 => {
+            let data = bytes
+                .chunks_exact(8)
+                .enumerate()
+                .map(|(i, c)| {
+                    let v = i64::from_le_bytes(array_of(c));
+                    i32::try_from(v).map_err(|_| {
+                        src.err(format!("value {v} at element {i} does not fit in int32"))
+                    })
+                })
+                .collect::<Result<Vec<i32>>>()?;
+            Ok(Array::Int(h.shape.clone(), data))
+        }
+    }
+}
+
+fn want_float<T: Real>(a: Array<T>, path: &Path, name: &str) -> Result<Tensor<T>> {
+    match a {
+        Array::Float(t) => Ok(t),
+        Array::Int(..) => Err(Error::file(
+            path,
+            format!("{name}: expected float32 or float64 data, found integers"),
+        )),
+    }
+}
+
+/// Reads a `.npy` file holding a float32 or float64 array.
+pub fn read_npy<T: Real>(path: impl AsRef<Path>) -> Result<Tensor<T>> {
+    let path = path.as_ref();
+    let f = File::open(path).map_err(|e| Error::file(path, e))?;
+    let len = f.metadata().map_err(|e| Error::file(path, e))?.len();
+    let src = Source {
+        path,
+        name: "array",
+        len,
+        holder: "file",
+    };
+    want_float(read_array(BufReader::new(f), &src)?, path, "array")
+}
+
+/// Writes a tensor as a `.npy` file.
+pub fn write_npy<T: Real>(path: impl AsRef<Path>, t: &Tensor<T>) -> Result<()> {
+    let path = path.as_ref();
+    let io = |e: std::io::Error| Error::file(path, e);
+    let f = File::create(path).map_err(io)?;
+    let dims: Vec<u64> = t.dims().iter().map(|&d| d as u64).collect();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&dims)
+        .writer(BufWriter::new(f))
+        .begin_nd()
+        .map_err(io)?;
+    w.extend(t.data().iter().copied()).map_err(io)?;
+    w.finish().map_err(io)
+}
+
+/// An open `.npz` archive.
+pub struct NpzReader {
+    path: PathBuf,
+    /// The archive's length in bytes, the bound for what its entries may claim.
+    len: u64,
+    archive: npyz::npz::NpzArchive<BufReader<File>>,
+}
+
+impl NpzReader {
+    /// Opens an archive; a missing or malformed file is an error naming it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let len = std::fs::metadata(&path)
+            .map_err(|e| Error::file(&path, e))?
+            .len();
+        let archive = npyz::npz::NpzArchive::open(&path)
+            .map_err(|e| Error::file(&path, format!("not a valid .npz (zip) archive: {e}")))?;
+        Ok(NpzReader { path, len, archive })
+    }
+
+    /// The names of the arrays in the archive.
+    pub fn names(&self) -> Vec<String> {
+        self.archive.array_names().map(str::to_string).collect()
+    }
+
+    /// Reads one array: floats as `T`, integers as i32.
+    pub fn array<T: Real>(&mut self, name: &str) -> Result<Array<T>> {
+        let (path, archive_len) = (&self.path, self.len);
+        let entry_err = |msg: String| Error::file(path, format!("{name}: {msg}"));
+        let file_name = npyz::npz::file_name_from_array_name(name);
+        let entry = match self.archive.zip_archive().by_name(&file_name) {
+            Ok(entry) => entry,
+            Err(ZipError::FileNotFound) => {
+                return Err(Error::file(path, format!("no array named {name}")))
+            }
+            Err(e) => return Err(entry_err(e.to_string())),
+        };
+        let (size, packed) = (entry.size(), entry.compressed_size());
+        if packed > archive_len {
+            return Err(entry_err(format!(
+                "the archive entry claims {packed} compressed bytes, the whole archive holds {archive_len}"
+            )));
+        }
+        let bound = match entry.compression() {
+            CompressionMethod::Stored => packed,
+            CompressionMethod::Deflated => packed
+                .saturating_mul(DEFLATE_MAX_RATIO)
+                .saturating_add(1024),
+            other => {
+                return Err(entry_err(format!(
+                    "compression method {other} is not supported (NumPy writes stored or deflated entries)"
+                )))
+            }
+        };
+        if size > bound {
+            return Err(entry_err(format!(
+                "the archive entry claims {size} bytes from {packed} compressed bytes, more than its compression can produce"
+            )));
+        }
+        let src = Source {
+            path,
+            name,
+            len: size,
+            holder: "archive entry",
+        };
+        read_array(entry, &src)
+    }
+
+    /// Reads a float array as `T`.
+    pub fn tensor<T: Real>(&mut self, name: &str) -> Result<Tensor<T>> {
+        let a = self.array(name)?;
+        want_float(a, &self.path, name)
+    }
+
+    /// Reads an integer array as i32 with its shape.
+    pub fn int32(&mut self, name: &str) -> Result<(Shape, Vec<i32>)> {
+        match self.array::<f64>(name)? {
+            Array::Int(shape, data) => Ok((shape, data)),
+            Array::Float(_) => Err(Error::file(
+                &self.path,
+                format!("{name}: expected int32 data, found floats"),
+            )),
+        }
+    }
+}
+
+/// Writes a `.npz` archive atomically: arrays go to `<path>.tmp`, renamed on [`NpzWriter::finish`].
+pub struct NpzWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    npz: Option<npyz::npz::NpzWriter<BufWriter<File>>>,
+}
+
+impl NpzWriter {
+    /// Starts an archive that will appear at `path` when finished.
+    pub fn create(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let npz = npyz::npz::NpzWriter::create(&tmp).map_err(|e| Error::file(&tmp, e))?;
+        Ok(NpzWriter {
+            path,
+            tmp,
+            npz: Some(npz),
+        })
+    }
+
+    fn add<S: npyz::AutoSerialize + Copy>(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        data: &[S],
+    ) -> Result<()> {
+        let tmp = self.tmp.clone();
+        let io = |e: std::io::Error| Error::file(&tmp, format!("{name}: {e}"));
+        let dims: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+        let npz = self
+            .npz
+            .as_mut()
+            .ok_or_else(|| Error::file(&tmp, "archive already finished"))?;
+        let mut w = npz
+            .array::<S>(name, Default::default())
+            .map_err(io)?
+            .default_dtype()
+            .shape(&dims)
+            .begin_nd()
+            .map_err(io)?;
+        w.extend(data.iter().copied()).map_err(io)?;
+        w.finish().map_err(io)
+    }
+
+    /// Adds a float array.
+    pub fn tensor<T: Real>(&mut self, name: &str, t: &Tensor<T>) -> Result<()> {
+        if t.is_host() {
+            self.add(name, t.dims(), t.data())
+        } else {
+            self.add(name, t.dims(), &t.to_vec()?)
+        }
+    }
+
+    /// Adds an int32 array.
+    pub fn int32(&mut self, name: &str, dims: &[usize], data: &[i32]) -> Result<()> {
+        if Shape::checked_numel(dims) != Some(data.len()) {
+            return Err(Error::shape(
+                "npz",
+                format!(
+                    "{name}: shape {dims:?} does not hold {} elements",
+                    data.len()
+                ),
+            ));
+        }
+        self.add(name, dims, data)
+    }
+
+    /// Closes the archive and renames it into place.
+    pub fn finish(mut self) -> Result<()> {
+        let tmp = self.tmp.clone();
+        let mut npz = self
+            .npz
+            .take()
+            .ok_or_else(|| Error::file(&tmp, "archive already finished"))?;
+        let mut inner = npz
+            .zip_writer()
+            .finish()
+            .map_err(|e| Error::file(&tmp, e))?;
+        std::io::Write::flush(&mut inner).map_err(|e| Error::file(&tmp, e))?;
+        inner
+            .get_ref()
+            .sync_all()
+            .map_err(|e| Error::file(&tmp, e))?;
+        drop(inner);
+        drop(npz);
+        std::fs::rename(&tmp, &self.path).map_err(|e| Error::file(&self.path, e))
+    }
+}
+
+impl Drop for NpzWriter {
+    fn drop(&mut self) {
+        if self.npz.take().is_some() {
+            // Abandoned before finish: leave no half-written file behind.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("shiftgrad-io-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn npy_round_trip_and_conversion() {
+        let d = tmpdir("npy");
+        let t = Tensor::<f32>::from_fn([2, 3, 4], |i| i as f32 * 0.5);
+        write_npy(d.join("a.npy"), &t).unwrap();
+        let back: Tensor<f32> = read_npy(d.join("a.npy")).unwrap();
+        assert_eq!(back, t);
+        let wide: Tensor<f64> = read_npy(d.join("a.npy")).unwrap();
+        assert_eq!(wide.dims(), &[2, 3, 4]);
+        assert_eq!(wide.data()[3], 1.5);
+    }
+
+    #[test]
+    fn npz_round_trip() {
+        let d = tmpdir("npz");
+        let p = d.join("x.npz");
+        let mut w = NpzWriter::create(&p).unwrap();
+        let t = Tensor::<f64>::from_fn([3, 2], |i| i as f64);
+        w.tensor("weight", &t).unwrap();
+        w.int32("pad_hv", &[2, 2], &[1, -2, 3, 4]).unwrap();
+        w.finish().unwrap();
+        let mut r = NpzReader::open(&p).unwrap();
+        let mut names = r.names();
+        names.sort();
+        assert_eq!(names, ["pad_hv", "weight"]);
+        assert_eq!(r.tensor::<f64>("weight").unwrap(), t);
+        assert_eq!(r.int32("pad_hv").unwrap().1, vec![1, -2, 3, 4]);
+        let e = r.tensor::<f64>("missing").unwrap_err().to_string();
+        assert!(e.contains("no array named missing"), "{e}");
+        assert!(r.tensor::<f64>("pad_hv").is_err());
+    }
+
+    #[test]
+    fn bad_files_are_errors_naming_the_file() {
+        let d = tmpdir("bad");
+        let p = d.join("junk.npy");
+        std::fs::write(&p, b"not numpy").unwrap();
+        let e = read_npy::<f32>(&p).unwrap_err().to_string();
+        assert!(e.contains("junk.npy"), "{e}");
+        let e = NpzReader::open(d.join("nothing.npz"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("nothing.npz"), "{e}");
+    }
+
+    /// A version-1 `.npy` file with `header` (padded as NumPy pads it) and `data`.
+    fn npy_bytes(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut text = header.to_string();
+        while !(10 + text.len() + 1).is_multiple_of(64) {
+            text.push(' ');
+        }
+        text.push('\n');
+        let mut v = b"\x93NUMPY\x01\x00".to_vec();
+        v.extend((text.len() as u16).to_le_bytes());
+        v.extend(text.as_bytes());
+        v.extend(data);
+        v
+    }
+
+    fn read_bytes(tag: &str, bytes: &[u8]) -> Result<Tensor<f64>> {
+        let p = tmpdir("hdr").join(format!("{tag}.npy"));
+        std::fs::write(&p, bytes).unwrap();
+        read_npy::<f64>(&p)
+    }
+
+    fn err_of(tag: &str, bytes: &[u8]) -> String {
+        let e = read_bytes(tag, bytes).unwrap_err().to_string();
+        assert!(e.contains(&format!("{tag}.npy")), "{e}");
+        e
+    }
+
+    #[test]
+    fn numpy_headers_parse() {
+        let data: Vec<u8> = [1.5f64, -2.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        for header in [
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+            "{\"shape\": (2L,), \"descr\": \"<f8\", \"fortran_order\": False}",
+            "{'descr':'<f8','fortran_order':False,'shape':(1, 2)}",
+        ] {
+            let t = read_bytes("ok", &npy_bytes(header, &data)).unwrap();
+            assert_eq!(t.data(), &[1.5, -2.0], "{header}");
+        }
+        let scalar = npy_bytes(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (), }",
+            &data[..8],
+        );
+        assert_eq!(
+            read_bytes("scalar", &scalar).unwrap().dims(),
+            &[] as &[usize]
+        );
+        let empty = npy_bytes(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 5), }",
+            &[],
+        );
+        assert_eq!(read_bytes("empty", &empty).unwrap().numel(), 0);
+    }
+
+    #[test]
+    fn malformed_headers_are_errors() {
+        let h = |shape: &str, descr: &str| {
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}")
+        };
+        let data = [0u8; 16];
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "magic",
+                b"PK\x03\x04 not numpy".to_vec(),
+                "magic number is missing",
+            ),
+            ("short", b"\x93NUM".to_vec(), "truncated"),
+            (
+                "version",
+                b"\x93NUMPY\x07\x00\x10\x00{}".to_vec(),
+                "unsupported .npy format version 7.0",
+            ),
+            (
+                "hugeheader",
+                b"\x93NUMPY\x02\x00\xff\xff\xff\xff{}".to_vec(),
+                "more than the 65536 accepted",
+            ),
+            (
+                "headerpastend",
+                b"\x93NUMPY\x01\x00\x00\x01{'descr'".to_vec(),
+                "truncated",
+            ),
+            (
+                "dtype",
+                npy_bytes(&h("(2,)", ">f8"), &data),
+                "dtype '>f8' is not supported",
+            ),
+            ("notuple", npy_bytes(&h("(2)", "<f8"), &data), "not a tuple"),
+            (
+                "negative",
+                npy_bytes(&h("(-2,)", "<f8"), &data),
+                "non-negative integer",
+            ),
+            (
+                "bigdim",
+                npy_bytes(&h("(99999999999999999999,)", "<f8"), &data),
+                "does not fit in 64 bits",
+            ),
+            (
+                "wrapped",
+                npy_bytes(&h("(2147483648, 2147483648, 4)", "<f8"), &[]),
+                "overflows",
+            ),
+            (
+                "wrappedbytes",
+                npy_bytes(&h("(2305843009213693952,)", "<f8"), &[]),
+                "needs more bytes",
+            ),
+            (
+                "trunc",
+                npy_bytes(&h("(3,)", "<f8"), &data),
+                "truncated: shape [3] of <f8 needs 24 bytes",
+            ),
+            (
+                "trailing",
+                npy_bytes(&h("(1,)", "<f8"), &data),
+                "8 trailing bytes",
+            ),
+            (
+                "fortran",
+                npy_bytes(
+                    "{'descr': '<f8', 'fortran_order': True, 'shape': (2,), }",
+                    &data,
+                ),
+                "Fortran-ordered",
+            ),
+            (
+                "extrakey",
+                npy_bytes(
+                    "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'x': 'y'}",
+                    &data,
+                ),
+                "unexpected key 'x'",
+            ),
+            (
+                "nokey",
+                npy_bytes("{'descr': '<f8', 'fortran_order': False}", &data),
+                "lacks 'shape'",
+            ),
+            (
+                "twice",
+                npy_bytes("{'descr': '<f8', 'descr': '<f8', 'shape': (2,)}", &data),
+                "appears twice",
+            ),
+            (
+                "kind",
+                npy_bytes(
+                    "{'descr': '<f8', 'fortran_order': 'no', 'shape': (2,)}",
+                    &data,
+                ),
+                "wrong kind of value",
+            ),
+            (
+                "junkafter",
+                npy_bytes(
+                    "{'descr': '<f8', 'fortran_order': False, 'shape': (2,)} x",
+                    &data,
+                ),
+                "unexpected text after the dictionary",
+            ),
+            (
+                "unterminated",
+                npy_bytes("{'descr: <f8", &data),
+                "unterminated string",
+            ),
+            (
+                "ints",
+                npy_bytes(&h("(2,)", "<i8"), &data),
+                "expected float32 or float64",
+            ),
+        ];
+        for (tag, bytes, want) in cases {
+            let e = err_of(tag, &bytes);
+            assert!(e.contains(want), "{tag}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_endless_entry_is_read_one_byte_past_its_shape() {
+        // An archive entry whose declared size is right but whose stream does not end there
+        // (a lying zip entry): reading stops one byte past the data the shape needs.
+        let bytes = npy_bytes(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+            &[0; 16],
+        );
+        let src = Source {
+            path: Path::new("x.npz"),
+            name: "w",
+            len: bytes.len() as u64,
+            holder: "archive entry",
+        };
+        let endless = (&bytes[..]).chain(std::io::repeat(0));
+        let e = read_array::<f64>(endless, &src).unwrap_err().to_string();
+        assert!(
+            e.contains("x.npz: w: trailing bytes after the 16 bytes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn int64_outside_int32_is_an_error() {
+        let d = tmpdir("i64");
+        let p = d.join("t.npz");
+        let mut w = NpzWriter::create(&p).unwrap();
+        w.add::<i64>("big", &[2], &[7, 1 << 40]).unwrap();
+        w.add::<i64>("small", &[2], &[7, -3]).unwrap();
+        w.finish().unwrap();
+        let mut r = NpzReader::open(&p).unwrap();
+        assert_eq!(r.int32("small").unwrap().1, vec![7, -3]);
+        let e = r.int32("big").unwrap_err().to_string();
+        assert!(
+            e.contains("big: value 1099511627776 at element 1 does not fit in int32"),
+            "{e}"
+        );
+    }
+}
