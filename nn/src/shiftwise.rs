@@ -12,8 +12,15 @@
 //! saved with the weights (`pad_hv`, `idx_identit`, `ghost_idx`, `rep_idx`) and restored from a
 //! checkpoint, never regenerated.
 //!
-//! The P banks are computed as P convolutions and summed (the training form whose cost SPEC 1.7
-//! counts, `P*nk*k^2` MACs per pixel and rep channel); [`crate::reparam`] merges them.
+//! **Merged-bank training.** `sum_q conv2d(X_r, W_q) = conv2d(X_r, sum_q W_q)` and every
+//! `W_q` receives the same gradient, so the forward adds the P small weight tensors (R*nk k x k
+//! kernels each) and runs the bank convolution once, and the backward computes one weight
+//! gradient that the sum hands to every path: the same values and gradients as the P
+//! convolutions (up to rounding; `nn/tests/modules.rs` checks them against each other in f64)
+//! for half the work at P = 2. The P weights stay separate parameters (`bank.{q}.weight` in
+//! checkpoints), as the paper trains them. The P-convolution form (the cost SPEC 1.7 counts,
+//! `P*nk*k^2` MACs per pixel and rep channel) is kept as the readable reference, chosen with
+//! [`ShiftWiseConv::unmerged_banks`]; [`crate::reparam`] merges the banks for inference.
 
 use crate::layers::BatchNorm2d;
 use crate::module::{join, move_var, Mode, Module, ParamRef, StateDict};
@@ -100,6 +107,9 @@ pub struct ShiftWiseConv<T: Real> {
     pub bn_h: BatchNorm2d<T>,
     pub bn_v: BatchNorm2d<T>,
     pub bn_i: BatchNorm2d<T>,
+    /// Compute the P bank convolutions separately and add their outputs (the reference form)
+    /// instead of one convolution with the summed weights (the default).
+    pub unmerged_banks: bool,
 }
 
 impl<T: Real> ShiftWiseConv<T> {
@@ -141,6 +151,7 @@ impl<T: Real> ShiftWiseConv<T> {
             bn_h: BatchNorm2d::new(reps),
             bn_v: BatchNorm2d::new(reps),
             bn_i: BatchNorm2d::new(reps),
+            unmerged_banks: false,
         })
     }
 
@@ -190,15 +201,18 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
     fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
         let (x_r, x_g) = self.split(x)?;
         let p = self.bank_params();
-        let paths = self
-            .banks
-            .iter()
-            .map(|w| conv2d(&x_r, w, None, p))
-            .collect::<Result<Vec<_>>>()?;
-        let y = if paths.len() == 1 {
-            paths[0].clone()
-        } else {
+        let y = if self.banks.len() == 1 {
+            conv2d(&x_r, &self.banks[0], None, p)?
+        } else if self.unmerged_banks {
+            let paths = self
+                .banks
+                .iter()
+                .map(|w| conv2d(&x_r, w, None, p))
+                .collect::<Result<Vec<_>>>()?;
             add_n(&paths.iter().collect::<Vec<_>>())?
+        } else {
+            let merged = add_n(&self.banks.iter().collect::<Vec<_>>())?;
+            conv2d(&x_r, &merged, None, p)?
         };
         let (h, v, i) = shift_add(&y, &self.tables)?;
         let h = self.bn_h.forward(&h, mode)?;

@@ -196,3 +196,53 @@ fn bad_hyper_parameters_are_clear_errors() {
         .to_string();
     assert!(e.contains("odd big kernel"), "{e}");
 }
+
+/// Merged-bank training (one convolution with the summed bank weights) against the P
+/// convolutions it replaces: the same output, input gradient and parameter gradients (every
+/// path's weight receives the shared gradient), in f64, training mode.
+#[test]
+fn merged_bank_training_equals_the_p_convolution_form_f64() {
+    use shiftgrad_ops::{mul, sum};
+    for (big, small, n_path) in [(13, 3, 2), (10, 3, 3), (51, 5, 2)] {
+        let config = SwConfig {
+            channels: 6,
+            big_kernel: big,
+            small_kernel: small,
+            ghost_ratio: 0.23,
+            n_path,
+            n_rep: 2,
+            seed: 9,
+        };
+        let x: Tensor<f64> = init::normal([2, 6, 9, 11], 0.0, 1.0, &mut init::rng(4));
+        let run = |unmerged: bool| {
+            let mut layer = ShiftWiseConv::<f64>::new(config).unwrap();
+            layer.unmerged_banks = unmerged;
+            let xv = Var::param(x.clone());
+            let y = layer.forward(&xv, Mode::Train).unwrap();
+            let g: Tensor<f64> = init::normal(y.shape(), 0.0, 1.0, &mut init::rng(5));
+            sum(&mul(&y, &Var::constant(g)).unwrap())
+                .unwrap()
+                .backward()
+                .unwrap();
+            let mut out = vec![y.value().clone(), xv.grad().clone().unwrap()];
+            let mut params = Vec::new();
+            layer.parameters("", &mut params);
+            out.extend(params.iter().map(|p| p.var.grad().clone().unwrap()));
+            out
+        };
+        let (merged, reference) = (run(false), run(true));
+        assert_eq!(merged.len(), reference.len());
+        for (k, (m, r)) in merged.iter().zip(&reference).enumerate() {
+            // Measured: at most 7.6e-15 (per channel; the sums of weights round differently).
+            let scale = compare::Scale::PerChannel(if k < 2 { 1 } else { 0 });
+            let d = compare::assert_close(
+                &format!("M={big} P={n_path} tensor {k}"),
+                m,
+                r,
+                scale,
+                5e-14,
+            );
+            eprintln!("measured: M={big} P={n_path} tensor {k}: {d}");
+        }
+    }
+}
