@@ -8,6 +8,7 @@
 //! output channel of the same value). Always f64: f32 cannot support steps small enough.
 
 use crate::{no_grad, Var};
+use shiftgrad_tensor::compare::nan_max;
 use shiftgrad_tensor::{init, Device, Error, Result, Tensor};
 
 /// Step and tolerances. An element passes when `|analytic - numeric| <= atol + rtol * |numeric|`.
@@ -61,18 +62,6 @@ impl GradcheckReport {
     pub fn max_rel_err(&self) -> f64 {
         nan_max(self.inputs.iter().map(|r| r.max_rel_err))
     }
-}
-
-/// The largest value, NaN as soon as one is NaN (`f64::max` drops NaN: a report would then
-/// print a NaN error as a small one).
-fn nan_max(values: impl Iterator<Item = f64>) -> f64 {
-    values.fold(0.0, |m, v| {
-        if v.is_nan() || m.is_nan() {
-            f64::NAN
-        } else {
-            m.max(v)
-        }
-    })
 }
 
 fn dot(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {

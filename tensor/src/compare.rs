@@ -83,6 +83,18 @@ impl std::fmt::Display for Diff {
     }
 }
 
+/// The largest of `values` (0 for none), NaN as soon as one is NaN: `f64::max` drops a NaN,
+/// which is how an all-NaN result once "matched". Used wherever errors are folded.
+pub fn nan_max(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, |m, v| {
+        if v.is_nan() || m.is_nan() {
+            f64::NAN
+        } else {
+            m.max(v)
+        }
+    })
+}
+
 /// Per-element scales for `want` under `scale`.
 fn scales<T: Real>(want: &[T], dims: &[usize], scale: Scale<'_, T>) -> Result<Vec<f64>> {
     let n = want.len();
@@ -90,15 +102,7 @@ fn scales<T: Real>(want: &[T], dims: &[usize], scale: Scale<'_, T>) -> Result<Ve
         Scale::Absolute => vec![1.0; n],
         Scale::Global => {
             // NaN-propagating maximum: a NaN in `want` makes the scale NaN (counted below).
-            let m = want.iter().fold(0.0f64, |m, v| {
-                let a = v.as_f64().abs();
-                if a.is_nan() || a > m {
-                    a
-                } else {
-                    m
-                }
-            });
-            vec![m; n]
+            vec![nan_max(want.iter().map(|v| v.as_f64().abs())); n]
         }
         Scale::PerChannel(axis) => {
             let Some(&channels) = dims.get(axis) else {

@@ -14,6 +14,7 @@
 //! a programming error: ops dispatch on [`Tensor::device`] first. Inspection helpers
 //! (`item`, `sum_all`, `max_abs_diff`, equality, `Debug`) read a device tensor back.
 
+use crate::compare::nan_max;
 use crate::{counters, Error, Real, Result, Shape};
 use shiftgrad_opencl as opencl;
 use std::borrow::Cow;
@@ -452,17 +453,6 @@ impl<T: Real> Tensor<T> {
     pub fn all_finite(&self) -> Result<bool> {
         Ok(self.host_elements()?.iter().all(|x| x.is_finite()))
     }
-}
-
-/// The largest value, NaN as soon as one value is NaN (`f64::max` would drop it).
-fn nan_max(values: impl Iterator<Item = f64>) -> f64 {
-    values.fold(0.0, |m, v| {
-        if v.is_nan() || m.is_nan() {
-            f64::NAN
-        } else {
-            m.max(v)
-        }
-    })
 }
 
 impl<T: Real> Clone for Tensor<T> {
