@@ -209,17 +209,14 @@ fn optim_diff<T: Real>(dev: &Device, opt: Optim, len: usize, steps: usize, seed:
     let cpu = run_optim::<T>(&Device::Cpu, opt, len, steps, seed);
     let gpu = run_optim::<T>(dev, opt, len, steps, seed);
     assert_eq!(cpu.len(), gpu.len());
-    cpu.iter()
-        .zip(&gpu)
-        .map(|(c, d)| {
-            let diff = cmp::diff(d, c, cmp::Scale::Global).unwrap();
-            if diff.non_finite > 0 {
-                f64::INFINITY
-            } else {
-                diff.max_rel
-            }
-        })
-        .fold(0.0, f64::max)
+    cmp::nan_max(cpu.iter().zip(&gpu).map(|(c, d)| {
+        let diff = cmp::diff(d, c, cmp::Scale::Global).unwrap();
+        if diff.non_finite > 0 {
+            f64::INFINITY
+        } else {
+            diff.max_rel
+        }
+    }))
 }
 
 fn check_optim(
