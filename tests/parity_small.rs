@@ -345,3 +345,34 @@ fn gradcheck_suite_cases_pass_on_the_device() {
         assert!(report.passed(), "{} {}: {report:?}", case.op, case.config);
     }
 }
+
+/// The gather's index tables are uploaded once per distinct table: a second gather (and its
+/// backward) with the same channel list allocates only its output, with no blocking write.
+#[test]
+fn gather_tables_are_uploaded_once() {
+    let Some(dev) = device() else { return };
+    let Device::OpenCl(ctx) = &dev else {
+        unreachable!()
+    };
+    let allocations = || {
+        let s = ctx.pool_stats();
+        s.fresh_allocations + s.reuses
+    };
+    let x = normal::<f32>(&[2, 5, 3, 4], 1).to_device(&dev).unwrap();
+    let run = |idx: &[usize]| {
+        let xv = Var::leaf(x.clone(), true);
+        let y = gather_channels(&xv, idx).unwrap();
+        y.backward_with(Tensor::ones(y.shape()).to_device(&dev).unwrap())
+            .unwrap();
+    };
+    run(&[4, 0, 2]);
+    // Again: the input copy, the output, its seed gradient and dx; no table.
+    let before = allocations();
+    run(&[4, 0, 2]);
+    let again = allocations() - before;
+    // Another list: the same four plus its two tables (forward and backward).
+    let before = allocations();
+    run(&[1, 3]);
+    assert_eq!(allocations() - before, again + 2);
+    assert_eq!(again, 4);
+}

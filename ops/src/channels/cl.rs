@@ -1,14 +1,17 @@
 //! OpenCL channel gather and concat (kernels and their work-item mapping in channels.cl).
 //!
 //! The gather's index list, and for its backward the inverse index table, are built on the
-//! host and uploaded as small i32 buffers (a few hundred bytes). The backward is a gather over
+//! host and uploaded as small i32 buffers (a few hundred bytes), once per distinct table and
+//! context (a cache keyed by content: the host stays out of the training step). The backward is a gather over
 //! that table, not a scatter-add over `idx`: with repeated indices a scatter would need atomic
 //! float adds, which OpenCL 1.2 lacks and which would make the sums' order vary from run to
 //! run. Concat moves each input's block with one copy launch in each direction.
 
 use crate::device::{buf, launch, output, program, u32_arg};
-use shiftgrad_tensor::opencl::{Arg, Context, KernelParams};
+use shiftgrad_tensor::opencl::{Arg, Buffer, Context, KernelParams, Program};
 use shiftgrad_tensor::{Error, Real, Result, Shape, Tensor};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 const SOURCE: &str = include_str!("channels.cl");
 
@@ -59,6 +62,52 @@ pub fn inverse_index(idx: &[usize], c: usize) -> (Vec<usize>, Vec<usize>) {
     (offsets, list)
 }
 
+/// Tables uploaded so far, by content: (program of the context, forward or backward, the
+/// i32 table) -> its device copy. A network gathers the same few channel lists (each SW layer's
+/// rep and ghost channels) at every step, so each is uploaded once instead of with a blocking
+/// write per call. At most [`CACHED_TABLES`] entries are kept (oldest dropped first).
+struct CachedTable {
+    program: Program,
+    backward: bool,
+    table: Vec<i32>,
+    copy: Rc<Buffer<i32>>,
+}
+
+const CACHED_TABLES: usize = 256;
+
+thread_local! {
+    static TABLES: RefCell<Vec<CachedTable>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The device copy of `table` for the context of `program`, uploaded on first use.
+fn device_table(
+    ctx: &Context,
+    program: &Program,
+    backward: bool,
+    table: Vec<i32>,
+) -> Result<Rc<Buffer<i32>>> {
+    TABLES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(e) = cache
+            .iter()
+            .find(|e| e.backward == backward && e.program.ptr_eq(program) && e.table == table)
+        {
+            return Ok(e.copy.clone());
+        }
+        let copy = Rc::new(ctx.upload(&table).map_err(crate::device::dev_err)?);
+        if cache.len() >= CACHED_TABLES {
+            cache.remove(0);
+        }
+        cache.push(CachedTable {
+            program: program.clone(),
+            backward,
+            table,
+            copy: copy.clone(),
+        });
+        Ok(copy)
+    })
+}
+
 /// `out[b, j] = x[b, idx[j]]`.
 pub fn gather_forward<T: Real>(
     ctx: &Context,
@@ -72,9 +121,7 @@ pub fn gather_forward<T: Real>(
     let k = idx.len();
     let p = program::<T>(ctx, "channels", SOURCE)?;
     let y = output::<T>(ctx, out_shape)?;
-    let table = ctx
-        .upload(&to_i32(OP, idx)?)
-        .map_err(crate::device::dev_err)?;
+    let table = device_table(ctx, &p, false, to_i32(OP, idx)?)?;
     launch(
         ctx,
         &p,
@@ -109,7 +156,7 @@ pub fn gather_backward<T: Real>(
     table.extend(to_i32(OP, &list)?);
     let p = program::<T>(ctx, "channels", SOURCE)?;
     let dx = output::<T>(ctx, x_dims)?;
-    let table = ctx.upload(&table).map_err(crate::device::dev_err)?;
+    let table = device_table(ctx, &p, true, table)?;
     launch(
         ctx,
         &p,
