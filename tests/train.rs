@@ -228,6 +228,13 @@ fn learns_checkpoint_round_trips_and_resume_is_exact() {
     }
     let summary = full.summary.as_ref().unwrap();
     assert!(summary.finite_check_seconds >= 0.0 && summary.finite_check_seconds.is_finite());
+    // The memory split: f32 parameters, one gradient each, SGD momentum for each. (The graph's
+    // bytes come from live-memory counters, which on the CPU are shared by the tests running
+    // in parallel threads, so they are not asserted here; `shiftgrad profile` prints them.)
+    let m = summary.memory;
+    assert_eq!(m.parameters_bytes, 4 * summary.parameters as u64, "{m:?}");
+    assert_eq!(m.gradients_bytes, m.parameters_bytes, "{m:?}");
+    assert_eq!(m.optimiser_state_bytes, m.parameters_bytes, "{m:?}");
 
     // The checkpoint round-trips: the rebuilt model evaluates to the logged test metrics.
     let ckpt = full_dir.join("checkpoint.npz");

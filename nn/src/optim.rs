@@ -60,6 +60,16 @@ impl<T: Real> Optimizer<T> {
         }
     }
 
+    /// Bytes of optimiser state held (momentum buffers, Adam moments).
+    pub fn state_bytes(&self) -> u64 {
+        self.slot1
+            .iter()
+            .chain(&self.slot2)
+            .flatten()
+            .map(|t| t.nbytes() as u64)
+            .sum()
+    }
+
     /// The parameters.
     pub fn params(&self) -> &[ParamRef<T>] {
         &self.params

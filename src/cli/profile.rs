@@ -2,6 +2,7 @@
 //! time goes. On OpenCL every kernel's device time comes from its profiling event (the queue
 //! is created with profiling enabled); on the CPU only the step time is reported.
 
+use crate::train::metrics::{live_bytes, peak_bytes, MemorySplit};
 use shiftgrad_autograd::Var;
 use shiftgrad_nn::optim::Optimizer;
 use shiftgrad_nn::resnet::{ResNetConfig, SwResNet};
@@ -38,16 +39,28 @@ pub fn run(
     let x: Tensor<f32> = init::normal([batch, config.in_channels, 28, 28], 0.0, 1.0, &mut rng);
     let x = x.to_device(device)?;
     let labels: Vec<usize> = (0..batch).map(|i| i % config.classes).collect();
-    let mut step = |model: &mut SwResNet<f32>| -> Result<()> {
+    let mut split = MemorySplit::default();
+    let mut step = |model: &mut SwResNet<f32>, split: &mut MemorySplit| -> Result<()> {
+        let before = live_bytes(device);
         let logits = model.forward(&Var::constant(x.clone()), Mode::Train)?;
         let loss = cross_entropy(&logits, &labels)?;
+        drop(logits);
+        // Everything the graph holds for backward: saved inputs and every op's output.
+        split.graph_after_forward_bytes = live_bytes(device).saturating_sub(before);
         loss.backward()?;
+        let params = model.named_parameters();
+        split.parameters_bytes = params.iter().map(|p| p.var.value().nbytes() as u64).sum();
+        split.gradients_bytes = params
+            .iter()
+            .filter_map(|p| p.var.grad().as_ref().map(|g| g.nbytes() as u64))
+            .sum();
         optim.step(0.01)?;
+        split.optimiser_state_bytes = optim.state_bytes();
         loss.value().item()?; // waits for the device
         Ok(())
     };
     for _ in 0..warmup {
-        step(&mut model)?;
+        step(&mut model, &mut split)?;
     }
     if let Device::OpenCl(ctx) = device {
         ctx.finish().map_err(|e| Error::Device(e.to_string()))?;
@@ -58,7 +71,7 @@ pub fn run(
     let mut times = Vec::new();
     for _ in 0..steps {
         let t = Instant::now();
-        step(&mut model)?;
+        step(&mut model, &mut split)?;
         times.push(t.elapsed().as_secs_f64());
     }
     let snap = counters::snapshot();
@@ -78,16 +91,20 @@ pub fn run(
         snap.flops as f64 / steps as f64 * 1e-9
     )
     .map_err(io)?;
+    let mb = |b: u64| b as f64 * 1e-6;
+    writeln!(
+        out,
+        "memory: peak {:.1} MB during the timed steps; parameters {:.1} MB, gradients {:.1} MB, \
+         optimiser state {:.1} MB, held by the graph for backward (saved inputs and op outputs) \
+         {:.1} MB",
+        mb(peak_bytes(device)),
+        mb(split.parameters_bytes),
+        mb(split.gradients_bytes),
+        mb(split.optimiser_state_bytes),
+        mb(split.graph_after_forward_bytes)
+    )
+    .map_err(io)?;
     if let Device::OpenCl(ctx) = device {
-        let pool = ctx.pool_stats();
-        writeln!(
-            out,
-            "device memory: peak {:.1} MB during the timed steps, {:.1} MB live between steps \
-             (parameters, gradients, optimiser state, inputs)",
-            pool.peak_bytes as f64 * 1e-6,
-            pool.live_bytes as f64 * 1e-6
-        )
-        .map_err(io)?;
         let kt = ctx
             .kernel_times()
             .map_err(|e| Error::Device(e.to_string()))?;

@@ -2,7 +2,7 @@
 //! (`summary.json`).
 
 use serde::{Deserialize, Serialize};
-use shiftgrad_tensor::{Error, Result};
+use shiftgrad_tensor::{counters, Device, Error, Result};
 use std::path::Path;
 
 /// One epoch's numbers. The timing fields differ between runs; the others are reproducible.
@@ -94,6 +94,9 @@ pub struct Summary {
     pub backward_flops_per_image: f64,
     pub forward_macs_per_image: f64,
     pub peak_device_memory_bytes: u64,
+    /// What the memory of a training step holds (measured on the first step of this job).
+    #[serde(default)]
+    pub memory: MemorySplit,
     pub epochs: usize,
     pub wall_seconds: f64,
     pub train_images_per_s: f64,
@@ -103,4 +106,32 @@ pub struct Summary {
     pub final_test_accuracy: f64,
     pub final_test_loss: f64,
     pub kernel_time_top: Vec<KernelShare>,
+}
+
+/// What the memory of one training step holds, in bytes (SPEC 4): the parameters, their
+/// gradients after backward, the optimiser state, and what the graph holds for backward at the
+/// end of the forward (every saved input and op output: the live bytes the forward added). The
+/// step's peak is about the sum (it is reached as backward starts, before nodes are freed).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MemorySplit {
+    pub parameters_bytes: u64,
+    pub gradients_bytes: u64,
+    pub optimiser_state_bytes: u64,
+    pub graph_after_forward_bytes: u64,
+}
+
+/// Live bytes on `device`: the OpenCL pool's, or the host tensors' counter.
+pub fn live_bytes(device: &Device) -> u64 {
+    match device {
+        Device::Cpu => counters::snapshot().live_bytes,
+        Device::OpenCl(ctx) => ctx.pool_stats().live_bytes,
+    }
+}
+
+/// The most bytes live on `device` since its counter was last reset.
+pub fn peak_bytes(device: &Device) -> u64 {
+    match device {
+        Device::Cpu => counters::snapshot().peak_bytes,
+        Device::OpenCl(ctx) => ctx.pool_stats().peak_bytes,
+    }
 }

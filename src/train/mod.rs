@@ -209,13 +209,6 @@ fn kernel_top(device: &Device) -> Vec<KernelShare> {
         .collect()
 }
 
-fn peak_memory(device: &Device) -> u64 {
-    match device {
-        Device::Cpu => counters::snapshot().peak_bytes,
-        Device::OpenCl(ctx) => ctx.pool_stats().peak_bytes,
-    }
-}
-
 /// Runs (or continues) a training job.
 pub fn train(job: TrainJob) -> Result<Outcome> {
     let ckpt_path = job.out.join(CHECKPOINT);
@@ -366,7 +359,8 @@ fn summarise(run: &Run, job: &TrainJob, params: usize, start: Instant, tally: &T
         forward_flops_per_image: tally.flops_fwd,
         backward_flops_per_image: tally.flops_bwd,
         forward_macs_per_image: tally.macs_fwd,
-        peak_device_memory_bytes: peak_memory(&job.device),
+        peak_device_memory_bytes: metrics::peak_bytes(&job.device),
+        memory: tally.memory,
         epochs: run.history.len(),
         wall_seconds: start.elapsed().as_secs_f64(),
         train_images_per_s: if tally.train_seconds > 0.0 {

@@ -4,7 +4,7 @@
 
 use super::checkpoint::{load_checkpoint, read_meta};
 use super::config::RunConfig;
-use super::metrics::EpochMetrics;
+use super::metrics::{live_bytes, EpochMetrics, MemorySplit};
 use super::{argmax_correct, build_model, epoch_rng, finite, progress, TrainJob, CHECKPOINT};
 use shiftgrad_autograd::Var;
 use shiftgrad_nn::data::{self, Augment, Dataset};
@@ -119,6 +119,7 @@ pub(crate) struct Tally {
     pub trained_images: usize,
     pub train_seconds: f64,
     pub finite_check_seconds: f64,
+    pub memory: MemorySplit,
 }
 
 /// Where the last good checkpoint is, for the message of a stopped run.
@@ -168,6 +169,7 @@ impl Run {
             let idx = &order[step * bs..(step + 1) * bs];
             let (x, labels) = data::batch::<f32>(cx.train_set, idx, Some(augment), &mut rng)?;
             let c0 = counters::snapshot();
+            let live0 = live_bytes(device);
             let logits = self
                 .model
                 .forward(&Var::constant(x.to_device(device)?), Mode::Train)?;
@@ -189,9 +191,24 @@ impl Run {
             }
             correct += argmax_correct(&logits.value(), &labels)?;
             drop(logits);
+            let graph_bytes = live_bytes(device).saturating_sub(live0);
             loss.backward()?;
             let c2 = counters::snapshot();
+            let first_step = tally.flops_fwd == 0.0;
+            if first_step {
+                let params = self.optim.params();
+                tally.memory.parameters_bytes =
+                    params.iter().map(|p| p.var.value().nbytes() as u64).sum();
+                tally.memory.gradients_bytes = params
+                    .iter()
+                    .filter_map(|p| p.var.grad().as_ref().map(|g| g.nbytes() as u64))
+                    .sum();
+                tally.memory.graph_after_forward_bytes = graph_bytes;
+            }
             self.optim.step(lr)?;
+            if first_step {
+                tally.memory.optimiser_state_bytes = self.optim.state_bytes();
+            }
             let check_start = Instant::now();
             let bad = finite::non_finite_parameters(self.optim.params())?;
             tally.finite_check_seconds += check_start.elapsed().as_secs_f64();
