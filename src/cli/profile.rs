@@ -128,10 +128,14 @@ pub fn run(
             )
             .map_err(io)?;
         }
+        let device_ms = total as f64 * 1e-6 / steps as f64;
+        let mean_ms = times.iter().sum::<f64>() * 1e3 / steps as f64;
         writeln!(
             out,
-            "device time {:.1} ms per step",
-            total as f64 * 1e-6 / steps as f64
+            "device time {device_ms:.1} ms per step of {mean_ms:.1} ms (mean); host time (the step \
+             minus the kernels' device time: launches, host-side work, waiting) {:.1} ms, {:.0} %",
+            (mean_ms - device_ms).max(0.0),
+            100.0 * (mean_ms - device_ms).max(0.0) / mean_ms.max(1e-9)
         )
         .map_err(io)?;
     }
