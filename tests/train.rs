@@ -235,6 +235,23 @@ fn learns_checkpoint_round_trips_and_resume_is_exact() {
     assert_eq!(m.parameters_bytes, 4 * summary.parameters as u64, "{m:?}");
     assert_eq!(m.gradients_bytes, m.parameters_bytes, "{m:?}");
     assert_eq!(m.optimiser_state_bytes, m.parameters_bytes, "{m:?}");
+    // The graph's outputs by op (counted per thread, so exact here): every kind of op of an
+    // SW-ResNet step, the shift-add with its three outputs per layer (2 layers).
+    let by_op = &summary.graph_outputs_by_op;
+    let find = |op: &str| by_op.iter().find(|e| e.op == op);
+    for op in [
+        "conv2d",
+        "batch_norm2d",
+        "relu",
+        "shift_add",
+        "cross_entropy",
+    ] {
+        assert!(
+            find(op).is_some_and(|e| e.bytes > 0),
+            "{op} missing: {by_op:?}"
+        );
+    }
+    assert_eq!(find("shift_add").map(|e| e.outputs), Some(6), "{by_op:?}");
 
     // The checkpoint round-trips: the rebuilt model evaluates to the logged test metrics.
     let ckpt = full_dir.join("checkpoint.npz");

@@ -19,4 +19,7 @@ mod gradcheck;
 mod var;
 
 pub use gradcheck::{gradcheck, gradcheck_on, CheckedFn, GradcheckReport, InputReport, Tolerance};
-pub use var::{is_grad_enabled, no_grad, BackwardCtx, MultiBackwardCtx, NoGradGuard, Saved, Var};
+pub use var::{
+    graph_outputs, is_grad_enabled, no_grad, reset_graph_outputs, BackwardCtx, GraphOutputs,
+    MultiBackwardCtx, NoGradGuard, Saved, Var,
+};

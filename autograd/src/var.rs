@@ -8,6 +8,49 @@ use std::rc::Rc;
 thread_local! {
     static NO_GRAD_DEPTH: Cell<usize> = const { Cell::new(0) };
     static NEXT_ID: Cell<u64> = const { Cell::new(0) };
+    /// Per op: outputs recorded into a graph and their bytes, since the last reset.
+    static GRAPH_OUTPUTS: RefCell<Vec<GraphOutputs>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What the graph recorded for one op name since [`reset_graph_outputs`]: how many outputs
+/// and their bytes. Every recorded output stays alive until its node's backward has run (the
+/// next op saved it, or the node is on the way from the loss), so for one training step this
+/// is where the memory held for backward goes, op by op (the ops' own small saved statistics,
+/// such as batch-norm's per-channel mean, are not included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphOutputs {
+    pub op: &'static str,
+    pub outputs: u64,
+    pub bytes: u64,
+}
+
+/// The outputs recorded into graphs on this thread since the last reset, by op, largest first.
+pub fn graph_outputs() -> Vec<GraphOutputs> {
+    let mut v = GRAPH_OUTPUTS.with(|g| g.borrow().clone());
+    v.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.op.cmp(b.op)));
+    v
+}
+
+/// Starts a new count for [`graph_outputs`].
+pub fn reset_graph_outputs() {
+    GRAPH_OUTPUTS.with(|g| g.borrow_mut().clear());
+}
+
+fn record_graph_output(op: &'static str, bytes: u64) {
+    GRAPH_OUTPUTS.with(|g| {
+        let mut g = g.borrow_mut();
+        match g.iter_mut().find(|e| e.op == op) {
+            Some(e) => {
+                e.outputs += 1;
+                e.bytes += bytes;
+            }
+            None => g.push(GraphOutputs {
+                op,
+                outputs: 1,
+                bytes,
+            }),
+        }
+    });
 }
 
 /// True unless inside a [`no_grad`] scope.
@@ -163,6 +206,10 @@ impl<T: Real> Var<T> {
         parents: Vec<Var<T>>,
         backward: Option<Backward<T>>,
     ) -> Self {
+        // Recorded outputs (the hidden node of a several-output op holds no value of its own).
+        if matches!(backward, Some(Backward::Single(_) | Backward::Output(_))) {
+            record_graph_output(op, value.nbytes() as u64);
+        }
         Var(Rc::new(Node {
             id: next_id(),
             op,
@@ -653,6 +700,28 @@ mod tests {
         // Without a graph: plain constants.
         let outs = no_grad(|| split(&x));
         assert!(outs.iter().all(|o| !o.requires_grad()));
+    }
+
+    /// The graph's outputs are counted by op: two recorded muls and a sum, nothing under
+    /// no_grad, and the hidden node of a several-output op not at all.
+    #[test]
+    fn graph_outputs_are_counted_by_op() {
+        reset_graph_outputs();
+        let x = Var::param(Tensor::new([4], vec![1.0; 4]).unwrap());
+        let y = sum(&mul(&mul(&x, &x), &x));
+        no_grad(|| mul(&x, &x));
+        let _outs = Var::from_op_multi(
+            "pair",
+            vec![Tensor::zeros([2]), Tensor::zeros([3])],
+            &[&x],
+            |_| Ok(vec![None]),
+        );
+        let g = graph_outputs();
+        let find = |op: &str| g.iter().find(|e| e.op == op).map(|e| (e.outputs, e.bytes));
+        assert_eq!(find("mul"), Some((2, 64)));
+        assert_eq!(find("sum"), Some((1, 8)));
+        assert_eq!(find("pair"), Some((2, 40)));
+        drop(y);
     }
 
     #[test]

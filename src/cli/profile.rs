@@ -42,6 +42,7 @@ pub fn run(
     let mut split = MemorySplit::default();
     let mut step = |model: &mut SwResNet<f32>, split: &mut MemorySplit| -> Result<()> {
         let before = live_bytes(device);
+        shiftgrad_autograd::reset_graph_outputs();
         let logits = model.forward(&Var::constant(x.clone()), Mode::Train)?;
         let loss = cross_entropy(&logits, &labels)?;
         drop(logits);
@@ -104,6 +105,16 @@ pub fn run(
         mb(split.graph_after_forward_bytes)
     )
     .map_err(io)?;
+    let by_op = shiftgrad_autograd::graph_outputs();
+    writeln!(
+        out,
+        "{:<24} {:>9} {:>12}   (op outputs recorded in the graph by the forward, held until their backward)",
+        "op", "outputs", "MB"
+    )
+    .map_err(io)?;
+    for g in &by_op {
+        writeln!(out, "{:<24} {:>9} {:>12.1}", g.op, g.outputs, mb(g.bytes)).map_err(io)?;
+    }
     if let Device::OpenCl(ctx) = device {
         let kt = ctx
             .kernel_times()

@@ -97,6 +97,10 @@ pub struct Summary {
     /// What the memory of a training step holds (measured on the first step of this job).
     #[serde(default)]
     pub memory: MemorySplit,
+    /// The op outputs the forward of the first step recorded in the graph, by op, largest
+    /// first (where `memory.graph_after_forward_bytes` goes).
+    #[serde(default)]
+    pub graph_outputs_by_op: Vec<OpBytes>,
     pub epochs: usize,
     pub wall_seconds: f64,
     pub train_images_per_s: f64,
@@ -134,4 +138,24 @@ pub fn peak_bytes(device: &Device) -> u64 {
         Device::Cpu => counters::snapshot().peak_bytes,
         Device::OpenCl(ctx) => ctx.pool_stats().peak_bytes,
     }
+}
+
+/// Outputs an op recorded in the graph during one forward, and their bytes.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpBytes {
+    pub op: String,
+    pub outputs: u64,
+    pub bytes: u64,
+}
+
+/// The graph's outputs by op since the last [`shiftgrad_autograd::reset_graph_outputs`].
+pub fn graph_outputs_by_op() -> Vec<OpBytes> {
+    shiftgrad_autograd::graph_outputs()
+        .into_iter()
+        .map(|g| OpBytes {
+            op: g.op.to_string(),
+            outputs: g.outputs,
+            bytes: g.bytes,
+        })
+        .collect()
 }

@@ -361,6 +361,7 @@ fn summarise(run: &Run, job: &TrainJob, params: usize, start: Instant, tally: &T
         forward_macs_per_image: tally.macs_fwd,
         peak_device_memory_bytes: metrics::peak_bytes(&job.device),
         memory: tally.memory,
+        graph_outputs_by_op: tally.graph_outputs_by_op.clone(),
         epochs: run.history.len(),
         wall_seconds: start.elapsed().as_secs_f64(),
         train_images_per_s: if tally.train_seconds > 0.0 {

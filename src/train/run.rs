@@ -4,7 +4,7 @@
 
 use super::checkpoint::{load_checkpoint, read_meta};
 use super::config::RunConfig;
-use super::metrics::{live_bytes, EpochMetrics, MemorySplit};
+use super::metrics::{graph_outputs_by_op, live_bytes, EpochMetrics, MemorySplit, OpBytes};
 use super::{argmax_correct, build_model, epoch_rng, finite, progress, TrainJob, CHECKPOINT};
 use shiftgrad_autograd::Var;
 use shiftgrad_nn::data::{self, Augment, Dataset};
@@ -120,6 +120,7 @@ pub(crate) struct Tally {
     pub train_seconds: f64,
     pub finite_check_seconds: f64,
     pub memory: MemorySplit,
+    pub graph_outputs_by_op: Vec<OpBytes>,
 }
 
 /// Where the last good checkpoint is, for the message of a stopped run.
@@ -170,6 +171,7 @@ impl Run {
             let (x, labels) = data::batch::<f32>(cx.train_set, idx, Some(augment), &mut rng)?;
             let c0 = counters::snapshot();
             let live0 = live_bytes(device);
+            shiftgrad_autograd::reset_graph_outputs();
             let logits = self
                 .model
                 .forward(&Var::constant(x.to_device(device)?), Mode::Train)?;
@@ -204,6 +206,7 @@ impl Run {
                     .filter_map(|p| p.var.grad().as_ref().map(|g| g.nbytes() as u64))
                     .sum();
                 tally.memory.graph_after_forward_bytes = graph_bytes;
+                tally.graph_outputs_by_op = graph_outputs_by_op();
             }
             self.optim.step(lr)?;
             if first_step {
