@@ -95,12 +95,7 @@ impl Case {
         let mut worst = 0.0f64;
         for ((d, c), s) in on_dev.iter().zip(&cpu).zip(&scale) {
             // NaN or Inf anywhere is an infinite error (the old fold with f64::max dropped NaN).
-            let diff = cmp::diff(d, c, cmp::Scale::Terms(s)).unwrap();
-            worst = worst.max(if diff.non_finite > 0 {
-                f64::INFINITY
-            } else {
-                diff.max_rel
-            });
+            worst = worst.max(cmp::diff(d, c, cmp::Scale::Terms(s)).unwrap().error());
         }
         eprintln!("parity {}: measured {worst:.3e}", T::DTYPE);
         worst

@@ -209,14 +209,11 @@ fn optim_diff<T: Real>(dev: &Device, opt: Optim, len: usize, steps: usize, seed:
     let cpu = run_optim::<T>(&Device::Cpu, opt, len, steps, seed);
     let gpu = run_optim::<T>(dev, opt, len, steps, seed);
     assert_eq!(cpu.len(), gpu.len());
-    cmp::nan_max(cpu.iter().zip(&gpu).map(|(c, d)| {
-        let diff = cmp::diff(d, c, cmp::Scale::Global).unwrap();
-        if diff.non_finite > 0 {
-            f64::INFINITY
-        } else {
-            diff.max_rel
-        }
-    }))
+    cmp::nan_max(
+        cpu.iter()
+            .zip(&gpu)
+            .map(|(c, d)| cmp::diff(d, c, cmp::Scale::Global).unwrap().error()),
+    )
 }
 
 fn check_optim(

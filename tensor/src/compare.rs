@@ -60,6 +60,15 @@ impl Diff {
     pub fn passes(&self, tol: f64) -> bool {
         self.non_finite == 0 && self.max_rel <= tol
     }
+    /// The largest scaled error as one number: infinite when any element was not finite, so
+    /// that `error() <= tol` is exactly [`Diff::passes`].
+    pub fn error(&self) -> f64 {
+        if self.non_finite > 0 {
+            f64::INFINITY
+        } else {
+            self.max_rel
+        }
+    }
 }
 
 impl std::fmt::Display for Diff {
@@ -223,6 +232,7 @@ mod tests {
         for scale in [Scale::Absolute, Scale::Global, Scale::PerChannel(0)] {
             let d = diff(&t(&[1.0, f64::NAN, 3.0]), &want, scale).unwrap();
             assert!(!d.passes(f64::INFINITY), "NaN in got passed: {d}");
+            assert!(d.error().is_infinite());
             assert_eq!(d.non_finite, 1);
             assert_eq!(d.first_non_finite.map(|f| f.0), Some(1));
             let d = diff(&want, &t(&[f64::NAN, 2.0, 3.0]), scale).unwrap();
