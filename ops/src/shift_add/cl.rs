@@ -1,11 +1,11 @@
 //! OpenCL shift-add: one forward kernel producing `Hout`, `Vout` and `Iout` together, and one
-//! backward kernel per path (the op records three graph nodes). All four are gathers: each
-//! work-item owns one output row (see the comment block of `shift_add.cl` for the mapping and
-//! for why rows rather than a few columns), so results are deterministic, bitwise, from run to
-//! run; they add the same terms in the same order as the CPU reference (on PoCL the two agree
-//! bit for bit; the parity tests allow the usual tolerance). The forward reads the bank
-//! channels of one rep once for all three outputs; the alternative, one launch per output,
-//! would read `Y` three times.
+//! backward kernel producing `dY` from the output gradients that exist (the op is one graph
+//! node with three outputs). Both are gathers: each work-item owns one output row, walked in
+//! vector segments (see the comment block of `shift_add.cl` for the mapping and its
+//! measurement), so results are deterministic, bitwise, from run to run; they add the same
+//! terms in the same order as the CPU reference (on PoCL the two agree bit for bit). The
+//! forward reads the bank channels of one rep once for all three outputs; the alternative,
+//! one launch per output, would read `Y` three times.
 //!
 //! **The index tables on the device.** `pad_hv` and `idx_identit` live on the host in
 //! [`ShiftTables`] (shared through an `Rc` by the layer and by every node it records). They
@@ -27,9 +27,9 @@
 
 use super::cpu::Dims;
 use super::ShiftTables;
-use crate::device::{buf, dev_err, launch, output, program, round_up};
+use crate::device::{buf, dev_err, launch, output, round_up};
 use shiftgrad_tensor::opencl::{Arg, Buffer, Context, KernelParams, Program};
-use shiftgrad_tensor::{Error, Real, Result, Tensor};
+use shiftgrad_tensor::{DType, Error, Real, Result, Tensor};
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
@@ -89,6 +89,24 @@ impl Params {
     }
 }
 
+/// The shift-add program for `T`: `real` and `ireal` (the integer type of the same width, for
+/// the kernels' lane masks).
+fn shift_program<T: Real>(ctx: &Context) -> Result<Program> {
+    let ireal = match T::DTYPE {
+        DType::F32 => "int",
+        DType::F64 => "long",
+    };
+    ctx.program(
+        OP,
+        SOURCE,
+        &[
+            ("real", T::DTYPE.cl_name().to_string()),
+            ("ireal", ireal.to_string()),
+        ],
+    )
+    .map_err(dev_err)
+}
+
 /// `pad_hv` and `idx_identit` on one device.
 struct DeviceTables {
     pad_hv: Buffer<i32>,
@@ -143,7 +161,7 @@ pub fn forward<T: Real>(
     d: Dims,
 ) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
     let params = Params::new(d)?;
-    let prog = program::<T>(ctx, OP, SOURCE)?;
+    let prog = shift_program::<T>(ctx)?;
     let dev = device_tables(ctx, &prog, tables)?;
     let shape = [d.batch, d.reps, d.h, d.w];
     let (hout, vout, iout) = (
@@ -183,7 +201,7 @@ pub fn backward<T: Real>(
         return Err(Error::arg(OP, "backward without any output gradient"));
     };
     let params = Params::new(d)?;
-    let prog = program::<T>(ctx, OP, SOURCE)?;
+    let prog = shift_program::<T>(ctx)?;
     let dev = device_tables(ctx, &prog, tables)?;
     let dy = output::<T>(ctx, [d.batch, d.channels(), d.hp(), d.wp()])?;
     let paths = grads
