@@ -169,6 +169,20 @@ pub struct PoolStats {
     pub reuses: u64,
 }
 
+/// Blocking copies between the host and the device since the last
+/// [`crate::Context::reset_kernel_times`]: what keeps the host in the hot path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transfers {
+    /// Device-to-host reads.
+    pub reads: u64,
+    /// Bytes read.
+    pub read_bytes: u64,
+    /// Host-to-device writes (uploads).
+    pub writes: u64,
+    /// Bytes written.
+    pub write_bytes: u64,
+}
+
 /// Accumulated device time of one kernel (see [`crate::Context::kernel_times`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelTime {

@@ -40,7 +40,7 @@ mod stub;
 #[cfg(not(feature = "opencl"))]
 use stub as backend;
 
-pub use arg::{Arg, BufferArg, Element, KernelParams, KernelTime, ParamsArg, PoolStats};
+pub use arg::{Arg, BufferArg, Element, KernelParams, KernelTime, ParamsArg, PoolStats, Transfers};
 pub(crate) use backend::first_device;
 pub use backend::{list_devices, Buffer, Context, Program};
 pub use error::{Error, Result};

@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::marker::PhantomData;
 
-use crate::{Arg, DeviceInfo, Element, Error, KernelTime, PoolStats, Result};
+use crate::{Arg, DeviceInfo, Element, Error, KernelTime, PoolStats, Result, Transfers};
 
 /// Every device of every platform; without OpenCL support, an error.
 pub fn list_devices() -> Result<Vec<DeviceInfo>> {
@@ -69,6 +69,9 @@ impl Context {
         match self.never {}
     }
     pub fn profiling(&self) -> bool {
+        match self.never {}
+    }
+    pub fn transfers(&self) -> Transfers {
         match self.never {}
     }
     pub fn kernel_times(&self) -> Result<Vec<KernelTime>> {

@@ -7,7 +7,7 @@
 
 use shiftgrad_opencl::{
     list_devices, resolve, spec_from, Arg, Backend, Buffer, Context, DeviceInfo, DeviceSpec,
-    KernelTime, PoolStats, Program, Result,
+    KernelTime, PoolStats, Program, Result, Transfers,
 };
 
 #[test]
@@ -24,6 +24,7 @@ fn signatures_match_in_both_builds() {
     let _: fn(&Context) -> bool = Context::profiling;
     let _: fn(&Context) -> Result<Vec<KernelTime>> = Context::kernel_times;
     let _: fn(&Context) = Context::reset_kernel_times;
+    let _: fn(&Context) -> Transfers = Context::transfers;
     let _: fn(&Context, &str, &str, &[(&str, String)]) -> Result<Program> = Context::program;
     let _: fn(&Context) -> usize = Context::compilations;
     let _: fn(&Context, usize) -> Result<Buffer<f32>> = Context::alloc::<f32>;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use shiftgrad_opencl::{
     list_devices, required, skip, Arg, Backend, Context, DeviceSpec, DeviceTable, Element, Error,
-    KernelParams,
+    KernelParams, Transfers,
 };
 
 fn context() -> Option<Context> {
@@ -199,6 +199,24 @@ fn build_failure_carries_the_build_log() {
         };
         assert!(log.contains(":2:"), "log: {log}");
     }
+}
+
+#[test]
+fn blocking_transfers_are_counted() {
+    let Some(ctx) = context() else { return };
+    ctx.reset_kernel_times();
+    let a = ctx.upload(&[1.0f32, 2.0, 3.0]).unwrap();
+    let _ = ctx.upload::<f32>(&[]).unwrap(); // no copy, not counted
+    assert_eq!(a.read().unwrap(), [1.0, 2.0, 3.0]);
+    let mut back = [0.0f32; 3];
+    a.read_into(&mut back).unwrap();
+    let t = ctx.transfers();
+    assert_eq!(
+        (t.reads, t.read_bytes, t.writes, t.write_bytes),
+        (2, 24, 1, 12)
+    );
+    ctx.reset_kernel_times();
+    assert_eq!(ctx.transfers(), Transfers::default());
 }
 
 #[test]

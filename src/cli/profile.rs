@@ -139,6 +139,17 @@ pub fn run(
             )
             .map_err(io)?;
         }
+        let tr = ctx.transfers();
+        let per = |n: u64| n as f64 / steps as f64;
+        writeln!(
+            out,
+            "host transfers per step (blocking): {:.1} reads ({:.1} KB), {:.1} writes ({:.1} KB)",
+            per(tr.reads),
+            per(tr.read_bytes) * 1e-3,
+            per(tr.writes),
+            per(tr.write_bytes) * 1e-3
+        )
+        .map_err(io)?;
         let device_ms = total as f64 * 1e-6 / steps as f64;
         let mean_ms = times.iter().sum::<f64>() * 1e3 / steps as f64;
         writeln!(

@@ -104,8 +104,9 @@ pub struct Summary {
     pub epochs: usize,
     pub wall_seconds: f64,
     pub train_images_per_s: f64,
-    /// Seconds spent checking that every parameter is finite after each step (one reduction
-    /// and one scalar read-back per step; included in the training time).
+    /// Seconds spent checking that every parameter is finite after each step and reading the
+    /// step's values back (one reduction per parameter, then the step's one blocking read of
+    /// loss, logits and the finite total; included in the training time).
     pub finite_check_seconds: f64,
     pub final_test_accuracy: f64,
     pub final_test_loss: f64,

@@ -11,7 +11,8 @@
 //! ## Stopping on non-finite values
 //! The run stops with an error naming the epoch and step when the loss is not finite, or
 //! when a parameter is not finite after an optimiser step (which also catches non-finite
-//! gradients; see [`finite`] for how this costs one scalar read-back per step, and
+//! gradients; see [`finite`] for how this shares the step's one read-back with the loss and the
+//! logits, and
 //! `summary.json`'s `finite_check_seconds` for what it cost). Nothing of a stopped epoch is
 //! written, and a checkpoint whose tensors or metrics are not finite is never written, so
 //! `checkpoint.npz` stays the last good one. Zero training or test images is an error, not a
@@ -116,8 +117,13 @@ pub fn build_model(
 
 fn argmax_correct(logits: &Tensor<f32>, labels: &[usize]) -> Result<usize> {
     let v = logits.to_vec()?;
-    let k = logits.dims()[1];
-    Ok(labels
+    Ok(count_correct(&v, logits.dims()[1], labels))
+}
+
+/// How many rows of the row-major `(labels.len(), k)` logits `v` have their first maximum at
+/// the label.
+fn count_correct(v: &[f32], k: usize, labels: &[usize]) -> usize {
+    labels
         .iter()
         .enumerate()
         .filter(|(i, &l)| {
@@ -125,7 +131,7 @@ fn argmax_correct(logits: &Tensor<f32>, labels: &[usize]) -> Result<usize> {
             let best = (0..k).fold(0, |b, j| if row[j] > row[b] { j } else { b });
             best == l
         })
-        .count())
+        .count()
 }
 
 /// Test loss and accuracy of `model` on `data` (eval mode, no graph). An empty data set is

@@ -5,7 +5,7 @@
 use super::checkpoint::{load_checkpoint, read_meta};
 use super::config::RunConfig;
 use super::metrics::{graph_outputs_by_op, live_bytes, EpochMetrics, MemorySplit, OpBytes};
-use super::{argmax_correct, build_model, epoch_rng, finite, progress, TrainJob, CHECKPOINT};
+use super::{build_model, count_correct, epoch_rng, finite, progress, TrainJob, CHECKPOINT};
 use shiftgrad_autograd::Var;
 use shiftgrad_nn::data::{self, Augment, Dataset};
 use shiftgrad_nn::optim::{lr_at, Optimizer};
@@ -177,22 +177,6 @@ impl Run {
                 .forward(&Var::constant(x.to_device(device)?), Mode::Train)?;
             let loss = cross_entropy(&logits, &labels)?;
             let c1 = counters::snapshot();
-            let loss_value = loss.value().item()? as f64;
-            let stop = |what: String| {
-                pb.abandon();
-                Error::Other(format!(
-                    "train: {what} at epoch {} step {} of {}; stopping. {}",
-                    epoch + 1,
-                    step + 1,
-                    sched.steps,
-                    last_good(&self.history, cx.ckpt_path)
-                ))
-            };
-            if !loss_value.is_finite() {
-                return Err(stop(format!("non-finite loss ({loss_value})")));
-            }
-            correct += argmax_correct(&logits.value(), &labels)?;
-            drop(logits);
             let graph_bytes = live_bytes(device).saturating_sub(live0);
             loss.backward()?;
             let c2 = counters::snapshot();
@@ -212,8 +196,32 @@ impl Run {
             if first_step {
                 tally.memory.optimiser_state_bytes = self.optim.state_bytes();
             }
+            // The step's one blocking read: loss, logits and the parameters' finite total.
+            // Waiting for the step's kernels first keeps them out of the check's time.
+            device.wait()?;
             let check_start = Instant::now();
-            let bad = finite::non_finite_parameters(self.optim.params())?;
+            let read = finite::read_step(&loss, &logits, self.optim.params())?;
+            drop(logits);
+            let loss_value = read.loss as f64;
+            let stop = |what: String| {
+                pb.abandon();
+                Error::Other(format!(
+                    "train: {what} at epoch {} step {} of {}; stopping. {}",
+                    epoch + 1,
+                    step + 1,
+                    sched.steps,
+                    last_good(&self.history, cx.ckpt_path)
+                ))
+            };
+            if !loss_value.is_finite() {
+                return Err(stop(format!("non-finite loss ({loss_value})")));
+            }
+            correct += count_correct(&read.logits, read.logits.len() / bs.max(1), &labels);
+            // Only a non-finite total reads the parameters one by one, to name them.
+            let bad = match read.params_total.is_finite() {
+                true => Vec::new(),
+                false => finite::non_finite_parameters(self.optim.params())?,
+            };
             tally.finite_check_seconds += check_start.elapsed().as_secs_f64();
             if let Some(first) = bad.first() {
                 let more = match bad.len() {

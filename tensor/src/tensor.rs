@@ -54,6 +54,14 @@ impl Device {
             opencl::Backend::OpenCl(ctx) => Ok(Device::OpenCl(ctx)),
         }
     }
+    /// Waits until everything queued on the device has run (nothing to wait for on the host).
+    /// Not a transfer: used to time host-side work apart from the kernels queued before it.
+    pub fn wait(&self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::OpenCl(ctx) => ctx.finish().map_err(dev_err),
+        }
+    }
     /// Whether two devices are the same (same OpenCL context).
     pub fn same(&self, other: &Device) -> bool {
         match (self, other) {

@@ -98,6 +98,11 @@ impl<T: Element> Buffer<T> {
         if self.len == 0 {
             return Ok(());
         }
+        {
+            let mut profiler = self.ctx.inner.profiler.borrow_mut();
+            profiler.transfers.writes += 1;
+            profiler.transfers.write_bytes += (self.len * size_of::<T>()) as u64;
+        }
         // SAFETY: blocking write of `len` elements into a buffer of at least that many bytes,
         // from a slice that outlives the call.
         unsafe {
@@ -125,6 +130,11 @@ impl<T: Element> Buffer<T> {
         self.check_len("read", dst.len())?;
         if self.len == 0 {
             return Ok(());
+        }
+        {
+            let mut profiler = self.ctx.inner.profiler.borrow_mut();
+            profiler.transfers.reads += 1;
+            profiler.transfers.read_bytes += (self.len * size_of::<T>()) as u64;
         }
         // SAFETY: blocking read of `len` elements into a slice of that length.
         unsafe {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ocl::core::{self, CommandQueueProperties, ContextProperties, ProfilingInfo};
 
 use super::program::Program;
-use crate::{DeviceInfo, Error, KernelTime, PoolStats, Result};
+use crate::{DeviceInfo, Error, KernelTime, PoolStats, Result, Transfers};
 
 /// Events kept before the queue is drained to read their times, bounding memory.
 const MAX_PENDING_EVENTS: usize = 4096;
@@ -55,6 +55,7 @@ pub(super) struct Profiler {
     pub(super) enabled: bool,
     pub(super) pending: Vec<(usize, core::Event)>,
     pub(super) stats: Vec<KernelTime>,
+    pub(super) transfers: Transfers,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -92,6 +93,7 @@ impl Context {
                     enabled: true,
                     pending: Vec::new(),
                     stats: Vec::new(),
+                    transfers: Transfers::default(),
                 }),
             }),
         })
@@ -146,10 +148,16 @@ impl Context {
         Ok(times)
     }
 
-    /// Zeroes the kernel counters and forgets launches not yet read.
+    /// The blocking host transfers counted since the last [`Context::reset_kernel_times`].
+    pub fn transfers(&self) -> Transfers {
+        self.inner.profiler.borrow().transfers
+    }
+
+    /// Zeroes the kernel and transfer counters and forgets launches not yet read.
     pub fn reset_kernel_times(&self) {
         let mut profiler = self.inner.profiler.borrow_mut();
         profiler.pending.clear();
+        profiler.transfers = Transfers::default();
         for t in &mut profiler.stats {
             t.launches = 0;
             t.timed_launches = 0;
