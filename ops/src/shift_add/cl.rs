@@ -1,6 +1,6 @@
 //! OpenCL shift-add: one forward kernel producing `Hout`, `Vout` and `Iout` together, and one
 //! backward kernel producing `dY` from the output gradients that exist (the op is one graph
-//! node with three outputs). Both are gathers: each work-item owns one output row, walked in
+//! node with three outputs). Both are gathers: each work-item owns one output row (forward) or plane (backward), walked in
 //! vector segments (see the comment block of `shift_add.cl` for the mapping and its
 //! measurement), so results are deterministic, bitwise, from run to run; they add the same
 //! terms in the same order as the CPU reference (on PoCL the two agree bit for bit). The
@@ -36,9 +36,10 @@ use std::rc::{Rc, Weak};
 const SOURCE: &str = include_str!("shift_add.cl");
 const OP: &str = "shift_add";
 
-/// Rows per work-group. Fixed rather than left to the driver: PoCL compiles a kernel once per
-/// work-group size, and a driver-chosen size follows the shapes, so every new shape would pay
-/// a compilation (seconds over a proptest run). 16 was as fast as any size tried on PoCL.
+/// Work-items (rows in the forward, planes in the backward) per work-group. Fixed rather than
+/// left to the driver: PoCL compiles a kernel once per work-group size, and a driver-chosen
+/// size follows the shapes, so every new shape would pay a compilation (seconds over a
+/// proptest run). 16 was as fast as any size tried on PoCL (4 and 64: 5-25 % slower).
 const ROWS_PER_GROUP: usize = 16;
 
 /// Sizes of one application, mirrored by `ShiftParams` in `shift_add.cl`.
@@ -211,12 +212,12 @@ pub fn backward<T: Real>(
         .fold(0u32, |m, (i, _)| m | (1 << i));
     // An absent path's argument is a placeholder the kernel does not read.
     let [dh, dv, di] = grads.map(|g| buf(g.unwrap_or(any)));
-    let rows = d.batch * d.channels() * d.hp();
+    let planes = d.batch * d.channels();
     launch(
         ctx,
         &prog,
         "shift_add_backward",
-        [round_up(rows, ROWS_PER_GROUP)],
+        [round_up(planes, ROWS_PER_GROUP)],
         Some([ROWS_PER_GROUP]),
         &[
             dh,
