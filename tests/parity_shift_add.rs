@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use shiftgrad::ops::parity::{compare, deterministic, fp64, opencl_device};
-use shiftgrad::ops::shift_add::{shift_add, ShiftTables};
+use shiftgrad::ops::shift_add::{shift_add, shift_add_sparse, LiveChannels, ShiftTables};
 use shiftgrad::ops::{add_n, mul, sum, Real, Var};
 use shiftgrad::tensor::compare::{assert_close, Scale};
 use shiftgrad::tensor::{init, Device, Tensor};
@@ -124,6 +124,68 @@ fn fixed_geometries_match_cpu() {
         if fp64(&dev, "f64 parity") {
             let r = parity(&dev, &t, bank_output::<f64>(&t, batch, h, w, seed), seed);
             assert!(r.iter().all(|&d| d <= 0.0), "f64 case {i}: {r:?}");
+        }
+    }
+}
+
+/// The sparse shift-add (SPEC 1.6) against the CPU reference: random masks, all live, all
+/// pruned and one live kernel, f32 and f64, each path; bitwise equal like the dense op.
+#[test]
+fn sparse_masks_match_cpu() {
+    use rand::Rng as _;
+    let Some(dev) = device() else { return };
+    for (i, &(big, small, reps, groups, batch, h, w)) in [
+        (13, 3, 3, 4, 2, 28, 28),
+        (13, 3, 2, 4, 1, 7, 7),
+        (51, 5, 2, 3, 1, 2, 9),
+        (10, 3, 2, 2, 2, 13, 5),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 70 + i as u64;
+        let t = tables(big, small, reps, groups, seed);
+        let n = reps * t.nk();
+        let mut rng = init::rng(seed);
+        let mut one = vec![false; n];
+        one[rng.gen_range(0..n)] = true;
+        let masks = [
+            (0..n).map(|_| rng.gen_bool(0.5)).collect::<Vec<_>>(),
+            (0..n).map(|_| rng.gen_bool(0.2)).collect(),
+            vec![true; n],
+            vec![false; n],
+            one,
+        ];
+        for (m, mask) in masks.iter().enumerate() {
+            let live = Rc::new(LiveChannels::from_mask(reps, t.nk(), mask).unwrap());
+            let e = t.extra();
+            let shape = [batch, live.len(), h + 2 * e, w + 2 * e];
+            for p in 0..3 {
+                let f = |v: &[Var<f32>]| -> shiftgrad::ops::Result<Var<f32>> {
+                    let (h, v, i) = shift_add_sparse(&v[0], &t, &live)?;
+                    Ok(vec![h, v, i].swap_remove(p))
+                };
+                let y = init::normal::<f32>(shape, 0.0, 1.0, &mut init::rng(seed + m as u64));
+                let r = compare(&dev, &f, std::slice::from_ref(&y), &[true], seed).unwrap();
+                assert!(
+                    r.max() <= 0.0,
+                    "f32 case {i} mask {m} path {p}: {}",
+                    r.max()
+                );
+                if fp64(&dev, "f64 parity") {
+                    let f = |v: &[Var<f64>]| -> shiftgrad::ops::Result<Var<f64>> {
+                        let (h, v, i) = shift_add_sparse(&v[0], &t, &live)?;
+                        Ok(vec![h, v, i].swap_remove(p))
+                    };
+                    let y = init::normal::<f64>(shape, 0.0, 1.0, &mut init::rng(seed + m as u64));
+                    let r = compare(&dev, &f, std::slice::from_ref(&y), &[true], seed).unwrap();
+                    assert!(
+                        r.max() <= 0.0,
+                        "f64 case {i} mask {m} path {p}: {}",
+                        r.max()
+                    );
+                }
+            }
         }
     }
 }
@@ -251,7 +313,7 @@ fn gradcheck_suite_cases_pass_on_the_device() {
     }
     let cases: Vec<_> = shiftgrad::ops::suite::all_cases()
         .into_iter()
-        .filter(|c| c.op == "shift_add")
+        .filter(|c| c.op == "shift_add" || c.op == "shift_add_sparse")
         .collect();
     assert!(!cases.is_empty());
     for case in &cases {

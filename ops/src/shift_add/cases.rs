@@ -4,7 +4,7 @@
 //! Sizes are small: the input is `Y`, `(B, R*nk, H+2e, W+2e)`, and each element costs two
 //! forward passes.
 
-use super::{shift_add, ShiftTables};
+use super::{shift_add, shift_add_sparse, LiveChannels, ShiftTables};
 use crate::device::common_device;
 use crate::suite::{input, GradCase};
 use shiftgrad_autograd::Var;
@@ -76,7 +76,51 @@ fn case(
     )
 }
 
+/// A random mask over `reps * nk` kernels with about `density` of them live, from `seed`.
+pub(crate) fn random_mask(reps: usize, nk: usize, density: f64, seed: u64) -> Vec<bool> {
+    use rand::Rng as _;
+    let mut rng = init::rng(seed);
+    (0..reps * nk).map(|_| rng.gen_bool(density)).collect()
+}
+
+/// One case of the sparse shift-add (SPEC 1.6): the live channels of `mask`, `Y` holding
+/// only them.
+#[allow(clippy::too_many_arguments)]
+fn sparse_case(
+    big: usize,
+    small: usize,
+    reps: usize,
+    groups: usize,
+    h: usize,
+    w: usize,
+    mask: Vec<bool>,
+    seed: u64,
+) -> GradCase {
+    let tables = Rc::new(
+        ShiftTables::random(big, small, reps, groups, &mut init::rng(seed))
+            .expect("valid case geometry"),
+    );
+    let live = Rc::new(LiveChannels::from_mask(reps, tables.nk(), &mask).expect("mask length"));
+    let e = small / 2;
+    let y = input([1, live.len(), h + 2 * e, w + 2 * e], seed + 1);
+    GradCase::new(
+        "shift_add_sparse",
+        format!(
+            "M{big} k{small} R{reps} G{groups} {h}x{w} live {}/{}",
+            live.len(),
+            mask.len()
+        ),
+        vec![y],
+        Box::new(move |v| {
+            let (hout, vout, iout) = shift_add_sparse(&v[0], &tables, &live)?;
+            stack3(&hout, &vout, &iout)
+        }),
+    )
+}
+
 pub fn cases() -> Vec<GradCase> {
+    let mut one_live = vec![false; 2 * 5];
+    one_live[7] = true;
     vec![
         // M not divisible by k, G = 1..4, k = 3 and 5, non-square maps.
         case(13, 3, 2, 1, 1, 5, 4, 301),
@@ -88,5 +132,10 @@ pub fn cases() -> Vec<GradCase> {
         // M divisible by k, M even, k = 1.
         case(9, 3, 2, 3, 1, 6, 7, 306),
         case(6, 1, 1, 2, 1, 3, 2, 307),
+        // Sparse: random masks, one live kernel, and all live through the sparse path.
+        sparse_case(13, 3, 2, 2, 4, 5, random_mask(2, 5, 0.5, 311), 311),
+        sparse_case(51, 5, 1, 3, 3, 4, random_mask(1, 11, 0.3, 312), 312),
+        sparse_case(13, 3, 2, 4, 3, 3, one_live, 313),
+        sparse_case(10, 3, 2, 2, 3, 4, vec![true; 8], 314),
     ]
 }

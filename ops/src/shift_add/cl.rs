@@ -26,8 +26,8 @@
 //! per op and per backward node.
 
 use super::cpu::Dims;
-use super::ShiftTables;
-use crate::device::{buf, dev_err, launch, output, round_up};
+use super::{LiveChannels, ShiftTables};
+use crate::device::{buf, dev_err, launch, output, round_up, zeros};
 use shiftgrad_tensor::opencl::{Arg, Buffer, Context, KernelParams, Program};
 use shiftgrad_tensor::{DType, Error, Real, Result, Tensor};
 use std::cell::RefCell;
@@ -55,23 +55,29 @@ struct Params {
     w: i32,
     hp: i32,
     wp: i32,
+    live: i32,
+    sparse: i32,
 }
 
-// SAFETY: #[repr(C)], nine i32 fields (no padding, no pointers), mirrored field for field by
+// SAFETY: #[repr(C)], eleven i32 fields (no padding, no pointers), mirrored field for field by
 // `ShiftParams` in shift_add.cl.
 unsafe impl KernelParams for Params {}
 
 impl Params {
     /// The sizes as kernel ints. The kernels index `Y` and the outputs with `int` arithmetic,
     /// so every element count must fit in an `i32` (`Y` is the largest tensor involved).
-    fn new(d: Dims) -> Result<Params> {
-        // With the batch counted as at least 1, every size below is at most this product.
-        let y_len = d.batch.max(1) as u128 * d.channels() as u128 * d.hp() as u128 * d.wp() as u128;
-        if y_len > i32::MAX as u128 {
+    fn new(d: Dims, sparse: bool) -> Result<Params> {
+        // With the batch counted as at least 1, every size below is at most one of these.
+        let b = d.batch.max(1) as u128;
+        let y_len = b * d.channels() as u128 * d.hp() as u128 * d.wp() as u128;
+        let out_len = b * d.reps as u128 * d.h as u128 * d.w as u128;
+        let bank = d.reps as u128 * d.nk as u128 * 2 * d.groups as u128;
+        let largest = y_len.max(out_len).max(bank);
+        if largest > i32::MAX as u128 {
             return Err(Error::arg(
                 OP,
                 format!(
-                    "y of {y_len} elements is too large for the OpenCL kernels' 32-bit indices"
+                    "a tensor of {largest} elements is too large for the OpenCL kernels' 32-bit indices"
                 ),
             ));
         }
@@ -86,6 +92,8 @@ impl Params {
             w: i(d.w),
             hp: i(d.hp()),
             wp: i(d.wp()),
+            live: i(d.channels()),
+            sparse: sparse as i32,
         })
     }
 }
@@ -114,16 +122,55 @@ struct DeviceTables {
     idx_identit: Buffer<i32>,
 }
 
-struct CacheEntry {
-    tables: Weak<ShiftTables>,
-    program: Program,
-    copies: Rc<DeviceTables>,
+/// The live-channel arrays of a [`LiveChannels`] on one device.
+struct DeviceLive {
+    channels: Buffer<i32>,
+    rep_start: Buffer<i32>,
+    compact: Buffer<i32>,
 }
 
+/// One uploaded object: the host value it copies (weakly), the program (so the context) it
+/// was uploaded for, and the device copies.
+struct CacheEntry<K, V> {
+    key: Weak<K>,
+    program: Program,
+    copies: Rc<V>,
+}
+
+type Cache<K, V> = RefCell<Vec<CacheEntry<K, V>>>;
+
 thread_local! {
-    /// Uploaded tables (see the module doc). A context is single-threaded, so a per-thread
-    /// cache is all the sharing there can be.
-    static UPLOADED: RefCell<Vec<CacheEntry>> = const { RefCell::new(Vec::new()) };
+    /// Uploaded tables and live channels (see the module doc). A context is single-threaded,
+    /// so a per-thread cache is all the sharing there can be.
+    static TABLES: Cache<ShiftTables, DeviceTables> = const { RefCell::new(Vec::new()) };
+    static LIVE: Cache<LiveChannels, DeviceLive> = const { RefCell::new(Vec::new()) };
+}
+
+/// The device copy of `key` for the context of `program`: from `cache`, or made by `upload`
+/// on first use (and kept while `key` lives).
+fn cached<K: 'static, V: 'static>(
+    cache: &'static std::thread::LocalKey<Cache<K, V>>,
+    program: &Program,
+    key: &Rc<K>,
+    upload: impl FnOnce() -> Result<V>,
+) -> Result<Rc<V>> {
+    cache.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        cache.retain(|e| e.key.strong_count() > 0);
+        let hit = cache
+            .iter()
+            .find(|e| std::ptr::eq(e.key.as_ptr(), Rc::as_ptr(key)) && e.program.ptr_eq(program));
+        if let Some(e) = hit {
+            return Ok(e.copies.clone());
+        }
+        let copies = Rc::new(upload()?);
+        cache.push(CacheEntry {
+            key: Rc::downgrade(key),
+            program: program.clone(),
+            copies: copies.clone(),
+        });
+        Ok(copies)
+    })
 }
 
 /// The device copy of `tables` for the context of `program`, uploaded on first use.
@@ -132,44 +179,59 @@ fn device_tables(
     program: &Program,
     tables: &Rc<ShiftTables>,
 ) -> Result<Rc<DeviceTables>> {
-    UPLOADED.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        cache.retain(|e| e.tables.strong_count() > 0);
-        let hit = cache.iter().find(|e| {
-            std::ptr::eq(e.tables.as_ptr(), Rc::as_ptr(tables)) && e.program.ptr_eq(program)
-        });
-        if let Some(e) = hit {
-            return Ok(e.copies.clone());
-        }
-        let copies = Rc::new(DeviceTables {
+    cached(&TABLES, program, tables, || {
+        Ok(DeviceTables {
             pad_hv: ctx.upload(&tables.pad_hv).map_err(dev_err)?,
             idx_identit: ctx.upload(&tables.idx_identit).map_err(dev_err)?,
-        });
-        cache.push(CacheEntry {
-            tables: Rc::downgrade(tables),
-            program: program.clone(),
-            copies: copies.clone(),
-        });
-        Ok(copies)
+        })
     })
 }
 
-/// `(Hout, Vout, Iout)` of `y` (already checked against the tables: `d` came from them).
+/// The device copy of `live` (which must have at least one live channel: an empty buffer
+/// cannot be a kernel argument), uploaded on first use.
+fn device_live(
+    ctx: &Context,
+    program: &Program,
+    live: &Rc<LiveChannels>,
+) -> Result<Rc<DeviceLive>> {
+    cached(&LIVE, program, live, || {
+        Ok(DeviceLive {
+            channels: ctx.upload(&live.channels).map_err(dev_err)?,
+            rep_start: ctx.upload(&live.rep_start).map_err(dev_err)?,
+            compact: ctx.upload(&live.compact).map_err(dev_err)?,
+        })
+    })
+}
+
+/// `(Hout, Vout, Iout)` of `y` (already checked against the tables and `live`: `d` came from
+/// them). `live` is `None` for the dense layout.
 pub fn forward<T: Real>(
     ctx: &Context,
     y: &Tensor<T>,
     tables: &Rc<ShiftTables>,
+    live: Option<&Rc<LiveChannels>>,
     d: Dims,
 ) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
-    let params = Params::new(d)?;
+    let shape = [d.batch, d.reps, d.h, d.w];
+    if d.channels() == 0 {
+        // Every kernel pruned: nothing to add, and no Y buffer to pass.
+        return Ok((
+            zeros::<T>(ctx, shape)?,
+            zeros::<T>(ctx, shape)?,
+            zeros::<T>(ctx, shape)?,
+        ));
+    }
+    let params = Params::new(d, live.is_some())?;
     let prog = shift_program::<T>(ctx)?;
     let dev = device_tables(ctx, &prog, tables)?;
-    let shape = [d.batch, d.reps, d.h, d.w];
+    let dl = live.map(|l| device_live(ctx, &prog, l)).transpose()?;
     let (hout, vout, iout) = (
         output::<T>(ctx, shape)?,
         output::<T>(ctx, shape)?,
         output::<T>(ctx, shape)?,
     );
+    // Without live channels the kernel reads none of the three arrays: placeholders.
+    let placeholder = || dev.pad_hv.arg();
     let rows = d.batch * d.reps * d.h;
     launch(
         ctx,
@@ -181,6 +243,9 @@ pub fn forward<T: Real>(
             buf(y),
             dev.pad_hv.arg(),
             dev.idx_identit.arg(),
+            dl.as_ref().map_or_else(placeholder, |l| l.channels.arg()),
+            dl.as_ref().map_or_else(placeholder, |l| l.rep_start.arg()),
+            dl.as_ref().map_or_else(placeholder, |l| l.compact.arg()),
             buf(&hout),
             buf(&vout),
             buf(&iout),
@@ -190,21 +255,26 @@ pub fn forward<T: Real>(
     Ok((hout, vout, iout))
 }
 
-/// The whole backward: `dY` (a full `(B, R*nk, Hp, Wp)` tensor, positions that receive no
-/// term are zero) from the output gradients `[dH, dV, dI]` that exist, in one launch.
+/// The whole backward: `dY` (a full `(B, L, Hp, Wp)` tensor, positions that receive no term
+/// are zero) from the output gradients `[dH, dV, dI]` that exist, in one launch.
 pub fn backward<T: Real>(
     ctx: &Context,
     grads: [Option<&Tensor<T>>; 3],
     tables: &Rc<ShiftTables>,
+    live: Option<&Rc<LiveChannels>>,
     d: Dims,
 ) -> Result<Tensor<T>> {
     let Some(any) = grads.iter().flatten().next() else {
         return Err(Error::arg(OP, "backward without any output gradient"));
     };
-    let params = Params::new(d)?;
+    let dy = output::<T>(ctx, [d.batch, d.channels(), d.hp(), d.wp()])?;
+    if d.channels() == 0 {
+        return Ok(dy);
+    }
+    let params = Params::new(d, live.is_some())?;
     let prog = shift_program::<T>(ctx)?;
     let dev = device_tables(ctx, &prog, tables)?;
-    let dy = output::<T>(ctx, [d.batch, d.channels(), d.hp(), d.wp()])?;
+    let dl = live.map(|l| device_live(ctx, &prog, l)).transpose()?;
     let paths = grads
         .iter()
         .enumerate()
@@ -225,6 +295,8 @@ pub fn backward<T: Real>(
             di,
             dev.pad_hv.arg(),
             dev.idx_identit.arg(),
+            dl.as_ref()
+                .map_or_else(|| dev.pad_hv.arg(), |l| l.channels.arg()),
             buf(&dy),
             Arg::params(&params),
             Arg::U32(paths),

@@ -4,11 +4,16 @@
 //! innermost (contiguous). The valid range of the innermost loop (or of the row loop, for the
 //! vertical path) depends only on the shift of one (channel, group) pair, so it is computed
 //! once per pair ([`Span`]) and the inner loops carry no bounds checks.
+//!
+//! `Y` holds the live bank channels only ([`LiveChannels`], SPEC 1.6): the loops over "the
+//! channels of rep o" visit its live channels in increasing order, and `Y`'s channel index is
+//! the compact one. With every kernel live the compact index is the bank channel.
 
-use super::ShiftTables;
+use super::{LiveChannels, ShiftTables};
 use shiftgrad_tensor::{Real, Tensor};
 
-/// Sizes of one application: `y` is `(B, R*nk, Hp, Wp)`, the outputs `(B, R, H, W)`.
+/// Sizes of one application: `y` is `(B, L, Hp, Wp)` (L live channels of the R*nk), the
+/// outputs `(B, R, H, W)`.
 #[derive(Debug, Clone, Copy)]
 pub struct Dims {
     pub batch: usize,
@@ -18,6 +23,8 @@ pub struct Dims {
     pub extra: usize,
     pub h: usize,
     pub w: usize,
+    /// L, the channels of `Y`: the live kernels (R*nk when every kernel is live).
+    pub live: usize,
 }
 
 impl Dims {
@@ -27,8 +34,9 @@ impl Dims {
     pub fn wp(&self) -> usize {
         self.w + 2 * self.extra
     }
+    /// The channels of `Y` (L).
     pub fn channels(&self) -> usize {
-        self.reps * self.nk
+        self.live
     }
 }
 
@@ -99,7 +107,12 @@ fn add_row<T: Real>(dst: &mut [T], src: &[T]) {
 }
 
 /// Forward, horizontal path: `Hout[b,o,y,x] = sum_g sum_j Y[b, o*nk+j, y+e, x - pad_hv[c,g]]`.
-pub fn forward_h<T: Real>(y: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> {
+pub fn forward_h<T: Real>(
+    y: &Tensor<T>,
+    t: &ShiftTables,
+    live: &LiveChannels,
+    d: Dims,
+) -> Tensor<T> {
     let (hp, wp, e) = (d.hp(), d.wp(), d.extra);
     // Destination x, source x - s: valid x in max(0, s)..min(W, Wp + s).
     let sp = spans(t, 0, 1, d.w, wp);
@@ -109,9 +122,8 @@ pub fn forward_h<T: Real>(y: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> 
         for o in 0..d.reps {
             for row in 0..d.h {
                 let dst = &mut odata[((b * d.reps + o) * d.h + row) * d.w..][..d.w];
-                for j in 0..d.nk {
-                    let c = o * d.nk + j;
-                    let src = &ydata[((b * d.channels() + c) * hp + row + e) * wp..][..wp];
+                for (l, c) in live.of_rep(o) {
+                    let src = &ydata[((b * d.channels() + l) * hp + row + e) * wp..][..wp];
                     for g in 0..d.groups {
                         add_shifted(dst, src, &sp[c * d.groups + g]);
                     }
@@ -123,7 +135,12 @@ pub fn forward_h<T: Real>(y: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> 
 }
 
 /// Forward, vertical path: `Vout[b,o,y,x] = sum_g sum_j Y[b, o*nk+j, y - pad_hv[c,G+g], x+e]`.
-pub fn forward_v<T: Real>(y: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> {
+pub fn forward_v<T: Real>(
+    y: &Tensor<T>,
+    t: &ShiftTables,
+    live: &LiveChannels,
+    d: Dims,
+) -> Tensor<T> {
     let (hp, wp, e) = (d.hp(), d.wp(), d.extra);
     // Destination row y, source row y - s: valid y in max(0, s)..min(H, Hp + s).
     let sp = spans(t, t.groups, 1, d.h, hp);
@@ -133,13 +150,12 @@ pub fn forward_v<T: Real>(y: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> 
         for o in 0..d.reps {
             for row in 0..d.h {
                 let dst = &mut odata[((b * d.reps + o) * d.h + row) * d.w..][..d.w];
-                for j in 0..d.nk {
-                    let c = o * d.nk + j;
+                for (l, c) in live.of_rep(o) {
                     for g in 0..d.groups {
                         let span = &sp[c * d.groups + g];
                         if (span.lo..span.hi).contains(&row) {
                             let r = span.src(row);
-                            let src = &ydata[((b * d.channels() + c) * hp + r) * wp + e..][..d.w];
+                            let src = &ydata[((b * d.channels() + l) * hp + r) * wp + e..][..d.w];
                             add_row(dst, src);
                         }
                     }
@@ -150,8 +166,14 @@ pub fn forward_v<T: Real>(y: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> 
     out
 }
 
-/// Forward, identity path: `Iout[b,o,y,x] = sum_g Y[b, idx_identit[o,g], y+e, x+e]`.
-pub fn forward_i<T: Real>(y: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> {
+/// Forward, identity path: `Iout[b,o,y,x] = sum_g Y[b, idx_identit[o,g], y+e, x+e]` (a
+/// pruned choice contributes nothing).
+pub fn forward_i<T: Real>(
+    y: &Tensor<T>,
+    t: &ShiftTables,
+    live: &LiveChannels,
+    d: Dims,
+) -> Tensor<T> {
     let (hp, wp, e) = (d.hp(), d.wp(), d.extra);
     let mut out = Tensor::zeros([d.batch, d.reps, d.h, d.w]);
     let (ydata, odata) = (y.data(), out.data_mut());
@@ -161,8 +183,10 @@ pub fn forward_i<T: Real>(y: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> 
                 let dst = &mut odata[((b * d.reps + o) * d.h + row) * d.w..][..d.w];
                 for g in 0..d.groups {
                     let c = t.idx_identit[o * d.groups + g] as usize;
-                    let src = &ydata[((b * d.channels() + c) * hp + row + e) * wp + e..][..d.w];
-                    add_row(dst, src);
+                    if let Some(l) = live.compact_of(c) {
+                        let src = &ydata[((b * d.channels() + l) * hp + row + e) * wp + e..][..d.w];
+                        add_row(dst, src);
+                    }
                 }
             }
         }
@@ -177,33 +201,40 @@ pub fn forward_i<T: Real>(y: &Tensor<T>, t: &ShiftTables, d: Dims) -> Tensor<T> 
 pub fn backward<T: Real>(
     [dh, dv, di]: [Option<&Tensor<T>>; 3],
     t: &ShiftTables,
+    live: &LiveChannels,
     d: Dims,
 ) -> Tensor<T> {
     let mut dy = Tensor::zeros([d.batch, d.channels(), d.hp(), d.wp()]);
     if let Some(dh) = dh {
-        add_backward_h(&mut dy, dh, t, d);
+        add_backward_h(&mut dy, dh, t, live, d);
     }
     if let Some(dv) = dv {
-        add_backward_v(&mut dy, dv, t, d);
+        add_backward_v(&mut dy, dv, t, live, d);
     }
     if let Some(di) = di {
-        add_backward_i(&mut dy, di, t, d);
+        add_backward_i(&mut dy, di, t, live, d);
     }
     dy
 }
 
 /// Adds the horizontal path's terms to `dy`: `dY[b,c,u,v] += sum_g dHout[b,o,u-e, v + pad_hv[c,g]]`.
-fn add_backward_h<T: Real>(dy: &mut Tensor<T>, dh: &Tensor<T>, t: &ShiftTables, d: Dims) {
+fn add_backward_h<T: Real>(
+    dy: &mut Tensor<T>,
+    dh: &Tensor<T>,
+    t: &ShiftTables,
+    live: &LiveChannels,
+    d: Dims,
+) {
     let (hp, wp, e) = (d.hp(), d.wp(), d.extra);
     // Destination v, source v + s: valid v in max(0, -s)..min(Wp, W - s).
     let sp = spans(t, 0, -1, wp, d.w);
     let (gdata, ydata) = (dh.data(), dy.data_mut());
     for b in 0..d.batch {
-        for c in 0..d.channels() {
-            let o = c / d.nk;
+        for (l, &c) in live.channels.iter().enumerate() {
+            let (c, o) = (c as usize, c as usize / d.nk);
             // Rows u with u - e in 0..H; the others stay zero.
             for u in e..e + d.h {
-                let dst = &mut ydata[((b * d.channels() + c) * hp + u) * wp..][..wp];
+                let dst = &mut ydata[((b * d.channels() + l) * hp + u) * wp..][..wp];
                 let src = &gdata[((b * d.reps + o) * d.h + u - e) * d.w..][..d.w];
                 for g in 0..d.groups {
                     add_shifted(dst, src, &sp[c * d.groups + g]);
@@ -214,16 +245,22 @@ fn add_backward_h<T: Real>(dy: &mut Tensor<T>, dh: &Tensor<T>, t: &ShiftTables, 
 }
 
 /// Adds the vertical path's terms: `dY[b,c,u,v] += sum_g dVout[b,o, u + pad_hv[c,G+g], v-e]`.
-fn add_backward_v<T: Real>(dy: &mut Tensor<T>, dv: &Tensor<T>, t: &ShiftTables, d: Dims) {
+fn add_backward_v<T: Real>(
+    dy: &mut Tensor<T>,
+    dv: &Tensor<T>,
+    t: &ShiftTables,
+    live: &LiveChannels,
+    d: Dims,
+) {
     let (hp, wp, e) = (d.hp(), d.wp(), d.extra);
     // Destination row u, source row u + s: valid u in max(0, -s)..min(Hp, H - s).
     let sp = spans(t, t.groups, -1, hp, d.h);
     let (gdata, ydata) = (dv.data(), dy.data_mut());
     for b in 0..d.batch {
-        for c in 0..d.channels() {
-            let o = c / d.nk;
+        for (l, &c) in live.channels.iter().enumerate() {
+            let (c, o) = (c as usize, c as usize / d.nk);
             for u in 0..hp {
-                let dst = &mut ydata[((b * d.channels() + c) * hp + u) * wp + e..][..d.w];
+                let dst = &mut ydata[((b * d.channels() + l) * hp + u) * wp + e..][..d.w];
                 for g in 0..d.groups {
                     let span = &sp[c * d.groups + g];
                     if (span.lo..span.hi).contains(&u) {
@@ -238,14 +275,20 @@ fn add_backward_v<T: Real>(dy: &mut Tensor<T>, dv: &Tensor<T>, t: &ShiftTables, 
 }
 
 /// Adds the identity path's terms: `dY[b,c,u,v] += sum_g [c == idx_identit[o,g]] dIout[b,o,u-e,v-e]`.
-fn add_backward_i<T: Real>(dy: &mut Tensor<T>, di: &Tensor<T>, t: &ShiftTables, d: Dims) {
+fn add_backward_i<T: Real>(
+    dy: &mut Tensor<T>,
+    di: &Tensor<T>,
+    t: &ShiftTables,
+    live: &LiveChannels,
+    d: Dims,
+) {
     let (hp, wp, e) = (d.hp(), d.wp(), d.extra);
     let (gdata, ydata) = (di.data(), dy.data_mut());
     for b in 0..d.batch {
-        for c in 0..d.channels() {
-            let o = c / d.nk;
+        for (l, &c) in live.channels.iter().enumerate() {
+            let (c, o) = (c as usize, c as usize / d.nk);
             for u in e..e + d.h {
-                let dst = &mut ydata[((b * d.channels() + c) * hp + u) * wp + e..][..d.w];
+                let dst = &mut ydata[((b * d.channels() + l) * hp + u) * wp + e..][..d.w];
                 let src = &gdata[((b * d.reps + o) * d.h + u - e) * d.w..][..d.w];
                 for g in 0..d.groups {
                     if t.idx_identit[o * d.groups + g] as usize == c {
@@ -258,15 +301,16 @@ fn add_backward_i<T: Real>(dy: &mut Tensor<T>, di: &Tensor<T>, t: &ShiftTables, 
 }
 
 /// Number of in-bounds terms of the horizontal and vertical paths (the additions each
-/// performs, forward or backward), for one batch element.
-pub fn terms_hv(t: &ShiftTables, d: Dims) -> (u64, u64) {
-    let h: usize = spans(t, 0, 1, d.w, d.wp())
-        .iter()
-        .map(|s| s.hi - s.lo)
-        .sum();
-    let v: usize = spans(t, t.groups, 1, d.h, d.hp())
-        .iter()
-        .map(|s| s.hi - s.lo)
-        .sum();
+/// performs, forward or backward), for one batch element: the live channels' terms only.
+pub fn terms_hv(t: &ShiftTables, live: &LiveChannels, d: Dims) -> (u64, u64) {
+    let live_terms = |sp: Vec<Span>| -> usize {
+        live.channels
+            .iter()
+            .flat_map(|&c| &sp[c as usize * t.groups..(c as usize + 1) * t.groups])
+            .map(|s| s.hi - s.lo)
+            .sum()
+    };
+    let h = live_terms(spans(t, 0, 1, d.w, d.wp()));
+    let v = live_terms(spans(t, t.groups, 1, d.h, d.hp()));
     ((h * d.h) as u64, (v * d.w) as u64)
 }

@@ -41,17 +41,25 @@
 //! its part of the tables, with as many additions as its path's forward terms, and `dY` is
 //! written once.
 //!
+//! **Sparse (SPEC 1.6).** [`shift_add_sparse`] takes `Y` with one channel per live kernel of
+//! a mask ([`LiveChannels`], `live.rs`): the loops visit only live channels, an identity
+//! choice on a pruned kernel adds nothing, `dY` has only the live channels, and
+//! [`cost_sparse`] counts only live terms. [`shift_add`] is the all-live case (on OpenCL it
+//! passes no live-channel arrays).
+//!
 //! The dense equivalent of bank convolution + shift-add (SPEC 1.4) is in `dense.rs`.
 
 pub(crate) mod cases;
 mod cl;
 mod cpu;
 mod dense;
+mod live;
 mod tables;
 #[cfg(test)]
 mod tests;
 
 pub use dense::{dense_kernels, dense_padding};
+pub use live::LiveChannels;
 pub use tables::ShiftTables;
 
 use crate::cost::{bytes, Cost, Work};
@@ -62,12 +70,13 @@ use std::rc::Rc;
 
 const OP: &str = "shift_add";
 
-/// Int32 bytes of the tables read by the horizontal (or vertical) path and the identity path.
-fn table_bytes(t: &ShiftTables) -> (u64, u64) {
-    let channels = t.reps * t.big.div_ceil(t.small.max(1));
+/// Int32 bytes of the tables read by the horizontal (or vertical) path and the identity path
+/// (with the live-channel arrays where a mask prunes kernels).
+fn table_bytes(t: &ShiftTables, live: &LiveChannels) -> (u64, u64) {
+    let sparse = !live.is_dense() as usize;
     (
-        (channels * t.groups * 4) as u64,
-        (t.reps * t.groups * 4) as u64,
+        ((live.len() * t.groups + sparse * (live.len() + live.rep_start.len())) * 4) as u64,
+        ((t.reps * t.groups + sparse * live.compact.len()) * 4) as u64,
     )
 }
 
@@ -90,9 +99,15 @@ impl Works {
     }
 }
 
-/// The work of a shift-add producing `(batch, R, h, w)` outputs.
-fn works<T: Real>(tables: &ShiftTables, batch: usize, h: usize, w: usize) -> Works {
-    if tables.validate().is_err() {
+/// The work of a shift-add producing `(batch, R, h, w)` outputs from the live channels.
+fn works<T: Real>(
+    tables: &ShiftTables,
+    live: &LiveChannels,
+    batch: usize,
+    h: usize,
+    w: usize,
+) -> Works {
+    if tables.validate().is_err() || live.validate(tables.reps, tables.nk()).is_err() {
         return Works {
             forward: Work::default(),
             paths: [Work::default(); 3],
@@ -107,13 +122,20 @@ fn works<T: Real>(tables: &ShiftTables, batch: usize, h: usize, w: usize) -> Wor
         extra: tables.extra(),
         h,
         w,
+        live: live.len(),
     };
-    let (terms_h, terms_v) = cpu::terms_hv(tables, d);
+    let (terms_h, terms_v) = cpu::terms_hv(tables, live, d);
     let (terms_h, terms_v) = (batch as u64 * terms_h, batch as u64 * terms_v);
     let out = batch * d.reps * h * w;
-    let terms_i = (out * d.groups) as u64;
+    // Identity choices that land on a live kernel, over all reps.
+    let live_choices = tables
+        .idx_identit
+        .iter()
+        .filter(|&&c| live.compact_of(c as usize).is_some())
+        .count();
+    let terms_i = (batch * h * w * live_choices) as u64;
     let y = batch * d.channels() * d.hp() * d.wp();
-    let (tb_hv, tb_i) = table_bytes(tables);
+    let (tb_hv, tb_i) = table_bytes(tables, live);
     let forward = Work::new(
         terms_h + terms_v + terms_i,
         bytes::<T>(y + 3 * out) + 2 * tb_hv + tb_i,
@@ -134,16 +156,35 @@ fn works<T: Real>(tables: &ShiftTables, batch: usize, h: usize, w: usize) -> Wor
 /// `tables` must be valid (as built by [`ShiftTables::random`] or
 /// [`ShiftTables::from_arrays`]); invalid tables cost zero.
 pub fn cost<T: Real>(tables: &ShiftTables, batch: usize, h: usize, w: usize) -> Cost {
-    let w = works::<T>(tables, batch, h, w);
+    cost_sparse::<T>(
+        tables,
+        &LiveChannels::all(tables.reps, tables.nk()),
+        batch,
+        h,
+        w,
+    )
+}
+
+/// Cost of the sparse shift-add ([`shift_add_sparse`]): the live kernels' terms only.
+/// Invalid tables or live channels cost zero.
+pub fn cost_sparse<T: Real>(
+    tables: &ShiftTables,
+    live: &LiveChannels,
+    batch: usize,
+    h: usize,
+    w: usize,
+) -> Cost {
+    let w = works::<T>(tables, live, batch, h, w);
     Cost {
         forward: w.forward,
         backward: w.backward([true; 3]),
     }
 }
 
-/// The sizes of an application to `y`, checked against the tables.
-fn dims_of(y_dims: &[usize], tables: &ShiftTables) -> Result<Dims> {
+/// The sizes of an application to `y`, checked against the tables and the live channels.
+fn dims_of(y_dims: &[usize], tables: &ShiftTables, live: &LiveChannels) -> Result<Dims> {
     tables.validate()?;
+    live.validate(tables.reps, tables.nk())?;
     let [batch, ch, hp, wp] = match *y_dims {
         [b, c, h, w] => [b, c, h, w],
         _ => {
@@ -154,7 +195,7 @@ fn dims_of(y_dims: &[usize], tables: &ShiftTables) -> Result<Dims> {
         }
     };
     let (reps, nk, e) = (tables.reps, tables.nk(), tables.extra());
-    if ch != reps * nk {
+    if ch != live.len() && live.is_dense() {
         return Err(Error::shape(
             OP,
             format!(
@@ -162,6 +203,16 @@ fn dims_of(y_dims: &[usize], tables: &ShiftTables) -> Result<Dims> {
                 reps * nk,
                 tables.big,
                 tables.small
+            ),
+        ));
+    }
+    if ch != live.len() {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "y has {ch} channels, expected one per live kernel: {} of R*nk = {}",
+                live.len(),
+                reps * nk
             ),
         ));
     }
@@ -182,6 +233,7 @@ fn dims_of(y_dims: &[usize], tables: &ShiftTables) -> Result<Dims> {
         extra: e,
         h: hp - 2 * e,
         w: wp - 2 * e,
+        live: ch,
     })
 }
 
@@ -191,18 +243,48 @@ pub fn shift_add<T: Real>(
     y: &Var<T>,
     tables: &Rc<ShiftTables>,
 ) -> Result<(Var<T>, Var<T>, Var<T>)> {
-    let d = dims_of(y.value().dims(), tables)?;
-    let work = works::<T>(tables, d.batch, d.h, d.w);
+    apply(y, tables, None)
+}
+
+/// The sparse shift-add (SPEC 1.6): `y` is `(B, L, H+2e, W+2e)`, one channel per live kernel
+/// of `live` in its compact order ([`LiveChannels`]); pruned kernels contribute nothing and
+/// cost nothing. Equals [`shift_add`] of the dense `Y` whose pruned channels are zero.
+pub fn shift_add_sparse<T: Real>(
+    y: &Var<T>,
+    tables: &Rc<ShiftTables>,
+    live: &Rc<LiveChannels>,
+) -> Result<(Var<T>, Var<T>, Var<T>)> {
+    apply(y, tables, Some(live))
+}
+
+/// Both forms: `live` is `None` for the dense layout (every kernel live; on OpenCL the
+/// kernels then use the bank channel as `Y`'s index and read no live-channel arrays).
+fn apply<T: Real>(
+    y: &Var<T>,
+    tables: &Rc<ShiftTables>,
+    live: Option<&Rc<LiveChannels>>,
+) -> Result<(Var<T>, Var<T>, Var<T>)> {
+    let all;
+    let live_ref: &LiveChannels = match live {
+        Some(l) => l,
+        None => {
+            all = LiveChannels::all(tables.reps, tables.nk());
+            &all
+        }
+    };
+    let d = dims_of(y.value().dims(), tables, live_ref)?;
+    let work = works::<T>(tables, live_ref, d.batch, d.h, d.w);
+    let live = live.cloned();
     let outputs = {
         let yv = y.value();
         match yv.device() {
             Device::Cpu => vec![
-                cpu::forward_h(&yv, tables, d),
-                cpu::forward_v(&yv, tables, d),
-                cpu::forward_i(&yv, tables, d),
+                cpu::forward_h(&yv, tables, live_ref, d),
+                cpu::forward_v(&yv, tables, live_ref, d),
+                cpu::forward_i(&yv, tables, live_ref, d),
             ],
             Device::OpenCl(c) => {
-                let (h, v, i) = cl::forward(&c, &yv, tables, d)?;
+                let (h, v, i) = cl::forward(&c, &yv, tables, live.as_ref(), d)?;
                 vec![h, v, i]
             }
         }
@@ -222,8 +304,11 @@ pub fn shift_add<T: Real>(
             .map(|g| g.device())
             .unwrap_or_default();
         let dy = match device {
-            Device::Cpu => cpu::backward([dh, dv, di], &t, d),
-            Device::OpenCl(c) => cl::backward(&c, [dh, dv, di], &t, d)?,
+            Device::Cpu => match &live {
+                Some(l) => cpu::backward([dh, dv, di], &t, l, d),
+                None => cpu::backward([dh, dv, di], &t, &LiveChannels::all(t.reps, t.nk()), d),
+            },
+            Device::OpenCl(c) => cl::backward(&c, [dh, dv, di], &t, live.as_ref(), d)?,
         };
         Ok(vec![Some(dy)])
     })

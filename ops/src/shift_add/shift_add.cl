@@ -1,8 +1,13 @@
 // shift-add (SPEC 1.3) forward and backward, all gathers. Built with -D real=float|double and
 // -D ireal=int|long (the integer type of the same width, for lane masks).
 //
-// Y is (B, C = R*nk, Hp = H+2e, Wp = W+2e); Hout, Vout, Iout are (B, R, H, W); pad_hv is
-// int (C, 2G) and idx_identit int (R, G), exactly as stored on the host.
+// Y is (B, L, Hp = H+2e, Wp = W+2e) with one channel per live kernel (L = R*nk when every
+// kernel is live); Hout, Vout, Iout are (B, R, H, W); pad_hv is int (R*nk, 2G) and
+// idx_identit int (R, G), exactly as stored on the host. With a mask (SPEC 1.6, p.sparse = 1)
+// the live-channel arrays of LiveChannels say which bank channel each Y channel holds:
+// channels int (L), rep_start int (R + 1), compact int (R*nk, -1 = pruned); without one
+// (p.sparse = 0) Y's channel is the bank channel and those three arguments are placeholders
+// that are never read.
 //
 // Work-item mapping: one work-item per output row (forward) or per output plane (backward),
 // over a 1-D range (rounded up to whole work-groups; the extra work-items return at once). Every output element is written
@@ -11,9 +16,9 @@
 //
 //   shift_add_forward     work-item id = (b*R + o)*H + y owns row y of Hout, Vout and Iout
 //                         for (b, o); it reads the nk bank channels of rep o.
-//   shift_add_backward    work-item id = b*C + c owns the plane of dY for (b, c), row after
+//   shift_add_backward    work-item id = b*L + l owns the plane of dY for (b, l), row after
 //                         row; it reads the output gradients (those that exist) of rep
-//                         o = c / nk.
+//                         o = c / nk of its bank channel c.
 //                         Positions that receive no term are written as zeros, so dY needs
 //                         no fill, and dY is written once for the three paths.
 //
@@ -91,6 +96,8 @@ typedef struct {
     int w;
     int hp;
     int wp;
+    int live;   // L, the channels of Y
+    int sparse; // 1: Y holds the live channels of the live-channel arrays; 0: all, in order
 } ShiftParams;
 
 // Hout[b,o,y,x] = sum_j sum_g Y[b, o*nk+j, y+e, x - pad_hv[c,g]]
@@ -99,6 +106,9 @@ typedef struct {
 __kernel void shift_add_forward(__global const real* restrict y,
                                 __global const int* restrict pad_hv,
                                 __global const int* restrict idx_identit,
+                                __global const int* restrict channels,
+                                __global const int* restrict rep_start,
+                                __global const int* restrict compact,
                                 __global real* restrict hout, __global real* restrict vout,
                                 __global real* restrict iout, const ShiftParams p) {
     if (get_global_id(0) >= (size_t)(p.batch * p.reps * p.h)) {
@@ -113,18 +123,21 @@ __kernel void shift_add_forward(__global const real* restrict y,
     const int e = p.extra;
     const int W = p.w;
     const int plane = p.hp * p.wp;
-    const int y_len = p.batch * p.reps * p.nk * plane;
-    // Channel 0 of batch b; channel c is `c * plane` further.
-    const int y_b = b * p.reps * p.nk * plane;
+    const int y_len = p.batch * p.live * plane;
+    // Channel 0 of batch b; channel l is `l * plane` further.
+    const int y_b = b * p.live * plane;
+    // The Y channels of rep o.
+    const int l0 = p.sparse ? rep_start[o] : o * p.nk;
+    const int l1 = p.sparse ? rep_start[o + 1] : (o + 1) * p.nk;
     const int out = ((b * p.reps + o) * p.h + row) * W;
 
     for (int x0 = 0; x0 < W; x0 += VW) {
         vec h = (vec)(real)0;
         vec v = (vec)(real)0;
         vec i = (vec)(real)0;
-        for (int j = 0; j < p.nk; j++) {
-            const int c = o * p.nk + j;
-            const int y_c = y_b + c * plane;
+        for (int l = l0; l < l1; l++) {
+            const int c = p.sparse ? channels[l] : l;
+            const int y_c = y_b + l * plane;
             __global const int* shift = pad_hv + c * 2 * G;
             for (int g = 0; g < G; g++) {
                 // Horizontal: column x reads column x - s of row y + e.
@@ -138,7 +151,10 @@ __kernel void shift_add_forward(__global const real* restrict y,
         }
         for (int g = 0; g < G; g++) {
             const int c = idx_identit[o * G + g];
-            i += load_seg(y, y_b + c * plane + (row + e) * p.wp, x0 + e, p.wp, y_len);
+            const int l = p.sparse ? compact[c] : c;
+            if (l >= 0) {
+                i += load_seg(y, y_b + l * plane + (row + e) * p.wp, x0 + e, p.wp, y_len);
+            }
         }
         const int count = min(VW, W - x0);
         store_seg(hout + out + x0, h, count);
@@ -158,15 +174,17 @@ __kernel void shift_add_backward(__global const real* restrict dh,
                                  __global const real* restrict di,
                                  __global const int* restrict pad_hv,
                                  __global const int* restrict idx_identit,
+                                 __global const int* restrict channels,
                                  __global real* restrict dy, const ShiftParams p,
                                  const uint paths) {
-    const int C = p.reps * p.nk;
-    if (get_global_id(0) >= (size_t)(p.batch * C)) {
+    const int L = p.live;
+    if (get_global_id(0) >= (size_t)(p.batch * L)) {
         return;
     }
-    const int bc = (int)get_global_id(0);
-    const int b = bc / C;
-    const int c = bc - b * C;
+    const int bl = (int)get_global_id(0);
+    const int b = bl / L;
+    const int l = bl - b * L;
+    const int c = p.sparse ? channels[l] : l;
     const int o = c / p.nk;
     const int e = p.extra;
     const int G = p.groups;
@@ -177,7 +195,7 @@ __kernel void shift_add_backward(__global const real* restrict dh,
     for (int u = 0; u < p.hp; u++) {
         const int row = u - e;
         const int row_ok = row >= 0 && row < p.h;
-        __global real* restrict d_row = dy + (bc * p.hp + u) * p.wp;
+        __global real* restrict d_row = dy + (bl * p.hp + u) * p.wp;
 
         for (int v0 = 0; v0 < p.wp; v0 += VW) {
             vec acc = (vec)(real)0;
