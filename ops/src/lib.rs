@@ -14,6 +14,7 @@ pub mod device;
 pub mod parity;
 pub mod suite;
 
+pub mod bank_conv;
 pub mod batch_norm;
 pub mod channels;
 pub mod conv2d;

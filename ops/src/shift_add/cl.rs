@@ -122,11 +122,12 @@ struct DeviceTables {
     idx_identit: Buffer<i32>,
 }
 
-/// The live-channel arrays of a [`LiveChannels`] on one device.
-struct DeviceLive {
-    channels: Buffer<i32>,
-    rep_start: Buffer<i32>,
-    compact: Buffer<i32>,
+/// The live-channel arrays of a [`LiveChannels`] on one device (shared with the bank
+/// convolution's kernels).
+pub(crate) struct DeviceLive {
+    pub channels: Buffer<i32>,
+    pub rep_start: Buffer<i32>,
+    pub compact: Buffer<i32>,
 }
 
 /// One uploaded object: the host value it copies (weakly), the program (so the context) it
@@ -189,7 +190,7 @@ fn device_tables(
 
 /// The device copy of `live` (which must have at least one live channel: an empty buffer
 /// cannot be a kernel argument), uploaded on first use.
-fn device_live(
+pub(crate) fn device_live(
     ctx: &Context,
     program: &Program,
     live: &Rc<LiveChannels>,

@@ -58,6 +58,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use cl::device_live;
 pub use dense::{dense_kernels, dense_padding};
 pub use live::LiveChannels;
 pub use tables::ShiftTables;

@@ -1,0 +1,186 @@
+// Sparse bank convolution (SPEC 1.1 with the mask of 1.6; see mod.rs for the formulas).
+// Built with -D real=float|double and -D ireal=int|long (the integer type of the same width,
+// for lane masks).
+//
+// x is (B, R, H, W); w the whole bank (R*nk, 1, k, k); Y the compact (B, L, Hp, Wp),
+// Hp = H + k - 1, channel l holding bank channel channels[l] of rep channel channels[l] / nk;
+// rep_start (R + 1) gives the Y channels of each rep.
+//
+// Every kernel is a gather: each output element is written by exactly one work-item after a
+// sum in a fixed order, so results are the same bitwise from run to run. A work-item walks
+// its row (or, for the weight gradient, every row it sums) in segments of VW = 16 columns
+// held as vectors in registers, as the shift-add kernels do (PoCL vectorises a work-group's
+// loop over work-items only when the kernel has no inner loops, so the vectors are explicit).
+//
+//   bank_conv_forward       work-item (b*L + l)*Hp + u: row u of Y[b, l]
+//   bank_conv_data_grad     work-item (b*R + o)*H + y:  row y of dx[b, o]
+//   bank_conv_weight_grad   work-item (l*k + ky)*k + kx: dw[channels[l], 0, ky, kx], summed
+//                           over samples, rows and segments, lanes added in a fixed order.
+
+#define VW 16
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+typedef CAT(real, 16) vec;
+typedef CAT(ireal, 16) ivec;
+#define LANES ((ivec)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#define INLINE __attribute__((always_inline)) inline
+
+typedef struct {
+    int batch;
+    int reps;
+    int nk;
+    int k;
+    int h;
+    int w;
+    int hp;
+    int wp;
+    int live;
+} BankParams;
+
+// Columns i0 .. i0 + VW - 1 of the row of n elements that starts at buf[base], with zero in
+// the lanes outside 0 .. n - 1. One vector load and a select where the vector lies inside the
+// buffer (len elements); lane by lane, clamped into the row, at the buffer's two ends.
+INLINE vec load_seg(__global const real* buf, int base, int i0, int n, int len) {
+    const ivec col = LANES + i0;
+    const int start = base + i0;
+    if (start >= 0 && start + VW <= len) {
+        return select((vec)(real)0, vload16(0, buf + start), col >= 0 && col < n);
+    }
+    real t[VW];
+#pragma unroll
+    for (int j = 0; j < VW; j++) {
+        const int i = i0 + j;
+        const real v = buf[base + clamp(i, 0, n - 1)];
+        t[j] = (i >= 0 && i < n) ? v : (real)0;
+    }
+    return vload16(0, t);
+}
+
+// The first `count` lanes of v to dst[0 .. count - 1].
+INLINE void store_seg(__global real* dst, vec v, int count) {
+    if (count == VW) {
+        vstore16(v, 0, dst);
+        return;
+    }
+    real t[VW];
+    vstore16(v, 0, t);
+    for (int j = 0; j < count; j++) {
+        dst[j] = t[j];
+    }
+}
+
+// Fixed-order sum of the lanes.
+INLINE real lane_sum(vec v) {
+    const CAT(real, 8) a = v.lo + v.hi;
+    const CAT(real, 4) b = a.lo + a.hi;
+    const CAT(real, 2) c = b.lo + b.hi;
+    return c.lo + c.hi;
+}
+
+// Y[b, l, u, v] = sum_{ky, kx} w[c, ky, kx] * x[b, o, u + ky - p, v + kx - p]
+__kernel void bank_conv_forward(__global const real* restrict x, __global const real* restrict w,
+                                __global const int* restrict channels,
+                                __global real* restrict y, const BankParams p) {
+    if (get_global_id(0) >= (size_t)(p.batch * p.live * p.hp)) {
+        return;
+    }
+    const int id = (int)get_global_id(0);
+    const int bl = id / p.hp;
+    const int u = id - bl * p.hp;
+    const int b = bl / p.live;
+    const int l = bl - b * p.live;
+    const int c = channels[l];
+    const int o = c / p.nk;
+    const int k = p.k;
+    const int pad = k - 1;
+    const int x_len = p.batch * p.reps * p.h * p.w;
+    const int x_plane = (b * p.reps + o) * p.h * p.w;
+    __global const real* wk = w + c * k * k;
+    __global real* restrict y_row = y + id * p.wp;
+
+    for (int v0 = 0; v0 < p.wp; v0 += VW) {
+        vec acc = (vec)(real)0;
+        for (int ky = 0; ky < k; ky++) {
+            const int iy = u + ky - pad;
+            if (iy < 0 || iy >= p.h) {
+                continue;
+            }
+            for (int kx = 0; kx < k; kx++) {
+                acc += wk[ky * k + kx] * load_seg(x, x_plane + iy * p.w, v0 + kx - pad, p.w, x_len);
+            }
+        }
+        store_seg(y_row + v0, acc, min(VW, p.wp - v0));
+    }
+}
+
+// dx[b, o, y, x] = sum_{l of rep o} sum_{ky, kx} w[c, ky, kx] * dY[b, l, y + p - ky, x + p - kx]
+__kernel void bank_conv_data_grad(__global const real* restrict dy,
+                                  __global const real* restrict w,
+                                  __global const int* restrict channels,
+                                  __global const int* restrict rep_start,
+                                  __global real* restrict dx, const BankParams p) {
+    if (get_global_id(0) >= (size_t)(p.batch * p.reps * p.h)) {
+        return;
+    }
+    const int id = (int)get_global_id(0);
+    const int bo = id / p.h;
+    const int row = id - bo * p.h;
+    const int b = bo / p.reps;
+    const int o = bo - b * p.reps;
+    const int k = p.k;
+    const int pad = k - 1;
+    const int dy_len = p.batch * p.live * p.hp * p.wp;
+    __global real* restrict dx_row = dx + id * p.w;
+
+    for (int x0 = 0; x0 < p.w; x0 += VW) {
+        vec acc = (vec)(real)0;
+        for (int l = rep_start[o]; l < rep_start[o + 1]; l++) {
+            __global const real* wk = w + channels[l] * k * k;
+            const int plane = (b * p.live + l) * p.hp * p.wp;
+            for (int ky = 0; ky < k; ky++) {
+                const int base = plane + (row + pad - ky) * p.wp;
+                for (int kx = 0; kx < k; kx++) {
+                    acc += wk[ky * k + kx] * load_seg(dy, base, x0 + pad - kx, p.wp, dy_len);
+                }
+            }
+        }
+        store_seg(dx_row + x0, acc, min(VW, p.w - x0));
+    }
+}
+
+// dw[c, 0, ky, kx] = sum_b sum_{y, x} x[b, o, y, x] * dY[b, l, y + p - ky, x + p - kx]. Both
+// segments are masked to the W columns of x, so lanes past the row add exact zeros.
+__kernel void bank_conv_weight_grad(__global const real* restrict dy,
+                                    __global const real* restrict x,
+                                    __global const int* restrict channels,
+                                    __global real* restrict dw, const BankParams p) {
+    const int k = p.k;
+    if (get_global_id(0) >= (size_t)(p.live * k * k)) {
+        return;
+    }
+    const int id = (int)get_global_id(0);
+    const int l = id / (k * k);
+    const int tap = id - l * k * k;
+    const int ky = tap / k;
+    const int kx = tap - ky * k;
+    const int c = channels[l];
+    const int o = c / p.nk;
+    const int pad = k - 1;
+    const int x_len = p.batch * p.reps * p.h * p.w;
+    const int dy_len = p.batch * p.live * p.hp * p.wp;
+
+    vec acc = (vec)(real)0;
+    for (int b = 0; b < p.batch; b++) {
+        const int x_plane = (b * p.reps + o) * p.h * p.w;
+        const int dy_plane = (b * p.live + l) * p.hp * p.wp;
+        for (int row = 0; row < p.h; row++) {
+            const int xb = x_plane + row * p.w;
+            // Row row + p - ky of dY, from column p - kx: W columns, like x's row.
+            const int db = dy_plane + (row + pad - ky) * p.wp + pad - kx;
+            for (int x0 = 0; x0 < p.w; x0 += VW) {
+                acc += load_seg(x, xb, x0, p.w, x_len) * load_seg(dy, db, x0, p.w, dy_len);
+            }
+        }
+    }
+    dw[c * k * k + tap] = lane_sum(acc);
+}

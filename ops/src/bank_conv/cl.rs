@@ -1,0 +1,186 @@
+//! OpenCL sparse bank convolution: the three gathers of `bank_conv.cl` (forward, data
+//! gradient, weight gradient), one launch each. The live-channel arrays are uploaded once per
+//! [`LiveChannels`] object and cached, like the shift-add's tables (the same cache).
+
+use super::Dims;
+use crate::device::{buf, dev_err, launch, output, round_up, zeros};
+use crate::shift_add::{device_live, LiveChannels};
+use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
+use shiftgrad_tensor::{DType, Error, Real, Result, Tensor};
+use std::rc::Rc;
+
+const SOURCE: &str = include_str!("bank_conv.cl");
+const OP: &str = "bank_conv";
+
+/// Work-items per work-group (fixed, so that PoCL compiles each kernel once).
+const GROUP: usize = 16;
+
+/// Sizes of one application, mirrored by `BankParams` in `bank_conv.cl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct Params {
+    batch: i32,
+    reps: i32,
+    nk: i32,
+    k: i32,
+    h: i32,
+    w: i32,
+    hp: i32,
+    wp: i32,
+    live: i32,
+}
+
+// SAFETY: #[repr(C)], nine i32 fields (no padding, no pointers), mirrored field for field by
+// `BankParams` in bank_conv.cl.
+unsafe impl KernelParams for Params {}
+
+impl Params {
+    /// The sizes as kernel ints; every tensor's element count must fit in an `i32`.
+    fn new(d: &Dims) -> Result<Params> {
+        let largest = [
+            d.batch as u128 * d.live as u128 * d.hp() as u128 * d.wp() as u128,
+            d.batch as u128 * d.reps as u128 * d.h as u128 * d.w as u128,
+            d.reps as u128 * d.nk as u128 * d.k as u128 * d.k as u128,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        if largest > i32::MAX as u128 {
+            return Err(Error::arg(
+                OP,
+                format!(
+                    "a tensor of {largest} elements is too large for the kernels' 32-bit indices"
+                ),
+            ));
+        }
+        let i = |n: usize| n as i32;
+        Ok(Params {
+            batch: i(d.batch),
+            reps: i(d.reps),
+            nk: i(d.nk),
+            k: i(d.k),
+            h: i(d.h),
+            w: i(d.w),
+            hp: i(d.hp()),
+            wp: i(d.wp()),
+            live: i(d.live),
+        })
+    }
+}
+
+fn bank_program<T: Real>(ctx: &Context) -> Result<Program> {
+    let ireal = match T::DTYPE {
+        DType::F32 => "int",
+        DType::F64 => "long",
+    };
+    ctx.program(
+        OP,
+        SOURCE,
+        &[
+            ("real", T::DTYPE.cl_name().to_string()),
+            ("ireal", ireal.to_string()),
+        ],
+    )
+    .map_err(dev_err)
+}
+
+/// `Y` `(B, L, Hp, Wp)`.
+pub fn forward<T: Real>(
+    ctx: &Context,
+    d: &Dims,
+    x: &Tensor<T>,
+    w: &Tensor<T>,
+    live: &Rc<LiveChannels>,
+) -> Result<Tensor<T>> {
+    let y = output::<T>(ctx, [d.batch, d.live, d.hp(), d.wp()])?;
+    let rows = d.batch * d.live * d.hp();
+    if rows == 0 {
+        return Ok(y);
+    }
+    let params = Params::new(d)?;
+    let prog = bank_program::<T>(ctx)?;
+    let dl = device_live(ctx, &prog, live)?;
+    launch(
+        ctx,
+        &prog,
+        "bank_conv_forward",
+        [round_up(rows, GROUP)],
+        Some([GROUP]),
+        &[
+            buf(x),
+            buf(w),
+            dl.channels.arg(),
+            buf(&y),
+            Arg::params(&params),
+        ],
+    )?;
+    Ok(y)
+}
+
+/// `dx` `(B, R, H, W)`; zero where a rep has no live kernel.
+pub fn data_grad<T: Real>(
+    ctx: &Context,
+    d: &Dims,
+    dy: &Tensor<T>,
+    w: &Tensor<T>,
+    live: &Rc<LiveChannels>,
+) -> Result<Tensor<T>> {
+    let shape = [d.batch, d.reps, d.h, d.w];
+    let rows = d.batch * d.reps * d.h;
+    if d.live == 0 || rows == 0 {
+        return zeros::<T>(ctx, shape);
+    }
+    let dx = output::<T>(ctx, shape)?;
+    let params = Params::new(d)?;
+    let prog = bank_program::<T>(ctx)?;
+    let dl = device_live(ctx, &prog, live)?;
+    launch(
+        ctx,
+        &prog,
+        "bank_conv_data_grad",
+        [round_up(rows, GROUP)],
+        Some([GROUP]),
+        &[
+            buf(dy),
+            buf(w),
+            dl.channels.arg(),
+            dl.rep_start.arg(),
+            buf(&dx),
+            Arg::params(&params),
+        ],
+    )?;
+    Ok(dx)
+}
+
+/// `dw` `(R*nk, 1, k, k)`: the live kernels' gradients, zeros for the pruned ones.
+pub fn weight_grad<T: Real>(
+    ctx: &Context,
+    d: &Dims,
+    dy: &Tensor<T>,
+    x: &Tensor<T>,
+    live: &Rc<LiveChannels>,
+) -> Result<Tensor<T>> {
+    let dw = zeros::<T>(ctx, [d.reps * d.nk, 1, d.k, d.k])?;
+    let items = d.live * d.k * d.k;
+    if items == 0 || d.batch == 0 {
+        return Ok(dw);
+    }
+    let params = Params::new(d)?;
+    let prog = bank_program::<T>(ctx)?;
+    let dl = device_live(ctx, &prog, live)?;
+    launch(
+        ctx,
+        &prog,
+        "bank_conv_weight_grad",
+        [round_up(items, GROUP)],
+        Some([GROUP]),
+        &[
+            buf(dy),
+            buf(x),
+            dl.channels.arg(),
+            buf(&dw),
+            Arg::params(&params),
+        ],
+    )?;
+    Ok(dw)
+}
