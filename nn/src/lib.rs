@@ -9,6 +9,9 @@
 //! * [`synthetic`]: a seeded, learnable stand-in for Fashion-MNIST in the same IDX files.
 //! * [`reparam`]: merging the P banks and folding batch-norms and the residual into one
 //!   depthwise kernel with a bias (SPEC 1.4).
+//! * [`sparsity`]: the host side of sparse group convolution (SPEC 1.6): masks of the bank's
+//!   small kernels, their SNIP/uniform initialisation, the cosine prune schedule and
+//!   prune/regrow.
 
 pub mod baselines;
 pub mod cases;
@@ -19,6 +22,7 @@ pub mod optim;
 pub mod reparam;
 pub mod resnet;
 pub mod shiftwise;
+pub mod sparsity;
 pub mod synthetic;
 
 pub use baselines::{Spatial, SpatialKind};

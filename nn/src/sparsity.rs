@@ -1,0 +1,870 @@
+//! Sparse group convolution (SPEC 1.6), host side: the masks of coarse pruning and the rules
+//! that set and change them. Pure functions over host data; no tensors, no device code.
+//!
+//! One mask per shift-wise layer, a `Vec<bool>` of length `R*nk` (one bit per k x k small
+//! kernel of the bank, `true` = live), shared by all P bank paths. Every random draw comes from
+//! the caller's [`Rng`], so a run is reproducible from its seed, and nothing here draws when the
+//! choice is forced (all live, all dead, nothing to change): sparsity 0 is bit for bit the dense
+//! run.
+//!
+//! # The reference
+//! The reference implementation is lidc54/shift-wiseConv: `sparse_core.py` (`SNIP`,
+//! `CosineDecay`, class `Masking`: `init`, `init_sum_snip`, `add_module_sum(_rep)`, `step`,
+//! `apply_mask`, `truncate_weights`) and `funcs.py` (`magnitude_prune_sum`,
+//! `random_growth_sum`, `gradient_growth`). Its coarse mode (`--sparse_type coarse`) appends
+//! `_sum` to the prune and growth modes, so it prunes with `magnitude_prune_sum` and grows with
+//! `random_growth_sum`; there is no `gradient_growth_sum`, so gradient growth does not exist in
+//! its coarse mode ([`Growth::Gradient`] is ours). Each function below says where it follows the
+//! reference and where it deliberately differs. The main differences:
+//! * counts are exact. The reference draws masks and regrowth as independent Bernoulli bits
+//!   (`torch.rand(shape) < density`), so a layer's density is only right in expectation and
+//!   drifts at every regrowth; we draw exactly the intended number of positions, so densities
+//!   are exact and stay fixed.
+//! * ties are broken deterministically (by layer, then index), not by `torch.sort`'s order.
+//! * one mask per layer shared by the paths, instead of one per path copied from path 0.
+
+use shiftgrad_tensor::init::Rng;
+use shiftgrad_tensor::{Error, Result};
+
+use rand::Rng as _;
+use std::cmp::Ordering;
+
+/// How the initial masks are chosen (`--sparse-init`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SparseInit {
+    /// `snip`: each layer's density from SNIP (one global threshold over all layers' scores),
+    /// then a random mask at that density; the reference's `init_sum_snip`.
+    Snip,
+    /// `snip-topk`: each layer keeps exactly its kernels above the global SNIP threshold (its
+    /// top-scored kernels). Not in the reference.
+    SnipTopk,
+    /// `uniform`: the same density in every layer, random mask; the reference's `uniform`.
+    Uniform,
+}
+
+impl std::str::FromStr for SparseInit {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "snip" => Ok(SparseInit::Snip),
+            "snip-topk" => Ok(SparseInit::SnipTopk),
+            "uniform" => Ok(SparseInit::Uniform),
+            _ => Err(Error::arg(
+                "sparse-init",
+                format!("unknown sparse init {s:?}; expected snip, snip-topk or uniform"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for SparseInit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SparseInit::Snip => "snip",
+            SparseInit::SnipTopk => "snip-topk",
+            SparseInit::Uniform => "uniform",
+        })
+    }
+}
+
+/// How pruned kernels are replaced (`--growth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Growth {
+    /// `random`: uniformly among the candidates; the reference's choice (`random_growth_sum`).
+    Random,
+    /// `gradient`: the candidates with the largest gradient magnitude (after RigL and the
+    /// reference's element-wise `gradient_growth`, which its coarse mode cannot use).
+    Gradient,
+}
+
+impl std::str::FromStr for Growth {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "random" => Ok(Growth::Random),
+            "gradient" => Ok(Growth::Gradient),
+            _ => Err(Error::arg(
+                "growth",
+                format!("unknown growth {s:?}; expected random or gradient"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Growth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Growth::Random => "random",
+            Growth::Gradient => "gradient",
+        })
+    }
+}
+
+/// The prune fraction the cosine schedule ends at, `r_end` (the reference's `CosineDecay`
+/// default `eta_min=0.005`).
+pub const PRUNE_RATE_END: f64 = 0.005;
+
+/// The sparsity hyper-parameters of a run (`--sparsity`, `--sparse-init`, `--prune-rate`,
+/// `--prune-every`, `--growth`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SparseConfig {
+    /// Target fraction of pruned kernels over all shift-wise layers, in `[0, 1)`; 0 is dense.
+    pub sparsity: f64,
+    /// How the initial masks are chosen.
+    pub init: SparseInit,
+    /// `r_0`, the fraction of live kernels pruned (and regrown) at step 0 of the cosine
+    /// schedule, in `[0, 1]`.
+    pub prune_rate: f64,
+    /// Prune and regrow every this many optimiser steps (the reference's `--update-frequency`),
+    /// at least 1.
+    pub prune_every: usize,
+    /// How pruned kernels are replaced.
+    pub growth: Growth,
+}
+
+impl Default for SparseConfig {
+    /// The reference's recipe: sparsity 0.3 (its best ImageNet run; its parser's default is
+    /// 0.4), `snip`, prune rate 0.3, every 100 steps, random growth.
+    fn default() -> Self {
+        SparseConfig {
+            sparsity: 0.3,
+            init: SparseInit::Snip,
+            prune_rate: 0.3,
+            prune_every: 100,
+            growth: Growth::Random,
+        }
+    }
+}
+
+impl SparseConfig {
+    /// Checks every field; the error names the option and the value.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.sparsity) {
+            return Err(Error::arg(
+                "sparsity",
+                format!("sparsity must be in [0, 1), got {}", self.sparsity),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.prune_rate) {
+            return Err(Error::arg(
+                "sparsity",
+                format!("prune rate must be in [0, 1], got {}", self.prune_rate),
+            ));
+        }
+        if self.prune_every == 0 {
+            return Err(Error::arg("sparsity", "prune-every must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Whether masks are in use at all (sparsity above 0).
+    pub fn is_sparse(&self) -> bool {
+        self.sparsity > 0.0
+    }
+
+    /// Whether prune/regrow runs after optimiser step number `step` (1-based: the count of
+    /// steps done so far): every `prune_every` steps, as the reference's `Masking.step` does
+    /// (`self.steps += 1; if self.steps % update_frequency == 0: truncate_weights()`).
+    pub fn prune_due(&self, step: usize) -> bool {
+        step > 0 && self.prune_every > 0 && step.is_multiple_of(self.prune_every)
+    }
+}
+
+/// The prune fraction after `step` of `total_steps` optimiser steps:
+/// `r(t) = r_end + (r_0 - r_end)(1 + cos(pi t / T)) / 2` with `r_0 = prune_rate` and
+/// `r_end = `[`PRUNE_RATE_END`].
+///
+/// Follows the reference's `CosineDecay` (PyTorch's `CosineAnnealingLR` with `T_max` = total
+/// steps, stepped once per optimiser step before the prune, so the prune after step `t` uses
+/// `r(t)`). Differs: `t` is clamped to `T` (PyTorch's cosine turns back up after `T_max`), and
+/// `T = 0` gives `r_end`. Note that `prune_rate = 0` still rises towards `r_end`; a run that
+/// wants no prune/regrow should not call it.
+pub fn prune_fraction(prune_rate: f64, step: usize, total_steps: usize) -> f64 {
+    if total_steps == 0 {
+        return PRUNE_RATE_END;
+    }
+    let t = step.min(total_steps) as f64 / total_steps as f64;
+    PRUNE_RATE_END + (prune_rate - PRUNE_RATE_END) * (1.0 + (std::f64::consts::PI * t).cos()) / 2.0
+}
+
+/// `round((1 - sparsity) * n)` clamped to `[0, n]` (half away from zero).
+fn keep_count(sparsity: f64, n: usize) -> usize {
+    let keep = ((1.0 - sparsity) * n as f64).round();
+    if keep.is_nan() || keep <= 0.0 {
+        0
+    } else {
+        (keep as usize).min(n)
+    }
+}
+
+/// A score for ordering: NaN counts as the lowest value (never kept first).
+fn key(x: f64) -> f64 {
+    if x.is_nan() {
+        f64::NEG_INFINITY
+    } else {
+        x
+    }
+}
+
+/// Per layer, the number of live kernels at `sparsity`. `scores[l]` holds layer `l`'s SNIP
+/// scores, one per kernel (`sum over taps and paths of |w * dL/dw|`, computed by the caller on
+/// one batch); for [`SparseInit::Uniform`] only the lengths matter.
+///
+/// * `Uniform`: `round((1 - sparsity) * n)` in every layer.
+/// * `Snip`, `SnipTopk`: one global threshold keeps exactly `round((1 - sparsity) * total)`
+///   kernels over all layers, the highest-scored first; ties (equal scores) go to the earlier
+///   layer, then the lower index; NaN scores rank lowest. A layer's count is how many of its
+///   kernels are kept.
+///
+/// A layer may end with 0 live kernels (all its scores below the threshold), as in the
+/// reference, where `SNIP` can return a layer sparsity of 1 and nothing stops it: a layer with
+/// no live kernel is still well defined (its bank and shift-add outputs are zero, so only the
+/// batch-norms' constants remain) and keeping the global count exact matters more. Such a
+/// layer stays dead: prune/regrow works within a layer and never changes its count.
+///
+/// Differs from the reference's `SNIP`, which keeps `int(total * density)` (floor) and then
+/// marks live only the scores strictly above the last kept one, so it keeps one kernel fewer
+/// than it meant (and none of a tied group at the threshold: all-zero scores give density 0
+/// everywhere). Its layers at density >= 0.99 are then removed from masking (`init_sum_snip`:
+/// "masks of layers with density=1 are removed"); here such layers keep their mask, and a fully
+/// live mask is a fixed point of [`prune_regrow`] anyway.
+pub fn live_counts(scores: &[Vec<f64>], sparsity: f64, init: SparseInit) -> Vec<usize> {
+    match init {
+        SparseInit::Uniform => scores
+            .iter()
+            .map(|s| keep_count(sparsity, s.len()))
+            .collect(),
+        SparseInit::Snip | SparseInit::SnipTopk => {
+            let total: usize = scores.iter().map(Vec::len).sum();
+            let keep = keep_count(sparsity, total);
+            if keep == total {
+                return scores.iter().map(Vec::len).collect();
+            }
+            let mut counts = vec![0; scores.len()];
+            let mut all: Vec<(f64, usize, usize)> = scores
+                .iter()
+                .enumerate()
+                .flat_map(|(l, s)| s.iter().enumerate().map(move |(i, &v)| (key(v), l, i)))
+                .collect();
+            all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            for &(_, l, _) in &all[..keep] {
+                counts[l] += 1;
+            }
+            counts
+        }
+    }
+}
+
+/// `count` distinct indices of `0..n`, uniformly at random (a partial Fisher-Yates shuffle with
+/// one `gen_range` per chosen index, portable like [`shiftgrad_tensor::init::permutation`]),
+/// sorted. A forced choice (`count` 0 or `n`) draws nothing.
+fn sample(n: usize, count: usize, rng: &mut Rng) -> Vec<usize> {
+    let count = count.min(n);
+    if count == n {
+        return (0..n).collect();
+    }
+    if count == 0 {
+        return Vec::new();
+    }
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in 0..count {
+        let j = rng.gen_range(i..n);
+        p.swap(i, j);
+    }
+    let mut chosen = p[..count].to_vec();
+    chosen.sort_unstable();
+    chosen
+}
+
+/// Indices of `values` ordered by `values` descending (NaN lowest), ties by lower index.
+fn order_desc(idx: &[usize], values: &[f64]) -> Vec<usize> {
+    let mut v = idx.to_vec();
+    v.sort_by(|&a, &b| key(values[b]).total_cmp(&key(values[a])).then(a.cmp(&b)));
+    v
+}
+
+/// The initial masks, one per layer (`scores` as in [`live_counts`]; `cfg` is assumed
+/// [validated](SparseConfig::validate)). Layer `l` gets exactly `live_counts(..)[l]` live
+/// kernels:
+/// * `Snip`: at positions drawn uniformly from `rng` (the reference's `init_sum_snip`, but with
+///   the exact count instead of Bernoulli bits at that density);
+/// * `SnipTopk`: its top-scored kernels (ties to the lower index), no draws;
+/// * `Uniform`: at random positions, as `Snip` (the reference's `uniform` mode, exact count).
+///
+/// Layers are drawn in order from the one `rng`; a layer that is all live or all dead draws
+/// nothing, so sparsity 0 gives all-live masks without touching `rng` (the dense run).
+pub fn init_masks(scores: &[Vec<f64>], cfg: &SparseConfig, rng: &mut Rng) -> Vec<Vec<bool>> {
+    let counts = live_counts(scores, cfg.sparsity, cfg.init);
+    scores
+        .iter()
+        .zip(&counts)
+        .map(|(s, &count)| {
+            let n = s.len();
+            let live = match cfg.init {
+                SparseInit::SnipTopk => {
+                    let all: Vec<usize> = (0..n).collect();
+                    order_desc(&all, s)[..count].to_vec()
+                }
+                SparseInit::Snip | SparseInit::Uniform => sample(n, count, rng),
+            };
+            let mut mask = vec![false; n];
+            for i in live {
+                mask[i] = true;
+            }
+            mask
+        })
+        .collect()
+}
+
+/// The number of live kernels a prune step removes: `ceil(fraction * live)`, `fraction`
+/// clamped to `[0, 1]` (NaN counts as 0).
+///
+/// Follows the reference's `magnitude_prune_sum` (`num_remove = math.ceil(prune_rate *
+/// nonzeros)`), so any positive fraction prunes at least one kernel of a live layer. Differs
+/// only in guarding against rounding noise: a product within 1e-9 above an integer counts as
+/// that integer (`0.3 * 10` is `3.0000000000000004` in f64; the reference's `ceil` gives 4, we
+/// give 3).
+pub fn prune_count(fraction: f64, live: usize) -> usize {
+    let f = if fraction.is_nan() {
+        0.0
+    } else {
+        fraction.clamp(0.0, 1.0)
+    };
+    let k = (f * live as f64 - 1e-9).ceil();
+    if k <= 0.0 {
+        0
+    } else {
+        (k as usize).min(live)
+    }
+}
+
+/// What one [`prune_regrow`] changed. Every list is sorted ascending, and
+/// `pruned.len() == regrown.len()` (the layer's density is unchanged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneStats {
+    /// Kernels that were live and are now dead: the caller zeroes their weights and optimiser
+    /// state (and keeps them zero after every optimiser step).
+    pub pruned: Vec<usize>,
+    /// Kernels that were dead before this step and are now live: they start at zero, so the
+    /// caller zeroes their weights and optimiser state (momentum, both AdamW moments).
+    pub regrown: Vec<usize>,
+    /// Kernels chosen for pruning and chosen again by the growth of the same step: live before
+    /// and after, weights and optimiser state kept (in the reference, a kernel regrown right
+    /// after its prune keeps its weights, because `apply_mask` only runs after growth).
+    pub revived: Vec<usize>,
+}
+
+impl PruneStats {
+    /// How many kernels the prune selected (`prune_count(fraction, live)`).
+    pub fn selected(&self) -> usize {
+        self.pruned.len() + self.revived.len()
+    }
+}
+
+/// One prune/regrow of a layer's `mask`, in place; the layer's density stays fixed.
+///
+/// 1. `k = `[`prune_count`]`(fraction, live)`; the `k` live kernels with the smallest
+///    `magnitude` (`sum |w|` over taps and paths, computed by the caller) are pruned, ties to
+///    the lower index, NaN first (the reference's `magnitude_prune_sum`, which sorts all
+///    kernels by `sum |w|` and zeroes the `zeros + k` smallest, relying on dead kernels being
+///    exactly zero; we select among the live ones directly).
+/// 2. `k` kernels are regrown among all kernels dead after the prune, *including the ones just
+///    pruned*: this is the reference's rule (`truncate_weights` grows `floor(removed)` kernels
+///    into the pruned mask, and `random_growth_sum` / `gradient_growth` pick from every zero of
+///    that mask). `Random` picks `k` of them uniformly from `rng` (the reference sets each
+///    candidate with probability `k / candidates`, so its count is only right in expectation);
+///    `Gradient` picks the `k` with the largest `grad_magnitude`, ties to the lower index, no
+///    draws. `grad_magnitude` (`sum |dL/dw|` over taps and paths) must be the gradient the
+///    kernel would have if it were live (the reference's dense `weight.grad`): a compute that
+///    skips dead kernels gives them no gradient, so the caller computes it densely for this
+///    step; it is ignored with `Random`.
+///
+/// A kernel picked in both steps is reported in [`PruneStats::revived`] and keeps its weights.
+/// `fraction` 0 (or a layer with no live kernel) changes nothing, and a forced choice (no
+/// kernel was dead before, so every candidate is regrown) draws nothing: an all-live mask is a
+/// fixed point and never touches `rng`.
+///
+/// # Panics
+/// If `magnitude` or (with `Gradient`) `grad_magnitude` is not as long as `mask`.
+pub fn prune_regrow(
+    mask: &mut [bool],
+    magnitude: &[f64],
+    grad_magnitude: &[f64],
+    fraction: f64,
+    growth: Growth,
+    rng: &mut Rng,
+) -> PruneStats {
+    let n = mask.len();
+    assert_eq!(
+        magnitude.len(),
+        n,
+        "prune_regrow: {} magnitudes for a mask of {n} kernels",
+        magnitude.len()
+    );
+    if growth == Growth::Gradient {
+        assert_eq!(
+            grad_magnitude.len(),
+            n,
+            "prune_regrow: {} gradient magnitudes for a mask of {n} kernels",
+            grad_magnitude.len()
+        );
+    }
+    let live: Vec<usize> = (0..n).filter(|&i| mask[i]).collect();
+    let k = prune_count(fraction, live.len());
+    if k == 0 {
+        return PruneStats::default();
+    }
+    // Smallest magnitude first, NaN first, ties to the lower index.
+    let mut by_small = live.clone();
+    by_small.sort_by(|&a, &b| {
+        let (x, y) = (magnitude[a], magnitude[b]);
+        match (x.is_nan(), y.is_nan()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            (false, false) => x.total_cmp(&y),
+        }
+        .then(a.cmp(&b))
+    });
+    let mut selected = by_small[..k].to_vec();
+    selected.sort_unstable();
+    for &i in &selected {
+        mask[i] = false;
+    }
+    // Candidates: every kernel dead now (dead before, and just pruned), ascending.
+    let candidates: Vec<usize> = (0..n).filter(|&i| !mask[i]).collect();
+    let mut grown: Vec<usize> = match growth {
+        Growth::Random => sample(candidates.len(), k, rng)
+            .into_iter()
+            .map(|j| candidates[j])
+            .collect(),
+        Growth::Gradient => order_desc(&candidates, grad_magnitude)[..k].to_vec(),
+    };
+    grown.sort_unstable();
+    for &i in &grown {
+        mask[i] = true;
+    }
+    let mut stats = PruneStats::default();
+    for &i in &selected {
+        if mask[i] {
+            stats.revived.push(i);
+        } else {
+            stats.pruned.push(i);
+        }
+    }
+    stats.regrown = grown
+        .into_iter()
+        .filter(|i| selected.binary_search(i).is_err())
+        .collect();
+    stats
+}
+
+/// Fraction of live kernels in `mask`; an empty mask counts as fully live (1).
+pub fn density(mask: &[bool]) -> f64 {
+    if mask.is_empty() {
+        return 1.0;
+    }
+    mask.iter().filter(|&&b| b).count() as f64 / mask.len() as f64
+}
+
+/// Fraction of live kernels over several masks together (a stage, or the whole network),
+/// weighted by their lengths; 1 when there are no kernels.
+pub fn overall_density(masks: &[Vec<bool>]) -> f64 {
+    let total: usize = masks.iter().map(Vec::len).sum();
+    if total == 0 {
+        return 1.0;
+    }
+    let live: usize = masks.iter().flatten().filter(|&&b| b).count();
+    live as f64 / total as f64
+}
+
+/// A mask as the checkpoint stores it (`<layer>.spatial.mask`, int32, 1 = live).
+pub fn mask_to_i32(mask: &[bool]) -> Vec<i32> {
+    mask.iter().map(|&b| i32::from(b)).collect()
+}
+
+/// A mask read back from a checkpoint entry `name`: exactly `expected_len` values, each 0 or
+/// 1; anything else is an error naming the entry.
+pub fn mask_from_i32(name: &str, values: &[i32], expected_len: usize) -> Result<Vec<bool>> {
+    if values.len() != expected_len {
+        return Err(Error::arg(
+            "sparsity",
+            format!(
+                "{name}: mask has {} entries, the layer has {expected_len} kernels",
+                values.len()
+            ),
+        ));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| match v {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Error::arg(
+                "sparsity",
+                format!("{name}: mask entry {i} is {v}; a mask holds only 0 and 1"),
+            )),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shiftgrad_tensor::init::rng;
+
+    fn count(mask: &[bool]) -> usize {
+        mask.iter().filter(|&&b| b).count()
+    }
+
+    #[test]
+    fn names_round_trip_and_bad_names_are_errors() {
+        for s in ["snip", "snip-topk", "uniform"] {
+            assert_eq!(s.parse::<SparseInit>().unwrap().to_string(), s);
+        }
+        for s in ["random", "gradient"] {
+            assert_eq!(s.parse::<Growth>().unwrap().to_string(), s);
+        }
+        let e = "topk".parse::<SparseInit>().unwrap_err().to_string();
+        assert!(e.contains("snip, snip-topk or uniform"), "{e}");
+        let e = "momentum".parse::<Growth>().unwrap_err().to_string();
+        assert!(e.contains("random or gradient"), "{e}");
+    }
+
+    #[test]
+    fn default_and_invalid_configs() {
+        let d = SparseConfig::default();
+        assert_eq!(d.sparsity, 0.3);
+        assert_eq!(d.init, SparseInit::Snip);
+        assert_eq!(d.prune_rate, 0.3);
+        assert_eq!(d.prune_every, 100);
+        assert_eq!(d.growth, Growth::Random);
+        d.validate().unwrap();
+        SparseConfig {
+            sparsity: 0.0,
+            prune_rate: 1.0,
+            ..d
+        }
+        .validate()
+        .unwrap();
+        for bad in [
+            SparseConfig { sparsity: 1.0, ..d },
+            SparseConfig {
+                sparsity: -0.1,
+                ..d
+            },
+            SparseConfig {
+                sparsity: f64::NAN,
+                ..d
+            },
+            SparseConfig {
+                prune_rate: 1.5,
+                ..d
+            },
+            SparseConfig {
+                prune_rate: -0.01,
+                ..d
+            },
+            SparseConfig {
+                prune_every: 0,
+                ..d
+            },
+        ] {
+            let e = bad.validate().unwrap_err();
+            assert!(matches!(e, Error::Arg { .. }), "{e}");
+        }
+        assert!(SparseConfig::default().validate().is_ok());
+        assert!(d.prune_due(100) && d.prune_due(200));
+        assert!(!d.prune_due(0) && !d.prune_due(99) && !d.prune_due(101));
+    }
+
+    #[test]
+    fn schedule_endpoints_and_monotonicity() {
+        let t = 1000;
+        assert!((prune_fraction(0.3, 0, t) - 0.3).abs() < 1e-15);
+        assert!((prune_fraction(0.3, t, t) - PRUNE_RATE_END).abs() < 1e-15);
+        assert!((prune_fraction(0.3, 5 * t, t) - PRUNE_RATE_END).abs() < 1e-15);
+        let mid = (0.3 + PRUNE_RATE_END) / 2.0;
+        assert!((prune_fraction(0.3, t / 2, t) - mid).abs() < 1e-12);
+        assert_eq!(prune_fraction(0.3, 0, 0), PRUNE_RATE_END);
+        let mut prev = f64::INFINITY;
+        for s in 0..=t {
+            let r = prune_fraction(0.3, s, t);
+            assert!(r <= prev, "step {s}: {r} > {prev}");
+            assert!((PRUNE_RATE_END..=0.3).contains(&r));
+            prev = r;
+        }
+    }
+
+    #[test]
+    fn live_counts_global_for_snip_per_layer_for_uniform() {
+        let scores = vec![
+            vec![0.9, 0.8, 0.7, 0.6, 0.5],
+            vec![0.01, 0.02, 0.03],
+            vec![0.4, 0.3, 0.2, 0.1, 0.95, 0.85, 0.75],
+        ];
+        let total = 15;
+        for s in [0.0, 0.1, 0.3, 0.5, 0.77, 0.99] {
+            let target = ((1.0 - s) * total as f64).round() as usize;
+            for init in [SparseInit::Snip, SparseInit::SnipTopk] {
+                let c = live_counts(&scores, s, init);
+                assert_eq!(c.iter().sum::<usize>(), target, "s={s}");
+                for (cl, sl) in c.iter().zip(&scores) {
+                    assert!(*cl <= sl.len());
+                }
+            }
+            let u = live_counts(&scores, s, SparseInit::Uniform);
+            let want: Vec<usize> = scores
+                .iter()
+                .map(|l| ((1.0 - s) * l.len() as f64).round() as usize)
+                .collect();
+            assert_eq!(u, want, "s={s}");
+        }
+        // Half of 15 rounds to 8 kept: the 8 largest are 0.95 0.9 0.85 0.8 0.75 0.7 0.6 0.5.
+        assert_eq!(live_counts(&scores, 0.5, SparseInit::Snip), vec![5, 0, 3]);
+        // The small layer can be left with nothing (as in the reference).
+        assert_eq!(live_counts(&scores, 0.5, SparseInit::Snip)[1], 0);
+        // Ties go to the earlier layer, then the lower index.
+        let tied = vec![vec![1.0; 4], vec![1.0; 4]];
+        assert_eq!(live_counts(&tied, 0.5, SparseInit::Snip), vec![4, 0]);
+        let tied = vec![vec![1.0; 4], vec![1.0; 4]];
+        assert_eq!(live_counts(&tied, 0.75, SparseInit::Snip), vec![2, 0]);
+        // NaN ranks lowest.
+        let nan = vec![vec![f64::NAN, 0.1], vec![0.2]];
+        assert_eq!(live_counts(&nan, 0.4, SparseInit::Snip), vec![1, 1]);
+    }
+
+    #[test]
+    fn topk_keeps_the_top() {
+        let scores = vec![vec![0.5, 0.1, 0.9, 0.3, 0.7, 0.2], vec![0.05, 0.6]];
+        let cfg = SparseConfig {
+            sparsity: 0.5,
+            init: SparseInit::SnipTopk,
+            ..SparseConfig::default()
+        };
+        let mut r = rng(1);
+        let masks = init_masks(&scores, &cfg, &mut r);
+        // 4 kept of 8: 0.9, 0.7, 0.6, 0.5.
+        assert_eq!(
+            masks,
+            vec![
+                vec![true, false, true, false, true, false],
+                vec![false, true]
+            ]
+        );
+        // Top-k draws nothing.
+        assert_eq!(r.gen::<u64>(), rng(1).gen::<u64>());
+    }
+
+    #[test]
+    fn random_init_draws_the_count_and_repeats_from_the_seed() {
+        let scores: Vec<Vec<f64>> = (0..4)
+            .map(|l| {
+                (0..50)
+                    .map(|i| ((l * 50 + i) as f64 * 0.37).sin().abs())
+                    .collect()
+            })
+            .collect();
+        for init in [SparseInit::Snip, SparseInit::Uniform] {
+            let cfg = SparseConfig {
+                sparsity: 0.4,
+                init,
+                ..SparseConfig::default()
+            };
+            let counts = live_counts(&scores, cfg.sparsity, init);
+            let a = init_masks(&scores, &cfg, &mut rng(11));
+            let b = init_masks(&scores, &cfg, &mut rng(11));
+            let c = init_masks(&scores, &cfg, &mut rng(12));
+            assert_eq!(a, b);
+            assert_ne!(a, c);
+            for (m, &n) in a.iter().zip(&counts) {
+                assert_eq!(count(m), n);
+                assert_eq!(m.len(), 50);
+            }
+            for (m, &n) in c.iter().zip(&counts) {
+                assert_eq!(count(m), n);
+            }
+            assert_eq!(
+                a.iter().map(|m| count(m)).sum::<usize>(),
+                120,
+                "{init}: 60 % of 200"
+            );
+        }
+    }
+
+    #[test]
+    fn sparsity_zero_is_all_live_and_draws_nothing() {
+        let scores = vec![vec![0.3; 7], vec![0.0, 1.0, f64::NAN], vec![]];
+        for init in [SparseInit::Snip, SparseInit::SnipTopk, SparseInit::Uniform] {
+            let cfg = SparseConfig {
+                sparsity: 0.0,
+                init,
+                ..SparseConfig::default()
+            };
+            let mut r = rng(5);
+            let masks = init_masks(&scores, &cfg, &mut r);
+            assert!(masks.iter().flatten().all(|&b| b), "{init}");
+            assert_eq!(
+                masks.iter().map(Vec::len).collect::<Vec<_>>(),
+                vec![7, 3, 0]
+            );
+            assert_eq!(
+                r.gen::<u64>(),
+                rng(5).gen::<u64>(),
+                "{init} drew from the RNG"
+            );
+            assert_eq!(overall_density(&masks), 1.0);
+        }
+    }
+
+    #[test]
+    fn prune_count_rounds_up() {
+        assert_eq!(prune_count(0.3, 10), 3);
+        assert_eq!(prune_count(0.31, 10), 4);
+        assert_eq!(prune_count(0.005, 10), 1);
+        assert_eq!(prune_count(0.0, 10), 0);
+        assert_eq!(prune_count(f64::NAN, 10), 0);
+        assert_eq!(prune_count(1.0, 10), 10);
+        assert_eq!(prune_count(2.0, 10), 10);
+        assert_eq!(prune_count(0.3, 0), 0);
+    }
+
+    /// A 20-kernel layer, 14 live (dead: 0 5 7 10 13 15); live magnitudes grow with the index.
+    fn layer() -> (Vec<bool>, Vec<f64>) {
+        let mask: Vec<bool> = (0..20).map(|i| i % 5 != 0 && i != 7 && i != 13).collect();
+        let mag: Vec<f64> = (0..20)
+            .map(|i| if i % 5 != 0 { 1.0 + i as f64 } else { 0.0 })
+            .collect();
+        (mask, mag)
+    }
+
+    #[test]
+    fn prune_regrow_keeps_density_and_prunes_the_smallest() {
+        let (mask0, mag) = layer();
+        let live0 = count(&mask0);
+        assert_eq!(live0, 14);
+        for seed in 0..20 {
+            let mut mask = mask0.clone();
+            let st = prune_regrow(&mut mask, &mag, &[], 0.3, Growth::Random, &mut rng(seed));
+            assert_eq!(count(&mask), live0, "seed {seed}");
+            assert_eq!(density(&mask), density(&mask0));
+            assert_eq!(st.pruned.len(), st.regrown.len());
+            // ceil(0.3 * 14) = 5 selected: the live kernels 1 2 3 4 6 (smallest magnitudes).
+            assert_eq!(st.selected(), 5);
+            let mut sel = [st.pruned.clone(), st.revived.clone()].concat();
+            sel.sort_unstable();
+            assert_eq!(sel, vec![1, 2, 3, 4, 6]);
+            for &i in &st.pruned {
+                assert!(mask0[i] && !mask[i]);
+            }
+            for &i in &st.revived {
+                assert!(mask0[i] && mask[i]);
+            }
+            // Regrown only among the kernels that were dead before.
+            for &i in &st.regrown {
+                assert!(!mask0[i] && mask[i], "seed {seed}: {i}");
+            }
+            // Nothing else moved.
+            for i in 0..20 {
+                let touched = sel.contains(&i) || st.regrown.contains(&i);
+                if !touched {
+                    assert_eq!(mask[i], mask0[i]);
+                }
+            }
+        }
+        // Random growth is reproducible from the seed.
+        let (mut a, mut b) = (mask0.clone(), mask0.clone());
+        let sa = prune_regrow(&mut a, &mag, &[], 0.3, Growth::Random, &mut rng(3));
+        let sb = prune_regrow(&mut b, &mag, &[], 0.3, Growth::Random, &mut rng(3));
+        assert_eq!((a, sa), (b, sb));
+    }
+
+    #[test]
+    fn random_growth_can_revive_the_just_pruned_as_the_reference_does() {
+        let (mask0, mag) = layer();
+        let mut revived = 0;
+        let mut regrown = 0;
+        for seed in 0..200 {
+            let mut mask = mask0.clone();
+            let st = prune_regrow(&mut mask, &mag, &[], 0.3, Growth::Random, &mut rng(seed));
+            revived += st.revived.len();
+            regrown += st.regrown.len();
+        }
+        // 5 picks among 6 old dead + 5 just pruned: both kinds occur.
+        assert!(revived > 0 && regrown > 0, "{revived} {regrown}");
+    }
+
+    #[test]
+    fn gradient_growth_picks_the_largest() {
+        let (mask0, mag) = layer();
+        let mut grad = vec![0.0; 20];
+        // Dead before: 0 5 7 10 13 15; just pruned: 1 2 3 4 6.
+        grad[10] = 5.0;
+        grad[7] = 4.0;
+        grad[2] = 3.0; // a just-pruned kernel with a large gradient is revived
+        grad[15] = 3.0; // ties with 2; both fit in the 5
+        grad[0] = 1.0;
+        grad[5] = 1.0;
+        grad[12] = 100.0; // live and not pruned: not a candidate
+        let mut mask = mask0.clone();
+        let mut r = rng(9);
+        let st = prune_regrow(&mut mask, &mag, &grad, 0.3, Growth::Gradient, &mut r);
+        // 5 largest candidates: 10 (5), 7 (4), 2 (3), 15 (3), 0 (1; beats 5 on index).
+        assert_eq!(st.revived, vec![2]);
+        assert_eq!(st.pruned, vec![1, 3, 4, 6]);
+        assert_eq!(st.regrown, vec![0, 7, 10, 15]);
+        assert!(mask[12] && mask[2] && !mask[5]);
+        assert_eq!(count(&mask), count(&mask0));
+        assert_eq!(r.gen::<u64>(), rng(9).gen::<u64>(), "gradient growth drew");
+    }
+
+    #[test]
+    fn fraction_zero_and_forced_choices_change_nothing() {
+        let (mask0, mag) = layer();
+        let mut mask = mask0.clone();
+        let mut r = rng(4);
+        let st = prune_regrow(&mut mask, &mag, &[], 0.0, Growth::Random, &mut r);
+        assert_eq!(st, PruneStats::default());
+        assert_eq!(mask, mask0);
+        assert_eq!(r.clone().gen::<u64>(), rng(4).gen::<u64>());
+        // All live: every candidate is regrown, nothing changes, no draws.
+        let mut all = vec![true; 9];
+        let m: Vec<f64> = (0..9).map(f64::from).collect();
+        let st = prune_regrow(&mut all, &m, &[], 0.3, Growth::Random, &mut r);
+        assert!(all.iter().all(|&b| b));
+        assert!(st.pruned.is_empty() && st.regrown.is_empty());
+        assert_eq!(st.revived, vec![0, 1, 2]);
+        assert_eq!(r.clone().gen::<u64>(), rng(4).gen::<u64>());
+        // All dead: nothing to prune.
+        let mut none = vec![false; 9];
+        let st = prune_regrow(&mut none, &m, &m, 0.3, Growth::Gradient, &mut r);
+        assert_eq!(st, PruneStats::default());
+        assert!(none.iter().all(|&b| !b));
+    }
+
+    #[test]
+    fn density_and_checkpoint_masks() {
+        assert_eq!(density(&[true, false, true, true]), 0.75);
+        assert_eq!(density(&[]), 1.0);
+        assert_eq!(
+            overall_density(&[vec![true, false], vec![false, false, true, true]]),
+            0.5
+        );
+        let m = vec![true, false, true];
+        let v = mask_to_i32(&m);
+        assert_eq!(v, vec![1, 0, 1]);
+        assert_eq!(mask_from_i32("x.spatial.mask", &v, 3).unwrap(), m);
+        let e = mask_from_i32("x.spatial.mask", &v, 4)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x.spatial.mask") && e.contains("3 entries"),
+            "{e}"
+        );
+        let e = mask_from_i32("x.spatial.mask", &[1, 2, 0], 3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("entry 1 is 2"), "{e}");
+    }
+}
