@@ -21,11 +21,22 @@
 //! checkpoints), as the paper trains them. The P-convolution form (the cost SPEC 1.7 counts,
 //! `P*nk*k^2` MACs per pixel and rep channel) is kept as the readable reference, chosen with
 //! [`ShiftWiseConv::unmerged_banks`]; [`crate::reparam`] merges the banks for inference.
+//!
+//! **Sparse (SPEC 1.6).** [`ShiftWiseConv::set_mask`] prunes small kernels (one bit per
+//! kernel, shared by the P paths): the forward then runs the sparse bank convolution
+//! ([`bank_conv`]) and the sparse shift-add on the live kernels only, so a pruned kernel is
+//! not computed, not stored in `Y`, and receives no gradient. Its weights in every bank are
+//! set to zero when it is pruned and stay zero through SGD and AdamW steps (a zero weight with
+//! a zero gradient and zero optimiser state does not move, weight decay included), so the
+//! dense-equivalent folding gives zero blocks for it. The mask is saved as
+//! `<layer>.mask` (int32 0/1, shape `(R*nk)`). Without a mask the layer is today's dense
+//! layer, bit for bit.
 
 use crate::layers::BatchNorm2d;
 use crate::module::{join, move_var, Mode, Module, ParamRef, StateDict};
 use shiftgrad_autograd::Var;
-use shiftgrad_ops::shift_add::{shift_add, ShiftTables};
+use shiftgrad_ops::bank_conv::bank_conv;
+use shiftgrad_ops::shift_add::{shift_add, shift_add_sparse, LiveChannels, ShiftTables};
 use shiftgrad_ops::{add_n, concat_channels, conv2d, gather_channels, Conv2dParams};
 use shiftgrad_tensor::{init, Device, Error, Real, Result, Tensor};
 use std::rc::Rc;
@@ -110,6 +121,8 @@ pub struct ShiftWiseConv<T: Real> {
     /// Compute the P bank convolutions separately and add their outputs (the reference form)
     /// instead of one convolution with the summed weights (the default).
     pub unmerged_banks: bool,
+    /// The live kernels where a mask prunes some (SPEC 1.6); `None`: dense.
+    pub live: Option<Rc<LiveChannels>>,
 }
 
 impl<T: Real> ShiftWiseConv<T> {
@@ -152,7 +165,47 @@ impl<T: Real> ShiftWiseConv<T> {
             bn_v: BatchNorm2d::new(reps),
             bn_i: BatchNorm2d::new(reps),
             unmerged_banks: false,
+            live: None,
         })
+    }
+
+    /// Number of small kernels in the bank, `R*nk` (the length of a mask).
+    pub fn kernels(&self) -> usize {
+        self.reps() * self.tables.nk()
+    }
+
+    /// The mask (`true` = live), all live without one.
+    pub fn mask(&self) -> Vec<bool> {
+        match &self.live {
+            Some(l) => l.mask(),
+            None => vec![true; self.kernels()],
+        }
+    }
+
+    /// Prunes the kernels whose mask entry is `false` (SPEC 1.6) and zeroes their weights in
+    /// every bank. The mask has one entry per small kernel (`R*nk`); another length is an
+    /// error. The caller zeroes the pruned kernels' optimiser state (see
+    /// `Optimizer::zero_state_rows`).
+    pub fn set_mask(&mut self, mask: &[bool]) -> Result<()> {
+        let live = LiveChannels::from_mask(self.reps(), self.tables.nk(), mask)?;
+        let k2 = self.config.small_kernel * self.config.small_kernel;
+        for b in &self.banks {
+            let mut host = b.value().to_host()?;
+            for (i, v) in host.data_mut().iter_mut().enumerate() {
+                if !mask[i / k2] {
+                    *v = T::zero();
+                }
+            }
+            let device = b.value().device();
+            b.set_value(host.to_device(&device)?)?;
+        }
+        self.live = Some(Rc::new(live));
+        Ok(())
+    }
+
+    /// The live kernels when a mask prunes at least one (the sparse path's layout).
+    fn sparse_live(&self) -> Option<&Rc<LiveChannels>> {
+        self.live.as_ref().filter(|l| !l.is_dense())
     }
 
     /// Number of processed channels R.
@@ -197,10 +250,49 @@ impl<T: Real> ShiftWiseConv<T> {
     }
 }
 
+impl<T: Real> ShiftWiseConv<T> {
+    /// Steps 4-5 of SPEC 1.5: the three batch-norms, the residual, and the ghost channels.
+    fn finish(
+        &mut self,
+        h: Var<T>,
+        v: Var<T>,
+        i: Var<T>,
+        x_r: Var<T>,
+        x_g: Option<Var<T>>,
+        mode: Mode,
+    ) -> Result<Var<T>> {
+        let h = self.bn_h.forward(&h, mode)?;
+        let v = self.bn_v.forward(&v, mode)?;
+        let i = self.bn_i.forward(&i, mode)?;
+        let z = add_n(&[&h, &v, &i, &x_r])?;
+        match x_g {
+            Some(g) => concat_channels(&[&z, &g]),
+            None => Ok(z),
+        }
+    }
+}
+
 impl<T: Real> Module<T> for ShiftWiseConv<T> {
     fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
         let (x_r, x_g) = self.split(x)?;
         let p = self.bank_params();
+        if let Some(live) = self.sparse_live().cloned() {
+            let y = if self.unmerged_banks {
+                let paths = self
+                    .banks
+                    .iter()
+                    .map(|w| bank_conv(&x_r, w, &live))
+                    .collect::<Result<Vec<_>>>()?;
+                add_n(&paths.iter().collect::<Vec<_>>())?
+            } else if self.banks.len() == 1 {
+                bank_conv(&x_r, &self.banks[0], &live)?
+            } else {
+                let merged = add_n(&self.banks.iter().collect::<Vec<_>>())?;
+                bank_conv(&x_r, &merged, &live)?
+            };
+            let (h, v, i) = shift_add_sparse(&y, &self.tables, &live)?;
+            return self.finish(h, v, i, x_r, x_g, mode);
+        }
         let y = if self.banks.len() == 1 {
             conv2d(&x_r, &self.banks[0], None, p)?
         } else if self.unmerged_banks {
@@ -215,14 +307,7 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
             conv2d(&x_r, &merged, None, p)?
         };
         let (h, v, i) = shift_add(&y, &self.tables)?;
-        let h = self.bn_h.forward(&h, mode)?;
-        let v = self.bn_v.forward(&v, mode)?;
-        let i = self.bn_i.forward(&i, mode)?;
-        let z = add_n(&[&h, &v, &i, &x_r])?;
-        match x_g {
-            Some(g) => concat_channels(&[&z, &g]),
-            None => Ok(z),
-        }
+        self.finish(h, v, i, x_r, x_g, mode)
     }
 
     fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
@@ -239,6 +324,13 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
     }
 
     fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
+        if let Some(live) = &self.live {
+            sd.insert_int(
+                join(prefix, "mask"),
+                &[live.compact.len()],
+                live.compact.iter().map(|&l| i32::from(l >= 0)).collect(),
+            );
+        }
         for (q, b) in self.banks.iter().enumerate() {
             sd.insert(join(prefix, &format!("bank.{q}.weight")), b.value().clone())?;
         }
@@ -314,10 +406,30 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
                 prefix
             )));
         }
+        // The mask, where the file has one (a dense checkpoint has none).
+        let mask_key = join(prefix, "mask");
+        let mask = match sd.names().any(|n| n == mask_key) {
+            true => {
+                let (_, values) = sd.int(&mask_key)?;
+                Some(crate::sparsity::mask_from_i32(
+                    &mask_key,
+                    values,
+                    self.kernels(),
+                )?)
+            }
+            false => None,
+        };
         self.tables = Rc::new(tables);
         self.ghost_idx = ghost_idx;
         self.rep_idx = rep_idx;
-        Ok(())
+        match mask {
+            // Zeroes the pruned kernels' weights, should the file hold anything else there.
+            Some(m) => self.set_mask(&m),
+            None => {
+                self.live = None;
+                Ok(())
+            }
+        }
     }
 
     fn move_to(&mut self, device: &Device) -> Result<()> {
