@@ -206,6 +206,22 @@ struct TrainArgs {
     /// Disable random horizontal flips.
     #[arg(long = "no-flip")]
     no_flip: bool,
+    /// Sparse group convolution (SPEC 1.6): fraction of the shift-wise layers' small kernels
+    /// pruned (0: dense).
+    #[arg(long, default_value_t = 0.0)]
+    sparsity: f64,
+    /// Initial masks: snip (SNIP density per layer, random mask), snip-topk or uniform.
+    #[arg(long = "sparse-init", default_value = "snip")]
+    sparse_init: String,
+    /// Fraction of live kernels pruned and regrown at the start (cosine down to 0.005).
+    #[arg(long = "prune-rate", default_value_t = 0.3)]
+    prune_rate: f64,
+    /// Optimiser steps between prune/regrow steps.
+    #[arg(long = "prune-every", default_value_t = 100)]
+    prune_every: usize,
+    /// How pruned kernels are replaced: random (gradient is not available yet).
+    #[arg(long, default_value = "random")]
+    growth: String,
     /// Continue the run in this directory from its checkpoint, with the configuration stored
     /// there. Only --epochs (a new total, at least the epochs done; the cosine decay then spans
     /// the new total), --device, --data and --quiet may be given with it; --out is refused (a
@@ -269,6 +285,41 @@ fn check_resume_flags(m: &ArgMatches, dir: &std::path::Path) -> Result<()> {
     ))
 }
 
+/// The sparse settings of a fresh run: `None` at sparsity 0 (a sparse flag given without a
+/// sparsity is refused rather than ignored).
+fn sparse_run(
+    a: &TrainArgs,
+    m: &ArgMatches,
+) -> Result<Option<shiftgrad::train::config::SparseRun>> {
+    use shiftgrad::tensor::Error;
+    if !(a.sparsity.is_finite() && (0.0..1.0).contains(&a.sparsity)) {
+        return Err(Error::arg(
+            "train",
+            format!("--sparsity must be in [0, 1), got {}", a.sparsity),
+        ));
+    }
+    let sparse_flags = ["sparse_init", "prune_rate", "prune_every", "growth"];
+    if a.sparsity == 0.0 {
+        if let Some(f) = sparse_flags.iter().find(|f| given(m, f)) {
+            return Err(Error::arg(
+                "train",
+                format!("--{} needs --sparsity above 0", f.replace('_', "-")),
+            ));
+        }
+        return Ok(None);
+    }
+    let run = shiftgrad::train::config::SparseRun {
+        sparsity: a.sparsity,
+        init: a.sparse_init.clone(),
+        prune_rate: a.prune_rate,
+        prune_every: a.prune_every,
+        growth: a.growth.clone(),
+    };
+    run.config()?;
+    shiftgrad::train::sparse::check_supported(&run)?;
+    Ok(Some(run))
+}
+
 fn run_train(a: TrainArgs, m: &ArgMatches) -> Result<bool> {
     use shiftgrad::train::{config::OptimName, config::RunConfig, train, Start, TrainJob};
     if let Some(dir) = a.resume {
@@ -293,6 +344,7 @@ fn run_train(a: TrainArgs, m: &ArgMatches) -> Result<bool> {
         OptimArg::Sgd => OptimName::Sgd,
         OptimArg::Adamw => OptimName::Adamw,
     };
+    let sparse = sparse_run(&a, m)?;
     let config = RunConfig {
         preset: a.preset.clone(),
         spatial: a.spatial.clone(),
@@ -318,6 +370,7 @@ fn run_train(a: TrainArgs, m: &ArgMatches) -> Result<bool> {
         test_limit: a.test_limit,
         crop_pad: a.crop_pad,
         flip: !a.no_flip,
+        sparse,
     };
     let out = a.out.unwrap_or_else(|| {
         PathBuf::from(format!("runs/{}-{}-seed{}", a.preset, a.spatial, a.seed))

@@ -82,6 +82,7 @@ fn small_config() -> RunConfig {
         test_limit: Some(256),
         crop_pad: 2,
         flip: true,
+        sparse: None,
     }
 }
 
@@ -133,9 +134,14 @@ fn base_run() -> &'static Path {
 }
 
 fn copy_run(tag: &str) -> PathBuf {
+    copy_dir(base_run(), tag)
+}
+
+/// A copy of the run directory `from`.
+fn copy_dir(from: &Path, tag: &str) -> PathBuf {
     let to = tmp(tag);
     std::fs::create_dir_all(&to).unwrap();
-    for f in std::fs::read_dir(base_run()).unwrap() {
+    for f in std::fs::read_dir(from).unwrap() {
         let f = f.unwrap().path();
         std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
     }
@@ -301,6 +307,120 @@ fn learns_checkpoint_round_trips_and_resume_is_exact() {
     assert_eq!(extended.history[2].lr, lr);
     let meta = read_meta(&load_checkpoint(&ckpt).unwrap(), &ckpt).unwrap();
     assert_eq!((meta.epoch, meta.config.epochs), (3, 3));
+}
+
+/// Sparse group convolution (SPEC 1.6) in training: masks from SNIP at the requested overall
+/// sparsity, saved in the checkpoint, densities fixed through prune/regrow (every 4 steps
+/// here), pruned kernels zero in every bank, and an interrupted run resumed with its masks
+/// reproduces the uninterrupted one exactly (metrics and checkpoint bytes).
+#[test]
+fn sparse_runs_keep_their_density_and_resume_exactly() {
+    use shiftgrad::train::config::SparseRun;
+    let device = Device::open(None).unwrap();
+    let cfg = || RunConfig {
+        sparse: Some(SparseRun {
+            sparsity: 0.5,
+            init: "snip".into(),
+            prune_rate: 0.3,
+            prune_every: 4,
+            growth: "random".into(),
+        }),
+        ..tiny_config()
+    };
+    let full_dir = tmp("sparse-full");
+    let full = train(job(&full_dir, Start::Fresh(Box::new(cfg())), &device, None)).unwrap();
+    let part_dir = tmp("sparse-part");
+    train(job(
+        &part_dir,
+        Start::Fresh(Box::new(cfg())),
+        &device,
+        Some(1),
+    ))
+    .unwrap();
+    let resumed = train(job(&part_dir, resume(None), &device, None)).unwrap();
+    assert_eq!(strip(&resumed.history), strip(&full.history));
+    let (a, b) = (
+        full_dir.join("checkpoint.npz"),
+        part_dir.join("checkpoint.npz"),
+    );
+    let (sa, sb) = (load_checkpoint(&a).unwrap(), load_checkpoint(&b).unwrap());
+    for name in sa.names().filter(|n| !n.starts_with("meta.")) {
+        if let Ok(t) = sa.tensor(name) {
+            assert_eq!(t.data(), sb.tensor(name).unwrap().data(), "{name}");
+        }
+    }
+    // Masks: one per shift-wise layer, 0/1, half of all kernels live overall (SNIP picks the
+    // layers' densities), and unchanged in count through the prune/regrow steps.
+    let mut live = 0;
+    let mut total = 0;
+    for s in 0..2 {
+        let name = format!("stages.{s}.blocks.0.spatial.mask");
+        let (shape, m) = sa.int(&name).unwrap();
+        assert_eq!(shape.dims(), &[m.len()]);
+        assert!(m.iter().all(|&v| v == 0 || v == 1), "{name}");
+        live += m.iter().filter(|&&v| v == 1).count();
+        total += m.len();
+        // Pruned kernels are zero in every bank (k = 3: 9 taps per kernel).
+        for q in 0..2 {
+            let w = sa
+                .tensor(&format!("stages.{s}.blocks.0.spatial.bank.{q}.weight"))
+                .unwrap();
+            for (i, v) in w.data().iter().enumerate() {
+                assert!(
+                    m[i / 9] == 1 || *v == 0.0,
+                    "{name}: pruned kernel {} is {v}",
+                    i / 9
+                );
+            }
+        }
+    }
+    assert_eq!(
+        live,
+        (total as f64 * 0.5).round() as usize,
+        "{live} of {total}"
+    );
+    for e in &full.history {
+        assert_eq!(e.densities.len(), 2, "{e:?}");
+    }
+    assert_eq!(full.history[0].densities, full.history[1].densities);
+    // A mask that is not 0/1 is a clear error on resume.
+    let bad = copy_dir(&full_dir, "sparse-bad");
+    tamper(&bad, |sd| {
+        let (_, m) = sd.int("stages.0.blocks.0.spatial.mask").unwrap();
+        let mut m = m.to_vec();
+        m[0] = 3;
+        sd.insert_int("stages.0.blocks.0.spatial.mask".into(), &[m.len()], m);
+    });
+    let err = train(job(&bad, resume(Some(3)), &device, None))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("stages.0.blocks.0.spatial.mask") && err.contains("is 3"),
+        "{err}"
+    );
+    // Sparse flags on the command line: bad values are errors, and so is pruning a network
+    // without shift-wise layers.
+    for (args, want) in [
+        (vec!["--sparsity", "1.5"], "--sparsity must be in [0, 1)"),
+        (
+            vec!["--prune-every", "5"],
+            "--prune-every needs --sparsity above 0",
+        ),
+        (vec!["--sparsity", "0.3", "--sparse-init", "magic"], "snip"),
+        (
+            vec!["--sparsity", "0.3", "--growth", "gradient"],
+            "not available yet",
+        ),
+        (
+            vec!["--sparsity", "0.3", "--spatial", "slak"],
+            "needs --spatial sw",
+        ),
+    ] {
+        let mut a = vec!["train", "--quiet", "--limit", "64"];
+        a.extend(args);
+        assert_error(&shiftgrad(&a), &[want]);
+    }
 }
 
 #[test]

@@ -75,6 +75,34 @@ impl<T: Real> Optimizer<T> {
         &self.params
     }
 
+    /// Sets to zero the optimiser state (momentum; both AdamW moments) of the elements of
+    /// parameter `name` for which `zero(i)` holds (`i`: the element's flat index), so that a
+    /// pruned or regrown kernel starts from no state (SPEC 1.6). Reads the state to the host
+    /// and back: for occasional use (a prune step), not every step. An unknown name is an
+    /// error; a parameter without state yet has nothing to zero.
+    pub fn zero_state_where(&mut self, name: &str, zero: impl Fn(usize) -> bool) -> Result<()> {
+        let Some(i) = self.params.iter().position(|p| p.name == name) else {
+            return Err(Error::arg(
+                "optimizer",
+                format!("no parameter named {name:?}"),
+            ));
+        };
+        for slot in [&mut self.slot1[i], &mut self.slot2[i]]
+            .into_iter()
+            .flatten()
+        {
+            let device = slot.device();
+            let mut host = slot.to_host()?;
+            for (j, v) in host.data_mut().iter_mut().enumerate() {
+                if zero(j) {
+                    *v = T::zero();
+                }
+            }
+            *slot = host.to_device(&device)?;
+        }
+        Ok(())
+    }
+
     /// Forgets every gradient.
     pub fn zero_grad(&self) {
         for p in &self.params {

@@ -18,7 +18,7 @@ use crate::baselines::{Spatial, SpatialKind};
 use crate::layers::{BatchNorm2d, Conv2d, Linear};
 use crate::module::{join, Mode, Module, ParamRef, StateDict};
 use crate::reparam::{fold_spatial, merge_paths};
-use crate::shiftwise::SwConfig;
+use crate::shiftwise::{ShiftWiseConv, SwConfig};
 use rand::Rng as _;
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::pool::global_avg_pool;
@@ -147,6 +147,20 @@ pub struct SwResNet<T: Real> {
 }
 
 impl<T: Real> SwResNet<T> {
+    /// The shift-wise layers with their parameter prefixes
+    /// (`stages.{s}.blocks.{b}.spatial`), in network order; empty for other spatial kinds.
+    pub fn sw_layers_mut(&mut self) -> Vec<(String, &mut ShiftWiseConv<T>)> {
+        let mut out = Vec::new();
+        for (s, stage) in self.stages.iter_mut().enumerate() {
+            for (b, block) in stage.blocks.iter_mut().enumerate() {
+                if let Spatial::Sw(layer) = &mut block.spatial {
+                    out.push((format!("stages.{s}.blocks.{b}.spatial"), layer));
+                }
+            }
+        }
+        out
+    }
+
     /// Builds the network with weights and tables drawn from `config.seed`.
     pub fn new(config: ResNetConfig) -> Result<Self> {
         config.validate()?;

@@ -177,11 +177,13 @@ mod tests {
             test_limit: None,
             crop_pad: 0,
             flip: false,
+            sparse: None,
         }
     }
 
     fn metrics(epoch: usize, test_loss: f64) -> EpochMetrics {
         EpochMetrics {
+            densities: Vec::new(),
             epoch,
             lr: 0.1,
             train_loss: 1.0,

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use shiftgrad_nn::optim::OptimKind;
 use shiftgrad_nn::resnet::ResNetConfig;
+use shiftgrad_nn::sparsity::SparseConfig;
 use shiftgrad_nn::SpatialKind;
 use shiftgrad_tensor::{Error, Result};
 
@@ -14,6 +15,37 @@ use shiftgrad_tensor::{Error, Result};
 pub enum OptimName {
     Sgd,
     Adamw,
+}
+
+/// The sparse group convolution of a run (SPEC 1.6); absent from dense runs, so their
+/// configuration (and checkpoints) are exactly as before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SparseRun {
+    /// Fraction of the shift-wise layers' small kernels pruned, in (0, 1).
+    pub sparsity: f64,
+    /// `snip`, `snip-topk` or `uniform`.
+    pub init: String,
+    /// r_0 of the prune schedule.
+    pub prune_rate: f64,
+    /// Optimiser steps between prune/regrow steps.
+    pub prune_every: usize,
+    /// `random` (or `gradient`, refused for now).
+    pub growth: String,
+}
+
+impl SparseRun {
+    /// The parsed, validated settings.
+    pub fn config(&self) -> Result<SparseConfig> {
+        let cfg = SparseConfig {
+            sparsity: self.sparsity,
+            init: self.init.parse()?,
+            prune_rate: self.prune_rate,
+            prune_every: self.prune_every,
+            growth: self.growth.parse()?,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
 }
 
 /// A training run, fully resolved.
@@ -43,6 +75,9 @@ pub struct RunConfig {
     /// Random crop with this zero padding (0: none) and horizontal flips.
     pub crop_pad: usize,
     pub flip: bool,
+    /// Sparse group convolution, where `--sparsity` is above 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse: Option<SparseRun>,
 }
 
 impl RunConfig {
@@ -106,6 +141,21 @@ impl RunConfig {
                 OP,
                 "--limit and --test-limit must be at least 1",
             ));
+        }
+        if let Some(sp) = &self.sparse {
+            sp.config()?;
+            if sp.sparsity <= 0.0 {
+                return Err(Error::arg(OP, "a sparse run needs a sparsity above 0"));
+            }
+            if self.spatial != "sw" {
+                return Err(Error::arg(
+                    OP,
+                    format!(
+                        "--sparsity prunes the small kernels of the shift-wise operator: it needs --spatial sw, not {}",
+                        self.spatial
+                    ),
+                ));
+            }
         }
         self.network().map(|_| ())
     }

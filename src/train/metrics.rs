@@ -16,6 +16,10 @@ pub struct EpochMetrics {
     pub test_acc: f64,
     pub train_images_per_s: f64,
     pub epoch_seconds: f64,
+    /// Sparse runs: the density (live fraction of small kernels) of every shift-wise layer at
+    /// the end of the epoch, in network order (`stages.{s}.blocks.{b}`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub densities: Vec<f64>,
 }
 
 impl EpochMetrics {

@@ -37,6 +37,7 @@ pub mod finite;
 pub mod metrics;
 pub mod plot;
 mod run;
+pub mod sparse;
 
 pub use checkpoint::{load_checkpoint, read_meta, Meta};
 
@@ -243,6 +244,19 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
     let train_set = load_split(&job.data_dir, Split::Train, run.config.limit)?;
     let test_set = load_split(&job.data_dir, Split::Test, run.config.test_limit)?;
     let schedule = Schedule::new(&run.config, train_set.len())?;
+    if let (Start::Fresh(_), Some(sp)) = (&job.start, run.config.sparse.clone()) {
+        let (batch, seed) = (schedule.batch, run.config.seed);
+        sparse::init_masks(&mut run.model, &sp, &train_set, batch, &job.device, seed)?;
+        if !job.quiet {
+            let d = sparse::densities(&mut run.model);
+            let shown: Vec<String> = d.iter().map(|x| format!("{x:.2}")).collect();
+            eprintln!(
+                "sparse: {} init, layer densities [{}]",
+                sp.init,
+                shown.join(", ")
+            );
+        }
+    }
     let params = run.model.parameter_count();
     if !job.quiet {
         eprintln!(
@@ -293,6 +307,10 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
             test_acc,
             train_images_per_s: seen as f64 / epoch_train_s,
             epoch_seconds: epoch_start.elapsed().as_secs_f64(),
+            densities: match run.config.sparse {
+                Some(_) => sparse::densities(&mut run.model),
+                None => Vec::new(),
+            },
         };
         if !job.quiet {
             eprintln!(

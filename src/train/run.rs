@@ -5,7 +5,9 @@
 use super::checkpoint::{load_checkpoint, read_meta};
 use super::config::RunConfig;
 use super::metrics::{graph_outputs_by_op, live_bytes, EpochMetrics, MemorySplit, OpBytes};
-use super::{build_model, count_correct, epoch_rng, finite, progress, TrainJob, CHECKPOINT};
+use super::{
+    build_model, count_correct, epoch_rng, finite, progress, sparse, TrainJob, CHECKPOINT,
+};
 use shiftgrad_autograd::Var;
 use shiftgrad_nn::data::{self, Augment, Dataset};
 use shiftgrad_nn::optim::{lr_at, Optimizer};
@@ -236,6 +238,17 @@ impl Run {
                 tally.flops_fwd = (c1.flops - c0.flops) as f64 / bs as f64;
                 tally.macs_fwd = (c1.macs - c0.macs) as f64 / bs as f64;
                 tally.flops_bwd = (c2.flops - c1.flops) as f64 / bs as f64;
+            }
+            if let Some(sp) = &config.sparse {
+                let step = self.optim.steps;
+                sparse::maybe_prune(
+                    &mut self.model,
+                    &mut self.optim,
+                    sp,
+                    step,
+                    sched.total,
+                    config.seed,
+                )?;
             }
             loss_sum += loss_value * bs as f64;
             seen += bs;
