@@ -67,6 +67,10 @@ enum Command {
         /// Stage widths override, e.g. 32,64,128.
         #[arg(long, value_delimiter = ',')]
         widths: Option<Vec<usize>>,
+        /// Prune this fraction of every shift-wise layer's small kernels (uniform random
+        /// masks from seed 0; SPEC 1.6) before timing; 0: dense.
+        #[arg(long, default_value_t = 0.0)]
+        sparsity: f64,
         /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else auto).
         #[arg(long)]
         device: Option<String>,
@@ -442,6 +446,7 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
             steps,
             warmup,
             widths,
+            sparsity,
             device,
         } => {
             let device = train_device(device.as_deref())?;
@@ -450,7 +455,13 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
             if let Some(w) = widths {
                 config.widths = w;
             }
-            cli::profile::run(config, &device, batch_size, warmup, steps, &mut stdout)?;
+            let shape = cli::profile::Shape {
+                batch: batch_size,
+                warmup,
+                steps,
+                sparsity,
+            };
+            cli::profile::run(config, &device, shape, &mut stdout)?;
             Ok(true)
         }
         Command::Devices => {

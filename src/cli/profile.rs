@@ -12,21 +12,72 @@ use shiftgrad_tensor::{counters, init, Device, Error, Result, Tensor};
 use std::io::Write;
 use std::time::Instant;
 
+/// What `shiftgrad profile` times.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Images per step.
+    pub batch: usize,
+    /// Untimed steps first.
+    pub warmup: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Fraction of every shift-wise layer's small kernels pruned (uniform random masks from
+    /// seed 0); 0: dense.
+    pub sparsity: f64,
+}
+
 /// Runs `warmup` untimed and `steps` timed training steps of `config` at `batch` on `device`,
 /// printing a table to `out`. Returns the median step time in seconds.
 pub fn run(
     config: ResNetConfig,
     device: &Device,
-    batch: usize,
-    warmup: usize,
-    steps: usize,
+    shape: Shape,
     out: &mut dyn Write,
 ) -> Result<f64> {
+    let Shape {
+        batch,
+        warmup,
+        steps,
+        sparsity,
+    } = shape;
     if batch == 0 || steps == 0 {
         return Err(Error::arg("profile", "batch and steps must be at least 1"));
     }
+    if !(sparsity.is_finite() && (0.0..1.0).contains(&sparsity)) {
+        return Err(Error::arg(
+            "profile",
+            format!("--sparsity must be in [0, 1), got {sparsity}"),
+        ));
+    }
     let mut model = SwResNet::<f32>::new(config.clone())?;
     model.move_to(device)?;
+    if sparsity > 0.0 {
+        if model.sw_layers_mut().is_empty() {
+            return Err(Error::arg("profile", "--sparsity needs --spatial sw"));
+        }
+        let cfg = shiftgrad_nn::sparsity::SparseConfig {
+            sparsity,
+            init: shiftgrad_nn::sparsity::SparseInit::Uniform,
+            ..Default::default()
+        };
+        let scores: Vec<Vec<f64>> = model
+            .sw_layers_mut()
+            .iter()
+            .map(|(_, l)| vec![1.0; l.kernels()])
+            .collect();
+        let masks = shiftgrad_nn::sparsity::init_masks(&scores, &cfg, &mut init::rng(0));
+        for ((_, layer), m) in model.sw_layers_mut().into_iter().zip(&masks) {
+            layer.set_mask(m)?;
+        }
+        let live: usize = masks.iter().flatten().filter(|&&b| b).count();
+        let total: usize = masks.iter().map(|m| m.len()).sum();
+        writeln!(
+            out,
+            "sparse: {live} of {total} small kernels live in {} shift-wise layers",
+            masks.len()
+        )
+        .map_err(|e| Error::Other(format!("profile: {e}")))?;
+    }
     let mut optim = Optimizer::new(
         shiftgrad_nn::optim::OptimKind::Sgd {
             momentum: 0.9,
@@ -139,6 +190,18 @@ pub fn run(
             )
             .map_err(io)?;
         }
+        let spatial_ns: u64 = kt
+            .iter()
+            .filter(|k| k.program == "shift_add" || k.program == "bank_conv")
+            .map(|k| k.device_ns)
+            .sum();
+        writeln!(
+            out,
+            "shift-add and sparse bank convolution kernels: {:.1} ms per step (the dense bank \
+             convolution runs as conv2d and is not in this sum)",
+            spatial_ns as f64 * 1e-6 / steps as f64
+        )
+        .map_err(io)?;
         let tr = ctx.transfers();
         let per = |n: u64| n as f64 / steps as f64;
         writeln!(

@@ -1,6 +1,8 @@
 // Sparse bank convolution (SPEC 1.1 with the mask of 1.6; see mod.rs for the formulas).
-// Built with -D real=float|double and -D ireal=int|long (the integer type of the same width,
-// for lane masks).
+// Built with -D real=float|double, -D ireal=int|long (the integer type of the same width,
+// for lane masks) and -D K=k, the kernel size, so that the tap loops unroll and the weight
+// gradient's K accumulators are registers (one program per k; the shift-wise layers use 3
+// or 5).
 //
 // x is (B, R, H, W); w the whole bank (R*nk, 1, k, k); Y the compact (B, L, Hp, Wp),
 // Hp = H + k - 1, channel l holding bank channel channels[l] of rep channel channels[l] / nk;
@@ -14,8 +16,9 @@
 //
 //   bank_conv_forward       work-item (b*L + l)*Hp + u: row u of Y[b, l]
 //   bank_conv_data_grad     work-item (b*R + o)*H + y:  row y of dx[b, o]
-//   bank_conv_weight_grad   work-item (l*k + ky)*k + kx: dw[channels[l], 0, ky, kx], summed
-//                           over samples, rows and segments, lanes added in a fixed order.
+//   bank_conv_weight_grad   work-item l*k + ky: dw[channels[l], 0, ky, 0..k], summed over
+//                           samples, rows and segments, lanes added in a fixed order; each
+//                           segment of x is loaded once for the k taps of the row.
 
 #define VW 16
 #define CAT_(a, b) a##b
@@ -91,7 +94,7 @@ __kernel void bank_conv_forward(__global const real* restrict x, __global const 
     const int l = bl - b * p.live;
     const int c = channels[l];
     const int o = c / p.nk;
-    const int k = p.k;
+    const int k = K;
     const int pad = k - 1;
     const int x_len = p.batch * p.reps * p.h * p.w;
     const int x_plane = (b * p.reps + o) * p.h * p.w;
@@ -127,7 +130,7 @@ __kernel void bank_conv_data_grad(__global const real* restrict dy,
     const int row = id - bo * p.h;
     const int b = bo / p.reps;
     const int o = bo - b * p.reps;
-    const int k = p.k;
+    const int k = K;
     const int pad = k - 1;
     const int dy_len = p.batch * p.live * p.hp * p.wp;
     __global real* restrict dx_row = dx + id * p.w;
@@ -154,33 +157,42 @@ __kernel void bank_conv_weight_grad(__global const real* restrict dy,
                                     __global const real* restrict x,
                                     __global const int* restrict channels,
                                     __global real* restrict dw, const BankParams p) {
-    const int k = p.k;
-    if (get_global_id(0) >= (size_t)(p.live * k * k)) {
+    const int k = K;
+    if (get_global_id(0) >= (size_t)(p.live * k)) {
         return;
     }
     const int id = (int)get_global_id(0);
-    const int l = id / (k * k);
-    const int tap = id - l * k * k;
-    const int ky = tap / k;
-    const int kx = tap - ky * k;
+    const int l = id / k;
+    const int ky = id - l * k;
     const int c = channels[l];
     const int o = c / p.nk;
     const int pad = k - 1;
     const int x_len = p.batch * p.reps * p.h * p.w;
     const int dy_len = p.batch * p.live * p.hp * p.wp;
 
-    vec acc = (vec)(real)0;
+    vec acc[K];
+#pragma unroll
+    for (int kx = 0; kx < K; kx++) {
+        acc[kx] = (vec)(real)0;
+    }
     for (int b = 0; b < p.batch; b++) {
         const int x_plane = (b * p.reps + o) * p.h * p.w;
         const int dy_plane = (b * p.live + l) * p.hp * p.wp;
         for (int row = 0; row < p.h; row++) {
             const int xb = x_plane + row * p.w;
-            // Row row + p - ky of dY, from column p - kx: W columns, like x's row.
-            const int db = dy_plane + (row + pad - ky) * p.wp + pad - kx;
+            // Row row + p - ky of dY; tap kx reads it from column p - kx, W columns.
+            const int db = dy_plane + (row + pad - ky) * p.wp + pad;
             for (int x0 = 0; x0 < p.w; x0 += VW) {
-                acc += load_seg(x, xb, x0, p.w, x_len) * load_seg(dy, db, x0, p.w, dy_len);
+                const vec xs = load_seg(x, xb, x0, p.w, x_len);
+#pragma unroll
+                for (int kx = 0; kx < K; kx++) {
+                    acc[kx] += xs * load_seg(dy, db - kx, x0, p.w, dy_len);
+                }
             }
         }
     }
-    dw[c * k * k + tap] = lane_sum(acc);
+#pragma unroll
+    for (int kx = 0; kx < K; kx++) {
+        dw[(c * k + ky) * k + kx] = lane_sum(acc[kx]);
+    }
 }

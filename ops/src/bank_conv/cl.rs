@@ -68,7 +68,8 @@ impl Params {
     }
 }
 
-fn bank_program<T: Real>(ctx: &Context) -> Result<Program> {
+/// The program for `T` and kernel size `k` (`K` is a compile-time constant of the kernels).
+fn bank_program<T: Real>(ctx: &Context, k: usize) -> Result<Program> {
     let ireal = match T::DTYPE {
         DType::F32 => "int",
         DType::F64 => "long",
@@ -79,6 +80,7 @@ fn bank_program<T: Real>(ctx: &Context) -> Result<Program> {
         &[
             ("real", T::DTYPE.cl_name().to_string()),
             ("ireal", ireal.to_string()),
+            ("K", k.to_string()),
         ],
     )
     .map_err(dev_err)
@@ -98,7 +100,7 @@ pub fn forward<T: Real>(
         return Ok(y);
     }
     let params = Params::new(d)?;
-    let prog = bank_program::<T>(ctx)?;
+    let prog = bank_program::<T>(ctx, d.k)?;
     let dl = device_live(ctx, &prog, live)?;
     launch(
         ctx,
@@ -132,7 +134,7 @@ pub fn data_grad<T: Real>(
     }
     let dx = output::<T>(ctx, shape)?;
     let params = Params::new(d)?;
-    let prog = bank_program::<T>(ctx)?;
+    let prog = bank_program::<T>(ctx, d.k)?;
     let dl = device_live(ctx, &prog, live)?;
     launch(
         ctx,
@@ -161,12 +163,12 @@ pub fn weight_grad<T: Real>(
     live: &Rc<LiveChannels>,
 ) -> Result<Tensor<T>> {
     let dw = zeros::<T>(ctx, [d.reps * d.nk, 1, d.k, d.k])?;
-    let items = d.live * d.k * d.k;
+    let items = d.live * d.k;
     if items == 0 || d.batch == 0 {
         return Ok(dw);
     }
     let params = Params::new(d)?;
-    let prog = bank_program::<T>(ctx)?;
+    let prog = bank_program::<T>(ctx, d.k)?;
     let dl = device_live(ctx, &prog, live)?;
     launch(
         ctx,
