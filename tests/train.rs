@@ -383,6 +383,7 @@ fn sparse_runs_keep_their_density_and_resume_exactly() {
         assert_eq!(e.densities.len(), 2, "{e:?}");
     }
     assert_eq!(full.history[0].densities, full.history[1].densities);
+    assert!(full_dir.join("masks.png").is_file(), "masks.png missing");
     // A mask that is not 0/1 is a clear error on resume.
     let bad = copy_dir(&full_dir, "sparse-bad");
     tamper(&bad, |sd| {

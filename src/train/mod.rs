@@ -59,6 +59,8 @@ use std::time::Instant;
 pub const CHECKPOINT: &str = "checkpoint.npz";
 pub const METRICS: &str = "metrics.jsonl";
 pub const CURVES: &str = "curves.png";
+/// Sparse runs: the picture of every shift-wise layer's mask, redrawn after each epoch.
+pub const MASKS: &str = "masks.png";
 pub const SUMMARY: &str = "summary.json";
 pub const CONFIG: &str = "config.json";
 
@@ -341,6 +343,9 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
         })?;
         metrics::write_jsonl(&job.out.join(METRICS), &run.history)?;
         plot::draw(&job.out.join(CURVES), &run.history)?;
+        if run.config.sparse.is_some() {
+            plot::draw_masks(&job.out.join(MASKS), &sparse::layer_masks(&mut run.model))?;
+        }
     }
     let summary = summarise(&run, &job, params, start, &tally);
     metrics::write_atomic(

@@ -98,3 +98,65 @@ pub fn draw(path: &Path, history: &[EpochMetrics]) -> Result<()> {
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
 }
+
+/// One shift-wise layer's mask for [`draw_masks`]: its name, `R` rows of `nk` slots.
+pub struct LayerMask {
+    pub name: String,
+    pub reps: usize,
+    pub nk: usize,
+    /// `R*nk` entries, rep-major: entry `o*nk + j` is small kernel j of rep channel o.
+    pub live: Vec<bool>,
+}
+
+/// `masks.png`: for every shift-wise layer a grid of its small kernels, one row per rep
+/// channel and one column per long-range slot of the bank (dark = live), titled with the
+/// layer's density; the learned sparse connection pattern of a sparse run (SPEC 1.6).
+/// Written to a temporary file, then renamed.
+pub fn draw_masks(path: &Path, layers: &[LayerMask]) -> Result<()> {
+    register_font();
+    let tmp = path.with_extension("png.tmp.png");
+    let err = |e: &dyn std::fmt::Display| Error::file(path, format!("drawing the masks: {e}"));
+    let cols = layers.len().clamp(1, 6);
+    let rows = layers.len().div_ceil(cols).max(1);
+    let (cell_w, cell_h) = (220u32, 380u32);
+    {
+        let root = BitMapBackend::new(&tmp, (cell_w * cols as u32, cell_h * rows as u32))
+            .into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let areas = root.split_evenly((rows, cols));
+        for (layer, area) in layers.iter().zip(&areas) {
+            let live = layer.live.iter().filter(|&&b| b).count();
+            let density = live as f64 / layer.live.len().max(1) as f64;
+            let title = format!("{} ({:.0} % live)", layer.name, 100.0 * density);
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 13))
+                .margin(6)
+                .x_label_area_size(22)
+                .y_label_area_size(30)
+                .build_cartesian_2d(0..layer.nk, 0..layer.reps)
+                .map_err(|e| err(&e))?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_desc("slot")
+                .y_desc("rep channel")
+                .label_style(("sans-serif", 10))
+                .draw()
+                .map_err(|e| err(&e))?;
+            let cells = (0..layer.reps).flat_map(|o| (0..layer.nk).map(move |j| (o, j)));
+            chart
+                .draw_series(cells.map(|(o, j)| {
+                    let on = layer.live[o * layer.nk + j];
+                    let color = if on {
+                        RGBColor(30, 60, 140)
+                    } else {
+                        RGBColor(235, 235, 235)
+                    };
+                    Rectangle::new([(j, o), (j + 1, o + 1)], color.filled())
+                }))
+                .map_err(|e| err(&e))?;
+        }
+        root.present().map_err(|e| err(&e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+}

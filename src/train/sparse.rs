@@ -170,3 +170,20 @@ pub fn check_supported(sparse: &SparseRun) -> Result<()> {
     }
     Ok(())
 }
+
+/// The masks of every shift-wise layer, for the picture (`masks.png`).
+pub fn layer_masks(model: &mut SwResNet<f32>) -> Vec<super::plot::LayerMask> {
+    model
+        .sw_layers_mut()
+        .into_iter()
+        .map(|(name, l)| super::plot::LayerMask {
+            name: name
+                .replace(".spatial", "")
+                .replace("stages.", "s")
+                .replace("blocks.", "b"),
+            reps: l.reps(),
+            nk: l.tables.nk(),
+            live: l.mask(),
+        })
+        .collect()
+}

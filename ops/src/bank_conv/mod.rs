@@ -33,8 +33,8 @@
 //! they agree to rounding, not bit for bit; each backend is deterministic.
 //!
 //! **Cost (SPEC 4)**, counted like `conv2d`'s (nominal taps, padding included), for the live
-//! kernels only: forward `B*L*Hp*Wp*k^2` MACs; the data gradient and the weight gradient
-//! `B*L*H*W*k^2` MACs each. Bytes: every input read once, every output written once.
+//! kernels only: `B*L*Hp*Wp*k^2` MACs for the forward, the data gradient and the weight
+//! gradient each (with every kernel live, exactly what `conv2d` counts for the bank). Bytes: every input read once, every output written once.
 
 pub(crate) mod cases;
 mod cl;
@@ -141,7 +141,8 @@ impl Dims {
 
     /// `dx` and/or `dw`; `dY` read once if either is computed.
     fn backward_work<T: Real>(&self, dx: bool, dw: bool) -> Work {
-        let macs = self.batch * self.live * self.h * self.w * self.k * self.k;
+        // Counted like conv2d's gradients: the output's elements times the taps.
+        let macs = self.y_numel() * self.k * self.k;
         let mut work = Work::default();
         if dx {
             work =

@@ -149,10 +149,24 @@ fn gradcheck_cases_pass() {
 fn cost_counts_live_kernels() {
     let live = LiveChannels::from_mask(2, 3, &[true, false, true, false, false, true]).unwrap();
     let c = cost::<f32>(&Shape::from(vec![4, 2, 5, 6]), 3, &live).unwrap();
-    // Forward: B*L*Hp*Wp*k^2 = 4*3*7*8*9 MACs; backward 2 * B*L*H*W*k^2.
+    // B*L*Hp*Wp*k^2 = 4*3*7*8*9 MACs forward, twice that backward (conv2d's convention).
     assert_eq!(c.forward.macs, 4 * 3 * 7 * 8 * 9);
     assert_eq!(c.forward.flops, 2 * c.forward.macs);
-    assert_eq!(c.backward.macs, 2 * 4 * 3 * 5 * 6 * 9);
+    assert_eq!(c.backward.macs, 2 * 4 * 3 * 7 * 8 * 9);
+    // Every kernel live: exactly what conv2d counts for the bank (groups R, padding k - 1).
+    let all = LiveChannels::all(2, 3);
+    let dense = cost::<f32>(&Shape::from(vec![4, 2, 5, 6]), 3, &all).unwrap();
+    let conv = crate::conv2d::cost::<f32>(
+        &Shape::from(vec![4, 2, 5, 6]),
+        &Shape::from(vec![6, 1, 3, 3]),
+        &Conv2dParams::new().pad(2, 2).groups(2),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        (dense.forward.macs, dense.backward.macs),
+        (conv.forward.macs, conv.backward.macs)
+    );
     let x = 4 * 2 * 5 * 6;
     assert_eq!(c.forward.bytes, 4 * (x + 3 * 9 + 4 * 3 * 7 * 8) as u64);
     let dense = cost::<f32>(&Shape::from(vec![4, 2, 5, 6]), 3, &LiveChannels::all(2, 3)).unwrap();
