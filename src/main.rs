@@ -109,12 +109,17 @@ enum Command {
         batch: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Prune this fraction of the small kernels (uniform random mask from the seed, in
+        /// [0, 1)) and check the sparse ops against the dense kernels of the masked bank.
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+        sparsity: f64,
         #[arg(long, value_enum, default_value = "f64")]
         dtype: DTypeArg,
         /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else cpu).
         #[arg(long)]
         device: Option<String>,
-        /// Write x, bank, pad_hv, idx_identit, h, v, i, dense_h, dense_v, dense_i to this .npz.
+        /// Write x, bank, pad_hv, idx_identit, h, v, i, dense_h, dense_v, dense_i (and mask,
+        /// with --sparsity) to this .npz.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -139,6 +144,10 @@ enum Command {
         width: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Also measure the sw layer with this fraction of its small kernels pruned (uniform
+        /// random mask from the seed, in [0, 1)); 0: the dense table only.
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+        sparsity: f64,
     },
 }
 
@@ -485,10 +494,12 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
             width,
             batch,
             seed,
+            sparsity,
             dtype,
             device,
             out,
         } => {
+            cli::check_sparsity("equiv", sparsity)?;
             let device = Device::open(device.as_deref())?;
             let args = cli::equiv::EquivArgs {
                 device,
@@ -501,6 +512,7 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
                 width,
                 batch,
                 seed,
+                sparsity,
                 out,
             };
             let report = match dtype {
@@ -519,7 +531,9 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
             height,
             width,
             seed,
+            sparsity,
         } => {
+            cli::check_sparsity("compare", sparsity)?;
             let config = SwConfig {
                 channels,
                 big_kernel: big,
@@ -530,7 +544,7 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
                 seed,
             };
             config.validate()?;
-            cli::compare::run(config, height, width, &mut stdout)?;
+            cli::compare::run(config, height, width, sparsity, &mut stdout)?;
             Ok(true)
         }
     }

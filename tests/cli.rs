@@ -178,3 +178,161 @@ fn bad_hyper_parameters_are_clear_errors_not_panics() {
         assert!(!e.contains("panicked"), "{args:?}: {e}");
     }
 }
+
+/// The number after `label` in a `kind params fwd bwd ...` row of `compare`.
+fn compare_row(out: &str, label: &str) -> Vec<u64> {
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(label))
+        .unwrap_or_else(|| panic!("no row {label}:\n{out}"));
+    line.split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{line}")))
+        .collect()
+}
+
+#[test]
+fn equiv_with_a_sparse_bank_agrees_and_reports_the_live_kernels() {
+    for (big, small, g, dtype, tol) in [
+        ("51", "5", "4", "f64", "1e-12"),
+        ("13", "3", "1", "f64", "1e-12"),
+        ("10", "3", "3", "f64", "1e-12"),
+        ("49", "3", "4", "f32", "1e-5"),
+    ] {
+        let o = shiftgrad(&[
+            "equiv",
+            "--sparsity",
+            "0.5",
+            "--big",
+            big,
+            "--small",
+            small,
+            "--n-rep",
+            g,
+            "--channels",
+            "4",
+            "--dtype",
+            dtype,
+        ]);
+        let out = stdout(&o);
+        assert!(o.status.success(), "M={big} k={small}: {out}{}", stderr(&o));
+        let nk = (big.parse::<usize>().unwrap()).div_ceil(small.parse().unwrap());
+        // Exactly round(0.5 * 4 nk) live; 4 nk is even.
+        let live = format!("sparse bank: {} of {} small kernels live", 2 * nk, 4 * nk);
+        assert!(out.contains(&live), "{live}:\n{out}");
+        assert!(out.contains(&format!("tolerance {tol}: equal")), "{out}");
+        assert!(
+            out.contains("exactly the blocks whose kernels are all pruned"),
+            "{out}"
+        );
+    }
+    // With one group every pruned kernel empties one block of each long kernel.
+    let o = shiftgrad(&[
+        "equiv",
+        "--sparsity",
+        "0.5",
+        "--big",
+        "13",
+        "--small",
+        "3",
+        "--n-rep",
+        "1",
+        "--channels",
+        "4",
+    ]);
+    assert!(
+        stdout(&o).contains("horizontal 10/20, vertical 10/20"),
+        "{}",
+        stdout(&o)
+    );
+    // Sparsity 0 prints no mask line (the dense ops, as before).
+    let o = shiftgrad(&["equiv", "--big", "13", "--small", "3"]);
+    assert!(o.status.success());
+    assert!(!stdout(&o).contains("sparse bank"), "{}", stdout(&o));
+}
+
+#[test]
+fn equiv_sparse_writes_the_mask_and_the_masked_bank() {
+    let dir = std::env::temp_dir().join(format!("shiftgrad-cli-sparse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("eq.npz");
+    let o = shiftgrad(&[
+        "equiv",
+        "--sparsity",
+        "0.3",
+        "--big",
+        "13",
+        "--small",
+        "3",
+        "--channels",
+        "2",
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut r = shiftgrad::tensor::io::NpzReader::open(&path).unwrap();
+    let (shape, mask) = r.int32("mask").unwrap();
+    assert_eq!(shape.dims(), [10]);
+    assert_eq!(mask.iter().filter(|&&m| m == 1).count(), 7); // round(0.7 * 10)
+    assert!(mask.iter().all(|&m| m == 0 || m == 1));
+    let bank: shiftgrad::tensor::Tensor<f64> = r.tensor("bank").unwrap();
+    for (c, &m) in mask.iter().enumerate() {
+        let kernel = &bank.data()[c * 9..(c + 1) * 9];
+        assert_eq!(kernel.iter().all(|&v| v == 0.0), m == 0, "kernel {c}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn compare_sparse_sw_costs_less_and_the_dense_table_is_unchanged() {
+    let base = [
+        "compare",
+        "--channels",
+        "8",
+        "--height",
+        "12",
+        "--width",
+        "12",
+        "--big",
+        "13",
+        "--small",
+        "3",
+    ];
+    let dense = shiftgrad(&base);
+    assert!(dense.status.success(), "{}", stderr(&dense));
+    let mut args = base.to_vec();
+    args.extend(["--sparsity", "0.5"]);
+    let sparse = shiftgrad(&args);
+    assert!(sparse.status.success(), "{}", stderr(&sparse));
+    let (d, s) = (stdout(&dense), stdout(&sparse));
+    assert!(!d.contains("sw*"), "{d}");
+    // The S = 0 table is the first rows of the sparse output, line for line, sw* aside.
+    let without_sparse: Vec<&str> = s.lines().filter(|l| !l.starts_with("sw*")).collect();
+    assert_eq!(without_sparse, d.lines().collect::<Vec<_>>());
+    // params, fwd FLOPs, bwd FLOPs, folded params, folded fwd FLOPs
+    let (sw, sw_sparse) = (compare_row(&d, "sw"), compare_row(&s, "sw*"));
+    assert!(sw_sparse[1] < sw[1], "fwd FLOPs {sw_sparse:?} vs {sw:?}");
+    assert!(sw_sparse[2] < sw[2], "bwd FLOPs {sw_sparse:?} vs {sw:?}");
+    // R*nk = 8*5 = 40 kernels, 20 pruned: 20 * k*k * P = 20 * 9 * 2 weights fewer.
+    assert_eq!(sw[0] - sw_sparse[0], 20 * 9 * 2, "{s}");
+    assert_eq!(sw_sparse[3..], sw[3..], "{s}");
+    assert!(s.contains("20 of 40 small kernels live"), "{s}");
+    assert!(s.contains("the counters agree"), "{s}");
+}
+
+#[test]
+fn bad_sparsity_is_a_clear_error_not_a_panic() {
+    for cmd in ["equiv", "compare"] {
+        for bad in ["1", "1.5", "-0.1", "NaN", "inf"] {
+            let o = shiftgrad(&[cmd, "--sparsity", bad]);
+            assert_eq!(o.status.code(), Some(1), "{cmd} {bad}");
+            let e = stderr(&o);
+            assert!(
+                e.contains("--sparsity must be in [0, 1), got"),
+                "{cmd} {bad}: {e}"
+            );
+            assert!(!e.contains("panicked"), "{cmd} {bad}: {e}");
+            assert!(stdout(&o).is_empty(), "{cmd} {bad}: {}", stdout(&o));
+        }
+    }
+}
