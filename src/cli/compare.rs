@@ -49,8 +49,8 @@ pub struct SparseBreakdown {
     pub shift_add_live: u64,
     pub shift_add_dense: u64,
     /// Backward of the bank convolution(s): `bank_conv::cost` with the live kernels, with
-    /// every kernel live, and `conv2d::cost`. The last two differ by convention: `bank_conv`
-    /// counts its two gradients over the `H x W` input, `conv2d` over its padded output.
+    /// every kernel live, and `conv2d::cost` (the last two are equal: both count the output's
+    /// elements times the taps for each gradient).
     pub bank_bwd_live: u64,
     pub bank_bwd_all_live: u64,
     pub bank_bwd_dense: u64,
@@ -256,8 +256,7 @@ pub fn run(
         .map_err(io)?;
         writeln!(
             out,
-            "sw*: bwd FLOPs of the bank conv {} (all live: {}); sw's conv2d counts {}: conv2d \
-             counts its gradients over the padded output, bank_conv over the input",
+            "sw*: bwd FLOPs of the bank conv {} (all live: {}; sw's conv2d: {})",
             d.bank_bwd_live, d.bank_bwd_all_live, d.bank_bwd_dense
         )
         .map_err(io)?;
