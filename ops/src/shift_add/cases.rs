@@ -76,11 +76,21 @@ fn case(
     )
 }
 
-/// A random mask over `reps * nk` kernels with about `density` of them live, from `seed`.
+/// A random mask over `reps * nk` kernels with exactly `round(density * n)` of them live (at
+/// least one and, below density 1, at least one pruned: a case with nothing live would pass
+/// any check), drawn from `seed`.
 pub(crate) fn random_mask(reps: usize, nk: usize, density: f64, seed: u64) -> Vec<bool> {
-    use rand::Rng as _;
-    let mut rng = init::rng(seed);
-    (0..reps * nk).map(|_| rng.gen_bool(density)).collect()
+    let n = reps * nk;
+    let mut live = ((density * n as f64).round() as usize).clamp(1, n);
+    if density < 1.0 && n > 1 {
+        live = live.min(n - 1);
+    }
+    let order = init::permutation(n, &mut init::rng(seed));
+    let mut mask = vec![false; n];
+    for &i in &order[..live] {
+        mask[i] = true;
+    }
+    mask
 }
 
 /// One case of the sparse shift-add (SPEC 1.6): the live channels of `mask`, `Y` holding
