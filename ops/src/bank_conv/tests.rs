@@ -23,6 +23,7 @@ fn channels(t: &Tensor<f64>, keep: &[i32]) -> Tensor<f64> {
 /// Forward and both gradients against `conv2d` with groups R and padding k - 1, for a mask:
 /// `Y` is the dense output's live channels, `dx` the dense one with the pruned kernels' weights
 /// zero, `dw` the dense one on live kernels and zero on pruned ones.
+#[allow(clippy::too_many_arguments)]
 fn check_against_conv2d(
     reps: usize,
     nk: usize,
