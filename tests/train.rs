@@ -384,6 +384,11 @@ fn sparse_runs_keep_their_density_and_resume_exactly() {
     }
     assert_eq!(full.history[0].densities, full.history[1].densities);
     assert!(full_dir.join("masks.png").is_file(), "masks.png missing");
+    let summary = full.summary.as_ref().unwrap();
+    assert_eq!(summary.densities, full.history[1].densities);
+    assert_eq!(summary.stage_densities.len(), 2);
+    // One layer per stage here, so the stage densities are the layer densities.
+    assert_eq!(summary.stage_densities, summary.densities);
     // A mask that is not 0/1 is a clear error on resume.
     let bad = copy_dir(&full_dir, "sparse-bad");
     tamper(&bad, |sd| {

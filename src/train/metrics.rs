@@ -115,6 +115,13 @@ pub struct Summary {
     pub final_test_accuracy: f64,
     pub final_test_loss: f64,
     pub kernel_time_top: Vec<KernelShare>,
+    /// Sparse runs: the final density of every shift-wise layer, in network order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub densities: Vec<f64>,
+    /// Sparse runs: the final density of each stage (live kernels over kernels of its
+    /// shift-wise layers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stage_densities: Vec<f64>,
 }
 
 /// What the memory of one training step holds, in bytes (SPEC 4): the parameters, their

@@ -347,7 +347,11 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
             plot::draw_masks(&job.out.join(MASKS), &sparse::layer_masks(&mut run.model))?;
         }
     }
-    let summary = summarise(&run, &job, params, start, &tally);
+    let mut summary = summarise(&run, &job, params, start, &tally);
+    if run.config.sparse.is_some() {
+        summary.densities = sparse::densities(&mut run.model);
+        summary.stage_densities = sparse::stage_densities(&mut run.model);
+    }
     metrics::write_atomic(
         &job.out.join(SUMMARY),
         serde_json::to_string_pretty(&summary)
@@ -402,5 +406,7 @@ fn summarise(run: &Run, job: &TrainJob, params: usize, start: Instant, tally: &T
         final_test_accuracy: last.map_or(0.0, |m| m.test_acc),
         final_test_loss: last.map_or(0.0, |m| m.test_loss),
         kernel_time_top: kernel_top(&job.device),
+        densities: Vec::new(),
+        stage_densities: Vec::new(),
     }
 }

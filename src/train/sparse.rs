@@ -187,3 +187,26 @@ pub fn layer_masks(model: &mut SwResNet<f32>) -> Vec<super::plot::LayerMask> {
         })
         .collect()
 }
+
+/// The density of each stage: live kernels over all kernels of the stage's shift-wise layers
+/// (`stages.{s}` of the layer names), in stage order.
+pub fn stage_densities(model: &mut SwResNet<f32>) -> Vec<f64> {
+    let mut stages: Vec<(usize, usize)> = Vec::new();
+    for (name, layer) in model.sw_layers_mut() {
+        let s: usize = name
+            .strip_prefix("stages.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if stages.len() <= s {
+            stages.resize(s + 1, (0, 0));
+        }
+        let mask = layer.mask();
+        stages[s].0 += mask.iter().filter(|&&b| b).count();
+        stages[s].1 += mask.len();
+    }
+    stages
+        .into_iter()
+        .map(|(live, n)| live as f64 / n.max(1) as f64)
+        .collect()
+}
