@@ -36,6 +36,26 @@ pub fn program<T: Real>(ctx: &Context, name: &str, source: &str) -> Result<Progr
         .map_err(dev_err)
 }
 
+/// The program `name` built from `source` for element type `T`, with `ireal` defined as the
+/// integer type of the same width (the lane masks of vector kernels) and the `extra` defines.
+pub fn vector_program<T: Real>(
+    ctx: &Context,
+    name: &str,
+    source: &str,
+    extra: &[(&str, String)],
+) -> Result<Program> {
+    let ireal = match T::DTYPE {
+        shiftgrad_tensor::DType::F32 => "int",
+        shiftgrad_tensor::DType::F64 => "long",
+    };
+    let mut defines = vec![
+        ("real", T::DTYPE.cl_name().to_string()),
+        ("ireal", ireal.to_string()),
+    ];
+    defines.extend(extra.iter().cloned());
+    ctx.program(name, source, &defines).map_err(dev_err)
+}
+
 /// Enqueues `kernel` over `global` work-items (no wait).
 pub fn launch<const N: usize>(
     ctx: &Context,

@@ -135,14 +135,15 @@ pub fn maybe_prune(
         let stats =
             sparsity::prune_regrow(&mut mask, &magnitude, &[], fraction, cfg.growth, &mut rng);
         layer.set_mask(&mask)?;
-        let reset: Vec<usize> = stats.pruned.iter().chain(&stats.regrown).copied().collect();
+        let mut reset = vec![false; mask.len()];
+        for &c in stats.pruned.iter().chain(&stats.regrown) {
+            reset[c] = true;
+        }
         changes.push((name, layer.banks.len(), *k2, reset));
     }
     for (name, paths, k2, reset) in changes {
         for q in 0..paths {
-            optim.zero_state_where(&format!("{name}.bank.{q}.weight"), |i| {
-                reset.contains(&(i / k2))
-            })?;
+            optim.zero_state_where(&format!("{name}.bank.{q}.weight"), |i| reset[i / k2])?;
         }
     }
     Ok(true)

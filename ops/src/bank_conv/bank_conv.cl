@@ -20,13 +20,7 @@
 //                           samples, rows and segments, lanes added in a fixed order; each
 //                           segment of x is loaded once for the k taps of the row.
 
-#define VW 16
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-typedef CAT(real, 16) vec;
-typedef CAT(ireal, 16) ivec;
-#define LANES ((ivec)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
-#define INLINE __attribute__((always_inline)) inline
+// load_seg, store_seg and lane_sum: see segments.cl, prepended to this source.
 
 typedef struct {
     int batch;
@@ -39,46 +33,6 @@ typedef struct {
     int wp;
     int live;
 } BankParams;
-
-// Columns i0 .. i0 + VW - 1 of the row of n elements that starts at buf[base], with zero in
-// the lanes outside 0 .. n - 1. One vector load and a select where the vector lies inside the
-// buffer (len elements); lane by lane, clamped into the row, at the buffer's two ends.
-INLINE vec load_seg(__global const real* buf, int base, int i0, int n, int len) {
-    const ivec col = LANES + i0;
-    const int start = base + i0;
-    if (start >= 0 && start + VW <= len) {
-        return select((vec)(real)0, vload16(0, buf + start), col >= 0 && col < n);
-    }
-    real t[VW];
-#pragma unroll
-    for (int j = 0; j < VW; j++) {
-        const int i = i0 + j;
-        const real v = buf[base + clamp(i, 0, n - 1)];
-        t[j] = (i >= 0 && i < n) ? v : (real)0;
-    }
-    return vload16(0, t);
-}
-
-// The first `count` lanes of v to dst[0 .. count - 1].
-INLINE void store_seg(__global real* dst, vec v, int count) {
-    if (count == VW) {
-        vstore16(v, 0, dst);
-        return;
-    }
-    real t[VW];
-    vstore16(v, 0, t);
-    for (int j = 0; j < count; j++) {
-        dst[j] = t[j];
-    }
-}
-
-// Fixed-order sum of the lanes.
-INLINE real lane_sum(vec v) {
-    const CAT(real, 8) a = v.lo + v.hi;
-    const CAT(real, 4) b = a.lo + a.hi;
-    const CAT(real, 2) c = b.lo + b.hi;
-    return c.lo + c.hi;
-}
 
 // Y[b, l, u, v] = sum_{ky, kx} w[c, ky, kx] * x[b, o, u + ky - p, v + kx - p]
 __kernel void bank_conv_forward(__global const real* restrict x, __global const real* restrict w,

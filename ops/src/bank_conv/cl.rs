@@ -3,13 +3,13 @@
 //! [`LiveChannels`] object and cached, like the shift-add's tables (the same cache).
 
 use super::Dims;
-use crate::device::{buf, dev_err, launch, output, round_up, zeros};
+use crate::device::{buf, launch, output, round_up, vector_program, zeros};
 use crate::shift_add::{device_live, LiveChannels};
 use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
-use shiftgrad_tensor::{DType, Error, Real, Result, Tensor};
+use shiftgrad_tensor::{Error, Real, Result, Tensor};
 use std::rc::Rc;
 
-const SOURCE: &str = include_str!("bank_conv.cl");
+const SOURCE: &str = concat!(include_str!("../segments.cl"), include_str!("bank_conv.cl"));
 const OP: &str = "bank_conv";
 
 /// Work-items per work-group (fixed, so that PoCL compiles each kernel once).
@@ -68,22 +68,10 @@ impl Params {
     }
 }
 
-/// The program for `T` and kernel size `k` (`K` is a compile-time constant of the kernels).
+/// The program for `T` and kernel size `k` (`K` is a compile-time constant of the kernels;
+/// the row segments of `segments.cl` come first).
 fn bank_program<T: Real>(ctx: &Context, k: usize) -> Result<Program> {
-    let ireal = match T::DTYPE {
-        DType::F32 => "int",
-        DType::F64 => "long",
-    };
-    ctx.program(
-        OP,
-        SOURCE,
-        &[
-            ("real", T::DTYPE.cl_name().to_string()),
-            ("ireal", ireal.to_string()),
-            ("K", k.to_string()),
-        ],
-    )
-    .map_err(dev_err)
+    vector_program::<T>(ctx, OP, SOURCE, &[("K", k.to_string())])
 }
 
 /// `Y` `(B, L, Hp, Wp)`.

@@ -177,7 +177,6 @@ fn cost_counts_live_kernels() {
 #[test]
 fn bad_shapes_are_errors() {
     let live = Rc::new(LiveChannels::all(2, 3));
-    let ok_w = Var::param(input([6, 1, 3, 3], 1));
     for (x, w, want) in [
         (
             input([1, 3, 4, 4], 2),
@@ -199,5 +198,4 @@ fn bad_shapes_are_errors() {
             .to_string();
         assert!(err.contains(want), "{err} (wanted {want:?})");
     }
-    let _ = ok_w;
 }

@@ -43,9 +43,9 @@
 //! at every barrier.
 
 use super::Geometry;
-use crate::device::{buf, dev_err, launch, output, round_up};
+use crate::device::{buf, launch, output, round_up, vector_program};
 use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
-use shiftgrad_tensor::{DType, Error, Real, Result, Tensor};
+use shiftgrad_tensor::{Error, Real, Result, Tensor};
 
 const SOURCE: &str = include_str!("conv2d.cl");
 const OP: &str = "conv2d";
@@ -192,16 +192,11 @@ fn program<T: Real>(
     sw: usize,
     one_channel: bool,
 ) -> Result<Program> {
-    let ireal = match T::DTYPE {
-        DType::F32 => "int",
-        DType::F64 => "long",
-    };
-    ctx.program(
+    vector_program::<T>(
+        ctx,
         OP,
         SOURCE,
         &[
-            ("real", T::DTYPE.cl_name().to_string()),
-            ("ireal", ireal.to_string()),
             (part, String::new()),
             ("CB", cb.to_string()),
             ("RB", rows_per_item(cb).to_string()),
@@ -210,7 +205,6 @@ fn program<T: Real>(
             ("ONE_CHANNEL", (one_channel as u8).to_string()),
         ],
     )
-    .map_err(dev_err)
 }
 
 /// Launches `kernel` over `items` work-items in groups of `group` (the kernels skip the

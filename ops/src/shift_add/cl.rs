@@ -27,13 +27,13 @@
 
 use super::cpu::Dims;
 use super::{LiveChannels, ShiftTables};
-use crate::device::{buf, dev_err, launch, output, round_up, zeros};
+use crate::device::{buf, dev_err, launch, output, round_up, vector_program, zeros};
 use shiftgrad_tensor::opencl::{Arg, Buffer, Context, KernelParams, Program};
-use shiftgrad_tensor::{DType, Error, Real, Result, Tensor};
+use shiftgrad_tensor::{Error, Real, Result, Tensor};
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-const SOURCE: &str = include_str!("shift_add.cl");
+const SOURCE: &str = concat!(include_str!("../segments.cl"), include_str!("shift_add.cl"));
 const OP: &str = "shift_add";
 
 /// Work-items (rows in the forward, planes in the backward) per work-group. Fixed rather than
@@ -98,22 +98,9 @@ impl Params {
     }
 }
 
-/// The shift-add program for `T`: `real` and `ireal` (the integer type of the same width, for
-/// the kernels' lane masks).
+/// The shift-add program for `T` (the row segments of `segments.cl` first).
 fn shift_program<T: Real>(ctx: &Context) -> Result<Program> {
-    let ireal = match T::DTYPE {
-        DType::F32 => "int",
-        DType::F64 => "long",
-    };
-    ctx.program(
-        OP,
-        SOURCE,
-        &[
-            ("real", T::DTYPE.cl_name().to_string()),
-            ("ireal", ireal.to_string()),
-        ],
-    )
-    .map_err(dev_err)
+    vector_program::<T>(ctx, OP, SOURCE, &[])
 }
 
 /// `pad_hv` and `idx_identit` on one device.
