@@ -68,9 +68,14 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         widths: Option<Vec<usize>>,
         /// Prune this fraction of every shift-wise layer's small kernels (uniform random
-        /// masks from seed 0; SPEC 1.6) before timing; 0: dense.
-        #[arg(long, default_value_t = 0.0)]
-        sparsity: f64,
+        /// masks from seed 0; SPEC 1.6) before timing; 0: dense. Several, e.g. 0,0.5: one
+        /// network each, on its own device context, timed in alternating rounds, and their
+        /// shift-wise device time side by side.
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        sparsity: Vec<f64>,
+        /// Rounds of --steps timed steps per network (alternating between networks).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else auto).
         #[arg(long)]
         device: Option<String>,
@@ -232,7 +237,8 @@ struct TrainArgs {
     /// Optimiser steps between prune/regrow steps.
     #[arg(long = "prune-every", default_value_t = 100)]
     prune_every: usize,
-    /// How pruned kernels are replaced: random (gradient is not available yet).
+    /// How pruned kernels are replaced: random (the reference's choice) or gradient (the
+    /// dead kernels with the largest gradient magnitude, from one extra dense backward).
     #[arg(long, default_value = "random")]
     growth: String,
     /// Continue the run in this directory from its checkpoint, with the configuration stored
@@ -329,7 +335,6 @@ fn sparse_run(
         growth: a.growth.clone(),
     };
     run.config()?;
-    shiftgrad::train::sparse::check_supported(&run)?;
     Ok(Some(run))
 }
 
@@ -456,9 +461,13 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
             warmup,
             widths,
             sparsity,
+            rounds,
             device,
         } => {
-            let device = train_device(device.as_deref())?;
+            let devices = sparsity
+                .iter()
+                .map(|_| train_device(device.as_deref()))
+                .collect::<Result<Vec<_>>>()?;
             let mut config = shiftgrad::nn::resnet::ResNetConfig::preset(&preset)?;
             config.spatial = spatial.parse()?;
             if let Some(w) = widths {
@@ -468,9 +477,10 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
                 batch: batch_size,
                 warmup,
                 steps,
+                rounds,
                 sparsity,
             };
-            cli::profile::run(config, &device, shape, &mut stdout)?;
+            cli::profile::run(config, &devices, shape, &mut stdout)?;
             Ok(true)
         }
         Command::Devices => {

@@ -336,3 +336,80 @@ fn bad_sparsity_is_a_clear_error_not_a_panic() {
         }
     }
 }
+
+/// `profile` with two sparsities: one report each (on OpenCL with the shift-wise regions), and
+/// the bank convolution + shift-add of both side by side. On the CPU (no OpenCL here) it
+/// still runs both networks, without device times.
+#[test]
+fn profile_compares_sparsities_in_one_run() {
+    let opencl = shiftgrad_opencl_available();
+    let device = if opencl { "opencl" } else { "cpu" };
+    let o = shiftgrad(&[
+        "profile",
+        "--device",
+        device,
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--rounds",
+        "2",
+        "--widths",
+        "8,16,24",
+        "--sparsity",
+        "0,0.5",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("== sparsity 0 ==") && out.contains("== sparsity 0.5 =="),
+        "{out}"
+    );
+    assert_eq!(out.matches("over 2 steps").count(), 2, "{out}");
+    if opencl {
+        assert!(out.contains("bank_conv::bank_conv_forward"), "{out}");
+        // A row per region in each report.
+        for region in ["sw bank convolution", "sw shift-add", "(the rest)"] {
+            let rows = out.lines().filter(|l| l.starts_with(region)).count();
+            assert_eq!(rows, 2, "{region}: {out}");
+        }
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("sparsity 0.5 "))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(line.contains("% against sparsity 0"), "{line}");
+    } else {
+        shiftgrad::opencl::skip("profile regions", "no OpenCL device: CPU step times only");
+    }
+    for (args, want) in [
+        (vec!["--sparsity", "0,1.5"], "--sparsity must be in [0, 1)"),
+        (vec!["--rounds", "0"], "at least 1"),
+    ] {
+        let mut a = vec![
+            "profile",
+            "--device",
+            "cpu",
+            "--steps",
+            "1",
+            "--batch-size",
+            "1",
+        ];
+        a.extend(args);
+        let o = shiftgrad(&a);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(want) && !stderr(&o).contains("panicked"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
+fn shiftgrad_opencl_available() -> bool {
+    let available = shiftgrad::opencl::OPENCL_COMPILED
+        && shiftgrad::opencl::list_devices().is_ok_and(|d| !d.is_empty());
+    if !available && shiftgrad::opencl::required("SHIFTGRAD_REQUIRE_OPENCL") {
+        panic!("SHIFTGRAD_REQUIRE_OPENCL is set but no OpenCL device is available");
+    }
+    available
+}

@@ -317,19 +317,78 @@ fn learns_checkpoint_round_trips_and_resume_is_exact() {
 fn sparse_runs_keep_their_density_and_resume_exactly() {
     use shiftgrad::train::config::SparseRun;
     let device = Device::open(None).unwrap();
-    let cfg = || RunConfig {
+    // Four optimiser steps (64 images, batch 32, 2 epochs): prune/regrow after steps 1 to 3
+    // (not after the last), on both sides of the resume after epoch 1.
+    let cfg_with = |growth: &str| RunConfig {
         sparse: Some(SparseRun {
             sparsity: 0.5,
             init: "snip".into(),
             prune_rate: 0.3,
-            prune_every: 4,
-            growth: "random".into(),
+            prune_every: 1,
+            growth: growth.into(),
         }),
         ..tiny_config()
     };
-    let full_dir = tmp("sparse-full");
+    let mut final_masks = Vec::new();
+    for growth in ["random", "gradient"] {
+        final_masks.push(sparse_run_resumes_exactly(
+            &device,
+            || cfg_with(growth),
+            growth,
+        ));
+    }
+    // The growth rule matters: the same seed and initial masks end in different masks.
+    assert_ne!(final_masks[0].0, final_masks[1].0);
+    let full_dir = final_masks[0].1.clone();
+    // A mask that is not 0/1 is a clear error on resume.
+    let bad = copy_dir(&full_dir, "sparse-bad");
+    tamper(&bad, |sd| {
+        let (_, m) = sd.int("stages.0.blocks.0.spatial.mask").unwrap();
+        let mut m = m.to_vec();
+        m[0] = 3;
+        sd.insert_int("stages.0.blocks.0.spatial.mask".into(), &[m.len()], m);
+    });
+    let err = train(job(&bad, resume(Some(3)), &device, None))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("stages.0.blocks.0.spatial.mask") && err.contains("is 3"),
+        "{err}"
+    );
+    // Sparse flags on the command line: bad values are errors, and so is pruning a network
+    // without shift-wise layers.
+    for (args, want) in [
+        (vec!["--sparsity", "1.5"], "--sparsity must be in [0, 1)"),
+        (
+            vec!["--prune-every", "5"],
+            "--prune-every needs --sparsity above 0",
+        ),
+        (vec!["--sparsity", "0.3", "--sparse-init", "magic"], "snip"),
+        (vec!["--sparsity", "0.3", "--growth", "magic"], "gradient"),
+        (
+            vec!["--sparsity", "0.3", "--spatial", "slak"],
+            "needs --spatial sw",
+        ),
+    ] {
+        let mut a = vec!["train", "--quiet", "--limit", "64"];
+        a.extend(args);
+        assert_error(&shiftgrad(&a), &[want]);
+    }
+}
+
+/// Trains `cfg()` straight through and interrupted after epoch 1 then resumed, checks that
+/// both end identical with valid masks at the configured density, and returns the final
+/// masks.
+fn sparse_run_resumes_exactly(
+    device: &Device,
+    cfg: impl Fn() -> RunConfig,
+    tag: &str,
+) -> (Vec<Vec<i32>>, PathBuf) {
+    let device = device.clone();
+    let full_dir = tmp(&format!("sparse-full-{tag}"));
     let full = train(job(&full_dir, Start::Fresh(Box::new(cfg())), &device, None)).unwrap();
-    let part_dir = tmp("sparse-part");
+    let part_dir = tmp(&format!("sparse-part-{tag}"));
     train(job(
         &part_dir,
         Start::Fresh(Box::new(cfg())),
@@ -389,44 +448,15 @@ fn sparse_runs_keep_their_density_and_resume_exactly() {
     assert_eq!(summary.stage_densities.len(), 2);
     // One layer per stage here, so the stage densities are the layer densities.
     assert_eq!(summary.stage_densities, summary.densities);
-    // A mask that is not 0/1 is a clear error on resume.
-    let bad = copy_dir(&full_dir, "sparse-bad");
-    tamper(&bad, |sd| {
-        let (_, m) = sd.int("stages.0.blocks.0.spatial.mask").unwrap();
-        let mut m = m.to_vec();
-        m[0] = 3;
-        sd.insert_int("stages.0.blocks.0.spatial.mask".into(), &[m.len()], m);
-    });
-    let err = train(job(&bad, resume(Some(3)), &device, None))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("stages.0.blocks.0.spatial.mask") && err.contains("is 3"),
-        "{err}"
-    );
-    // Sparse flags on the command line: bad values are errors, and so is pruning a network
-    // without shift-wise layers.
-    for (args, want) in [
-        (vec!["--sparsity", "1.5"], "--sparsity must be in [0, 1)"),
-        (
-            vec!["--prune-every", "5"],
-            "--prune-every needs --sparsity above 0",
-        ),
-        (vec!["--sparsity", "0.3", "--sparse-init", "magic"], "snip"),
-        (
-            vec!["--sparsity", "0.3", "--growth", "gradient"],
-            "not available yet",
-        ),
-        (
-            vec!["--sparsity", "0.3", "--spatial", "slak"],
-            "needs --spatial sw",
-        ),
-    ] {
-        let mut a = vec!["train", "--quiet", "--limit", "64"];
-        a.extend(args);
-        assert_error(&shiftgrad(&a), &[want]);
-    }
+    let masks = (0..2)
+        .map(|s| {
+            let (_, m) = sa
+                .int(&format!("stages.{s}.blocks.0.spatial.mask"))
+                .unwrap();
+            m.to_vec()
+        })
+        .collect();
+    (masks, full_dir)
 }
 
 #[test]

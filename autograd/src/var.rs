@@ -1,5 +1,6 @@
 //! [`Var`]: values, gradients, the graph and backward.
 
+use shiftgrad_tensor::opencl::region;
 use shiftgrad_tensor::{Error, Real, Result, Shape, Tensor};
 use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::collections::HashSet;
@@ -167,6 +168,9 @@ struct Node<T: Real> {
     /// Bumped by every write to `value` ([`Var::set_value`], [`Var::value_mut`]); a
     /// [`Saved`] value compares it at backward time.
     version: Cell<u64>,
+    /// The profiling region in force when the node was recorded
+    /// (`shiftgrad_tensor::opencl::region`), entered again while its backward runs.
+    region: &'static str,
 }
 
 /// A value in the computation graph. Cloning a `Var` clones a reference, not the data.
@@ -221,6 +225,7 @@ impl<T: Real> Var<T> {
             output_grads: RefCell::new(Vec::new()),
             released: Cell::new(false),
             version: Cell::new(0),
+            region: region::current(),
         }))
     }
 
@@ -425,6 +430,7 @@ impl<T: Real> Var<T> {
                     "its output was modified after the forward; the gradient would be wrong",
                 ));
             }
+            let _region = region::enter(node.region);
             let parents = std::mem::take(&mut *node.parents.borrow_mut());
             let needs: Vec<bool> = parents.iter().map(|p| p.requires_grad()).collect();
             let grads = match backward {

@@ -38,8 +38,15 @@ use shiftgrad_autograd::Var;
 use shiftgrad_ops::bank_conv::bank_conv;
 use shiftgrad_ops::shift_add::{shift_add, shift_add_sparse, LiveChannels, ShiftTables};
 use shiftgrad_ops::{add_n, concat_channels, conv2d, gather_channels, Conv2dParams};
+use shiftgrad_tensor::opencl::region;
 use shiftgrad_tensor::{init, Device, Error, Real, Result, Tensor};
 use std::rc::Rc;
+
+/// The profiling region of every shift-wise layer's bank convolution (forward and backward;
+/// dense through conv2d, sparse through bank_conv), see `shiftgrad_tensor::opencl::region`.
+pub const REGION_BANK: &str = "sw bank convolution";
+/// The profiling region of every shift-wise layer's shift-add.
+pub const REGION_SHIFT_ADD: &str = "sw shift-add";
 
 /// Hyper-parameters of one shift-wise layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -276,6 +283,8 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
     fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
         let (x_r, x_g) = self.split(x)?;
         let p = self.bank_params();
+        // Profiling regions (`shiftgrad profile`): the bank convolution, then the shift-add.
+        let bank = region::enter(REGION_BANK);
         if let Some(live) = self.sparse_live().cloned() {
             let y = if self.unmerged_banks {
                 let paths = self
@@ -290,7 +299,10 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
                 let merged = add_n(&self.banks.iter().collect::<Vec<_>>())?;
                 bank_conv(&x_r, &merged, &live)?
             };
+            drop(bank);
+            let shift = region::enter(REGION_SHIFT_ADD);
             let (h, v, i) = shift_add_sparse(&y, &self.tables, &live)?;
+            drop(shift);
             return self.finish(h, v, i, x_r, x_g, mode);
         }
         let y = if self.banks.len() == 1 {
@@ -306,7 +318,10 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
             let merged = add_n(&self.banks.iter().collect::<Vec<_>>())?;
             conv2d(&x_r, &merged, None, p)?
         };
+        drop(bank);
+        let shift = region::enter(REGION_SHIFT_ADD);
         let (h, v, i) = shift_add(&y, &self.tables)?;
+        drop(shift);
         self.finish(h, v, i, x_r, x_g, mode)
     }
 

@@ -197,3 +197,17 @@ pub struct KernelTime {
     /// Sum of CL_PROFILING_COMMAND_END - CL_PROFILING_COMMAND_START over the timed launches.
     pub device_ns: u64,
 }
+
+/// Accumulated device time of the launches made under one profiling region (see
+/// [`crate::region`] and [`crate::Context::region_times`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegionTime {
+    /// The region's name; "" for launches outside every region.
+    pub region: &'static str,
+    /// Launches enqueued under it.
+    pub launches: u64,
+    /// Those whose time was measured.
+    pub timed_launches: u64,
+    /// Their summed device time.
+    pub device_ns: u64,
+}

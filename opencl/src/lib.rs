@@ -27,6 +27,7 @@
 mod arg;
 mod error;
 mod info;
+pub mod region;
 pub mod require;
 mod spec;
 
@@ -40,7 +41,9 @@ mod stub;
 #[cfg(not(feature = "opencl"))]
 use stub as backend;
 
-pub use arg::{Arg, BufferArg, Element, KernelParams, KernelTime, ParamsArg, PoolStats, Transfers};
+pub use arg::{
+    Arg, BufferArg, Element, KernelParams, KernelTime, ParamsArg, PoolStats, RegionTime, Transfers,
+};
 pub(crate) use backend::first_device;
 pub use backend::{list_devices, Buffer, Context, Program};
 pub use error::{Error, Result};

@@ -77,6 +77,9 @@ impl Context {
     pub fn kernel_times(&self) -> Result<Vec<KernelTime>> {
         match self.never {}
     }
+    pub fn region_times(&self) -> Result<Vec<crate::RegionTime>> {
+        match self.never {}
+    }
     pub fn reset_kernel_times(&self) {
         match self.never {}
     }

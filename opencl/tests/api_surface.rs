@@ -24,6 +24,9 @@ fn signatures_match_in_both_builds() {
     let _: fn(&Context) -> bool = Context::profiling;
     let _: fn(&Context) -> Result<Vec<KernelTime>> = Context::kernel_times;
     let _: fn(&Context) = Context::reset_kernel_times;
+    let _: fn(&Context) -> Result<Vec<shiftgrad_opencl::RegionTime>> = Context::region_times;
+    let _: fn(&'static str) -> shiftgrad_opencl::region::RegionGuard =
+        shiftgrad_opencl::region::enter;
     let _: fn(&Context) -> Transfers = Context::transfers;
     let _: fn(&Context, &str, &str, &[(&str, String)]) -> Result<Program> = Context::program;
     let _: fn(&Context) -> usize = Context::compilations;

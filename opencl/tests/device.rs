@@ -320,6 +320,44 @@ fn profiling_times_launches() {
     assert!(ctx.kernel_times().unwrap().is_empty());
 }
 
+#[test]
+fn regions_sum_the_launches_made_under_them() {
+    let Some(ctx) = context() else { return };
+    let n = 1 << 12;
+    let (a, b) = (vec![1.0f32; n], vec![2.0f32; n]);
+    vector_add(&ctx, &a, &b, None); // outside every region
+    {
+        let _r = shiftgrad_opencl::region::enter("first");
+        vector_add(&ctx, &a, &b, None);
+        vector_add(&ctx, &a, &b, None);
+        let _s = shiftgrad_opencl::region::enter("second");
+        vector_add(&ctx, &a, &b, None);
+    }
+    let regions = ctx.region_times().unwrap();
+    let by = |name: &str| regions.iter().find(|r| r.region == name).cloned();
+    let (first, second, rest) = (by("first").unwrap(), by("second").unwrap(), by("").unwrap());
+    assert_eq!(
+        (first.launches, second.launches, rest.launches),
+        (2, 1, 1),
+        "{regions:?}"
+    );
+    assert_eq!(first.timed_launches, 2);
+    assert!(first.device_ns > 0 && second.device_ns > 0 && rest.device_ns > 0);
+    let kernel_ns: u64 = ctx
+        .kernel_times()
+        .unwrap()
+        .iter()
+        .map(|t| t.device_ns)
+        .sum();
+    let region_ns: u64 = regions.iter().map(|r| r.device_ns).sum();
+    assert_eq!(
+        kernel_ns, region_ns,
+        "regions split the kernels' time, no more, no less"
+    );
+    ctx.reset_kernel_times();
+    assert!(ctx.region_times().unwrap().is_empty());
+}
+
 /// Mirrors `Affine` in PARAMS_SRC; three 4-byte fields, no padding.
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -13,36 +13,177 @@ use std::io::Write;
 use std::time::Instant;
 
 /// What `shiftgrad profile` times.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Shape {
     /// Images per step.
     pub batch: usize,
     /// Untimed steps first.
     pub warmup: usize,
-    /// Timed steps.
+    /// Timed steps per round.
     pub steps: usize,
-    /// Fraction of every shift-wise layer's small kernels pruned (uniform random masks from
-    /// seed 0); 0: dense.
-    pub sparsity: f64,
+    /// Rounds: with several sparsities, each round runs `steps` steps of every network in
+    /// turn, so that a slow spell of a shared machine falls on all of them.
+    pub rounds: usize,
+    /// One network per entry: the fraction of every shift-wise layer's small kernels pruned
+    /// (uniform random masks from seed 0); 0: dense.
+    pub sparsity: Vec<f64>,
 }
 
-/// Runs `warmup` untimed and `steps` timed training steps of `config` at `batch` on `device`,
-/// printing a table to `out`. Returns the median step time in seconds.
+/// One network being profiled, on its own device context (its own kernel and memory
+/// counters).
+struct Subject<'d> {
+    sparsity: f64,
+    device: &'d Device,
+    model: SwResNet<f32>,
+    optim: Optimizer<f32>,
+    x: Tensor<f32>,
+    labels: Vec<usize>,
+    split: MemorySplit,
+    times: Vec<f64>,
+    flops: u64,
+    /// What the last step's graph recorded, by op.
+    graph: Vec<shiftgrad_autograd::GraphOutputs>,
+}
+
+impl Subject<'_> {
+    /// One training step.
+    fn step(&mut self) -> Result<()> {
+        let device = self.device;
+        let before = live_bytes(device);
+        shiftgrad_autograd::reset_graph_outputs();
+        let logits = self
+            .model
+            .forward(&Var::constant(self.x.clone()), Mode::Train)?;
+        let loss = cross_entropy(&logits, &self.labels)?;
+        drop(logits);
+        // Everything the graph holds for backward: saved inputs and every op's output.
+        self.split.graph_after_forward_bytes = live_bytes(device).saturating_sub(before);
+        self.graph = shiftgrad_autograd::graph_outputs();
+        loss.backward()?;
+        let params = self.model.named_parameters();
+        self.split.parameters_bytes = params.iter().map(|p| p.var.value().nbytes() as u64).sum();
+        self.split.gradients_bytes = params
+            .iter()
+            .filter_map(|p| p.var.grad().as_ref().map(|g| g.nbytes() as u64))
+            .sum();
+        self.optim.step(0.01)?;
+        self.split.optimiser_state_bytes = self.optim.state_bytes();
+        loss.value().item()?; // waits for the device
+        Ok(())
+    }
+
+    /// `steps` timed steps, adding their times and op-counter FLOPs.
+    fn timed(&mut self, steps: usize) -> Result<()> {
+        let before = counters::snapshot().flops;
+        for _ in 0..steps {
+            let t = Instant::now();
+            self.step()?;
+            self.times.push(t.elapsed().as_secs_f64());
+        }
+        self.flops += counters::snapshot().flops - before;
+        Ok(())
+    }
+}
+
+/// Profiles one network per entry of `shape.sparsity`, the i-th on `devices[i]` (give each
+/// its own context so that their kernel times stay apart), and prints a report per network
+/// and, for several, the device time of the shift-wise layers' bank convolution and
+/// shift-add side by side. Returns the median step time of each, in seconds.
 pub fn run(
     config: ResNetConfig,
-    device: &Device,
+    devices: &[Device],
     shape: Shape,
     out: &mut dyn Write,
-) -> Result<f64> {
+) -> Result<Vec<f64>> {
     let Shape {
         batch,
         warmup,
         steps,
-        sparsity,
+        rounds,
+        ref sparsity,
     } = shape;
-    if batch == 0 || steps == 0 {
-        return Err(Error::arg("profile", "batch and steps must be at least 1"));
+    if batch == 0 || steps == 0 || rounds == 0 {
+        return Err(Error::arg(
+            "profile",
+            "batch, steps and rounds must be at least 1",
+        ));
     }
+    if sparsity.is_empty() || devices.len() != sparsity.len() {
+        return Err(Error::arg(
+            "profile",
+            format!(
+                "one device per network: {} sparsities, {} devices",
+                sparsity.len(),
+                devices.len()
+            ),
+        ));
+    }
+    let io = |e: std::io::Error| Error::Other(format!("profile: {e}"));
+    let mut subjects = Vec::new();
+    for (&s, device) in sparsity.iter().zip(devices) {
+        subjects.push(subject(&config, device, batch, s, out)?);
+    }
+    for subject in &mut subjects {
+        for _ in 0..warmup {
+            subject.step()?;
+        }
+        if let Device::OpenCl(ctx) = subject.device {
+            ctx.finish().map_err(|e| Error::Device(e.to_string()))?;
+            ctx.reset_kernel_times();
+            ctx.reset_peak();
+        }
+    }
+    for _ in 0..rounds {
+        for subject in &mut subjects {
+            subject.timed(steps)?;
+        }
+    }
+    let mut medians = Vec::new();
+    let mut spatial = Vec::new();
+    for subject in &subjects {
+        if subjects.len() > 1 {
+            writeln!(out, "\n== sparsity {} ==", subject.sparsity).map_err(io)?;
+        }
+        let (median, region_ms) = report(&config, subject, batch, out)?;
+        medians.push(median);
+        spatial.push(region_ms);
+    }
+    if subjects.len() > 1 {
+        if let (Some(Some(base)), true) = (spatial.first(), spatial.iter().all(Option::is_some)) {
+            writeln!(
+                out,
+                "\nshift-wise layers' bank convolution + shift-add, device ms per step \
+                 (forward and backward; the regions {:?} and {:?}):",
+                shiftgrad_nn::shiftwise::REGION_BANK,
+                shiftgrad_nn::shiftwise::REGION_SHIFT_ADD
+            )
+            .map_err(io)?;
+            for (subject, ms) in subjects.iter().zip(&spatial) {
+                let ms = ms.unwrap_or(0.0);
+                writeln!(
+                    out,
+                    "  sparsity {:<6} {:>8.2} ms  ({:+.1} % against sparsity {})",
+                    subject.sparsity,
+                    ms,
+                    100.0 * (ms - base) / base.max(1e-12),
+                    subjects[0].sparsity
+                )
+                .map_err(io)?;
+            }
+        }
+    }
+    Ok(medians)
+}
+
+/// Builds the network of `config` on `device` with a fraction `sparsity` of every shift-wise
+/// layer's kernels pruned, its optimiser and a fixed batch.
+fn subject<'d>(
+    config: &ResNetConfig,
+    device: &'d Device,
+    batch: usize,
+    sparsity: f64,
+    out: &mut dyn Write,
+) -> Result<Subject<'d>> {
     if !(sparsity.is_finite() && (0.0..1.0).contains(&sparsity)) {
         return Err(Error::arg(
             "profile",
@@ -73,12 +214,12 @@ pub fn run(
         let total: usize = masks.iter().map(|m| m.len()).sum();
         writeln!(
             out,
-            "sparse: {live} of {total} small kernels live in {} shift-wise layers",
+            "sparsity {sparsity}: {live} of {total} small kernels live in {} shift-wise layers",
             masks.len()
         )
         .map_err(|e| Error::Other(format!("profile: {e}")))?;
     }
-    let mut optim = Optimizer::new(
+    let optim = Optimizer::new(
         shiftgrad_nn::optim::OptimKind::Sgd {
             momentum: 0.9,
             nesterov: true,
@@ -88,48 +229,36 @@ pub fn run(
     );
     let mut rng = init::rng(1);
     let x: Tensor<f32> = init::normal([batch, config.in_channels, 28, 28], 0.0, 1.0, &mut rng);
-    let x = x.to_device(device)?;
-    let labels: Vec<usize> = (0..batch).map(|i| i % config.classes).collect();
-    let mut split = MemorySplit::default();
-    let mut step = |model: &mut SwResNet<f32>, split: &mut MemorySplit| -> Result<()> {
-        let before = live_bytes(device);
-        shiftgrad_autograd::reset_graph_outputs();
-        let logits = model.forward(&Var::constant(x.clone()), Mode::Train)?;
-        let loss = cross_entropy(&logits, &labels)?;
-        drop(logits);
-        // Everything the graph holds for backward: saved inputs and every op's output.
-        split.graph_after_forward_bytes = live_bytes(device).saturating_sub(before);
-        loss.backward()?;
-        let params = model.named_parameters();
-        split.parameters_bytes = params.iter().map(|p| p.var.value().nbytes() as u64).sum();
-        split.gradients_bytes = params
-            .iter()
-            .filter_map(|p| p.var.grad().as_ref().map(|g| g.nbytes() as u64))
-            .sum();
-        optim.step(0.01)?;
-        split.optimiser_state_bytes = optim.state_bytes();
-        loss.value().item()?; // waits for the device
-        Ok(())
-    };
-    for _ in 0..warmup {
-        step(&mut model, &mut split)?;
-    }
-    if let Device::OpenCl(ctx) = device {
-        ctx.finish().map_err(|e| Error::Device(e.to_string()))?;
-        ctx.reset_kernel_times();
-        ctx.reset_peak();
-    }
-    counters::reset();
-    let mut times = Vec::new();
-    for _ in 0..steps {
-        let t = Instant::now();
-        step(&mut model, &mut split)?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    let snap = counters::snapshot();
+    Ok(Subject {
+        sparsity,
+        device,
+        model,
+        optim,
+        x: x.to_device(device)?,
+        labels: (0..batch).map(|i| i % config.classes).collect(),
+        split: MemorySplit::default(),
+        times: Vec::new(),
+        flops: 0,
+        graph: Vec::new(),
+    })
+}
+
+/// Prints the report of one subject; returns its median step time and, on OpenCL, the
+/// device ms per step of the shift-wise regions (bank convolution + shift-add).
+fn report(
+    config: &ResNetConfig,
+    subject: &Subject<'_>,
+    batch: usize,
+    out: &mut dyn Write,
+) -> Result<(f64, Option<f64>)> {
+    let device = subject.device;
+    let split = &subject.split;
+    let steps = subject.times.len();
+    let mut times = subject.times.clone();
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times[times.len() / 2];
     let io = |e: std::io::Error| Error::Other(format!("profile: {e}"));
+    let mut region_ms = None;
     writeln!(
         out,
         "widths {:?} ({} spatial) batch {} on {}: median step {:.3} s ({:.1} images/s) over {} steps; {:.2} GFLOP per step (op counters)",
@@ -140,7 +269,7 @@ pub fn run(
         median,
         batch as f64 / median,
         steps,
-        snap.flops as f64 / steps as f64 * 1e-9
+        subject.flops as f64 / steps as f64 * 1e-9
     )
     .map_err(io)?;
     let mb = |b: u64| b as f64 * 1e-6;
@@ -156,14 +285,14 @@ pub fn run(
         mb(split.graph_after_forward_bytes)
     )
     .map_err(io)?;
-    let by_op = shiftgrad_autograd::graph_outputs();
+    let by_op = &subject.graph;
     writeln!(
         out,
         "{:<24} {:>9} {:>12}   (op outputs recorded in the graph by the forward, held until their backward)",
         "op", "outputs", "MB"
     )
     .map_err(io)?;
-    for g in &by_op {
+    for g in by_op {
         writeln!(out, "{:<24} {:>9} {:>12.1}", g.op, g.outputs, mb(g.bytes)).map_err(io)?;
     }
     if let Device::OpenCl(ctx) = device {
@@ -190,18 +319,41 @@ pub fn run(
             )
             .map_err(io)?;
         }
-        let spatial_ns: u64 = kt
-            .iter()
-            .filter(|k| k.program == "shift_add" || k.program == "bank_conv")
-            .map(|k| k.device_ns)
-            .sum();
+        let regions = ctx
+            .region_times()
+            .map_err(|e| Error::Device(e.to_string()))?;
         writeln!(
             out,
-            "shift-add and sparse bank convolution kernels: {:.1} ms per step (the dense bank \
-             convolution runs as conv2d and is not in this sum)",
-            spatial_ns as f64 * 1e-6 / steps as f64
+            "{:<44} {:>9} {:>12} {:>7}   (profiling regions: forward and backward)",
+            "region", "launches", "ms/step", "share"
         )
         .map_err(io)?;
+        for r in &regions {
+            writeln!(
+                out,
+                "{:<44} {:>9} {:>12.2} {:>6.1}%",
+                if r.region.is_empty() {
+                    "(the rest)"
+                } else {
+                    r.region
+                },
+                r.launches / steps as u64,
+                r.device_ns as f64 * 1e-6 / steps as f64,
+                100.0 * r.device_ns as f64 / total as f64
+            )
+            .map_err(io)?;
+        }
+        let spatial_ns: u64 = regions
+            .iter()
+            .filter(|r| {
+                r.region == shiftgrad_nn::shiftwise::REGION_BANK
+                    || r.region == shiftgrad_nn::shiftwise::REGION_SHIFT_ADD
+            })
+            .map(|r| r.device_ns)
+            .sum();
+        if spatial_ns > 0 {
+            region_ms = Some(spatial_ns as f64 * 1e-6 / steps as f64);
+        }
         let tr = ctx.transfers();
         let per = |n: u64| n as f64 / steps as f64;
         writeln!(
@@ -224,5 +376,5 @@ pub fn run(
         )
         .map_err(io)?;
     }
-    Ok(median)
+    Ok((median, region_ms))
 }

@@ -344,7 +344,11 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
         metrics::write_jsonl(&job.out.join(METRICS), &run.history)?;
         plot::draw(&job.out.join(CURVES), &run.history)?;
         if run.config.sparse.is_some() {
-            plot::draw_masks(&job.out.join(MASKS), &sparse::layer_masks(&mut run.model))?;
+            plot::draw_masks(
+                &job.out.join(MASKS),
+                &sparse::layer_masks(&mut run.model),
+                &sparse::stage_densities(&mut run.model),
+            )?;
         }
     }
     let mut summary = summarise(&run, &job, params, start, &tally);

@@ -110,14 +110,16 @@ pub struct LayerMask {
 
 /// `masks.png`: for every shift-wise layer a grid of its small kernels, one row per rep
 /// channel and one column per long-range slot of the bank (dark = live), titled with the
-/// layer's density; the learned sparse connection pattern of a sparse run (SPEC 1.6).
+/// layer's density; the learned sparse connection pattern of a sparse run (SPEC 1.6). A last
+/// panel draws `stage_densities` (live kernels over all kernels of each stage) as bars.
 /// Written to a temporary file, then renamed.
-pub fn draw_masks(path: &Path, layers: &[LayerMask]) -> Result<()> {
+pub fn draw_masks(path: &Path, layers: &[LayerMask], stage_densities: &[f64]) -> Result<()> {
     register_font();
     let tmp = path.with_extension("png.tmp.png");
     let err = |e: &dyn std::fmt::Display| Error::file(path, format!("drawing the masks: {e}"));
-    let cols = layers.len().clamp(1, 6);
-    let rows = layers.len().div_ceil(cols).max(1);
+    let panels = layers.len() + 1;
+    let cols = panels.clamp(1, 6);
+    let rows = panels.div_ceil(cols).max(1);
     let (cell_w, cell_h) = (220u32, 380u32);
     {
         let root = BitMapBackend::new(&tmp, (cell_w * cols as u32, cell_h * rows as u32))
@@ -153,6 +155,45 @@ pub fn draw_masks(path: &Path, layers: &[LayerMask]) -> Result<()> {
                         RGBColor(235, 235, 235)
                     };
                     Rectangle::new([(j, o), (j + 1, o + 1)], color.filled())
+                }))
+                .map_err(|e| err(&e))?;
+        }
+        if let Some(area) = areas.get(layers.len()) {
+            let stages = stage_densities.len().max(1);
+            let mut chart = ChartBuilder::on(area)
+                .caption("density by stage", ("sans-serif", 13))
+                .margin(6)
+                .x_label_area_size(22)
+                .y_label_area_size(34)
+                // An integer range is inclusive as a discrete axis: stages values 0 ..= stages - 1.
+                .build_cartesian_2d((0..stages - 1).into_segmented(), 0.0..100.0)
+                .map_err(|e| err(&e))?;
+            let stage_label = |v: &SegmentValue<usize>| match v {
+                SegmentValue::CenterOf(s) | SegmentValue::Exact(s) if *s < stages => s.to_string(),
+                _ => String::new(),
+            };
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .light_line_style(WHITE)
+                .y_labels(6)
+                .x_label_formatter(&stage_label)
+                .x_desc("stage")
+                .y_desc("% live")
+                .label_style(("sans-serif", 10))
+                .draw()
+                .map_err(|e| err(&e))?;
+            chart
+                .draw_series(stage_densities.iter().enumerate().map(|(s, &d)| {
+                    let mut bar = Rectangle::new(
+                        [
+                            (SegmentValue::Exact(s), 0.0),
+                            (SegmentValue::Exact(s + 1), 100.0 * d),
+                        ],
+                        RGBColor(30, 60, 140).filled(),
+                    );
+                    bar.set_margin(0, 0, 8, 8);
+                    bar
                 }))
                 .map_err(|e| err(&e))?;
         }

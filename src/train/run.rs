@@ -245,9 +245,10 @@ impl Run {
                     &mut self.model,
                     &mut self.optim,
                     sp,
-                    step,
-                    sched.total,
+                    (step, sched.total),
                     config.seed,
+                    (&x, &labels),
+                    device,
                 )?;
             }
             loss_sum += loss_value * bs as f64;

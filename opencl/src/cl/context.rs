@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ocl::core::{self, CommandQueueProperties, ContextProperties, ProfilingInfo};
 
 use super::program::Program;
-use crate::{DeviceInfo, Error, KernelTime, PoolStats, Result, Transfers};
+use crate::{DeviceInfo, Error, KernelTime, PoolStats, RegionTime, Result, Transfers};
 
 /// Events kept before the queue is drained to read their times, bounding memory.
 const MAX_PENDING_EVENTS: usize = 4096;
@@ -53,8 +53,11 @@ pub(super) struct Pool {
 /// Per-kernel counters and the events of launches whose times have not been read yet.
 pub(super) struct Profiler {
     pub(super) enabled: bool,
-    pub(super) pending: Vec<(usize, core::Event)>,
+    /// (kernel counter index, region, event) of launches not read yet.
+    pub(super) pending: Vec<(usize, &'static str, core::Event)>,
     pub(super) stats: Vec<KernelTime>,
+    /// Device time by [`crate::region`], in order of first appearance.
+    pub(super) regions: Vec<RegionTime>,
     pub(super) transfers: Transfers,
 }
 
@@ -93,6 +96,7 @@ impl Context {
                     enabled: true,
                     pending: Vec::new(),
                     stats: Vec::new(),
+                    regions: Vec::new(),
                     transfers: Transfers::default(),
                 }),
             }),
@@ -148,6 +152,17 @@ impl Context {
         Ok(times)
     }
 
+    /// Device time by profiling region ([`crate::region`]) since the last
+    /// [`Context::reset_kernel_times`], largest first; launches outside every region are under
+    /// the name "". Waits for the queue like [`Context::kernel_times`].
+    pub fn region_times(&self) -> Result<Vec<RegionTime>> {
+        self.finish()?;
+        let mut times: Vec<RegionTime> = self.inner.profiler.borrow().regions.clone();
+        times.retain(|r| r.launches > 0);
+        times.sort_by(|a, b| b.device_ns.cmp(&a.device_ns).then(a.region.cmp(b.region)));
+        Ok(times)
+    }
+
     /// The blocking host transfers counted since the last [`Context::reset_kernel_times`].
     pub fn transfers(&self) -> Transfers {
         self.inner.profiler.borrow().transfers
@@ -158,6 +173,7 @@ impl Context {
         let mut profiler = self.inner.profiler.borrow_mut();
         profiler.pending.clear();
         profiler.transfers = Transfers::default();
+        profiler.regions.clear();
         for t in &mut profiler.stats {
             t.launches = 0;
             t.timed_launches = 0;
@@ -170,8 +186,10 @@ impl Context {
         let drain = {
             let mut profiler = self.inner.profiler.borrow_mut();
             profiler.stats[stat].launches += 1;
+            let region = crate::region::current();
+            region_entry(&mut profiler.regions, region).launches += 1;
             if let Some(event) = event {
-                profiler.pending.push((stat, event));
+                profiler.pending.push((stat, region, event));
             }
             profiler.pending.len() >= MAX_PENDING_EVENTS
         };
@@ -186,7 +204,7 @@ impl Context {
     pub(super) fn harvest_events(&self) -> Result<()> {
         let mut profiler = self.inner.profiler.borrow_mut();
         let pending = std::mem::take(&mut profiler.pending);
-        for (stat, event) in pending {
+        for (stat, region, event) in pending {
             let at = |which: ProfilingInfo| -> Result<u64> {
                 match core::get_event_profiling_info(&event, which) {
                     Ok(core::ProfilingInfoResult::Start(t) | core::ProfilingInfoResult::End(t)) => {
@@ -202,9 +220,27 @@ impl Context {
             let t = &mut profiler.stats[stat];
             t.timed_launches += 1;
             t.device_ns += end.saturating_sub(start);
+            let r = region_entry(&mut profiler.regions, region);
+            r.timed_launches += 1;
+            r.device_ns += end.saturating_sub(start);
         }
         Ok(())
     }
+}
+
+/// The counters of `region`, created at first use (a handful of regions: a linear search).
+fn region_entry<'a>(regions: &'a mut Vec<RegionTime>, region: &'static str) -> &'a mut RegionTime {
+    let at = match regions.iter().position(|r| r.region == region) {
+        Some(i) => i,
+        None => {
+            regions.push(RegionTime {
+                region,
+                ..RegionTime::default()
+            });
+            regions.len() - 1
+        }
+    };
+    &mut regions[at]
 }
 
 impl std::fmt::Debug for Context {

@@ -2,7 +2,7 @@
 // Built with -D real=float|double, -D ireal=int|long (the integer type of the same width,
 // for lane masks) and -D K=k, the kernel size, so that the tap loops unroll and the weight
 // gradient's K accumulators are registers (one program per k; the shift-wise layers use 3
-// or 5).
+// or 5), and -D RB, the rows per work-item of the forward and data gradient.
 //
 // x is (B, R, H, W); w the whole bank (R*nk, 1, k, k); Y the compact (B, L, Hp, Wp),
 // Hp = H + k - 1, channel l holding bank channel channels[l] of rep channel channels[l] / nk;
@@ -14,8 +14,8 @@
 // held as vectors in registers, as the shift-add kernels do (PoCL vectorises a work-group's
 // loop over work-items only when the kernel has no inner loops, so the vectors are explicit).
 //
-//   bank_conv_forward       work-item (b*L + l)*Hp + u: row u of Y[b, l]
-//   bank_conv_data_grad     work-item (b*R + o)*H + y:  row y of dx[b, o]
+//   bank_conv_forward       work-item (b*L + l)*ceil(Hp/RB) + u/RB: rows u .. u+RB-1 of Y[b, l]
+//   bank_conv_data_grad     work-item (b*R + o)*ceil(H/RB) + y/RB:  rows y .. y+RB-1 of dx[b, o]
 //   bank_conv_weight_grad   work-item l*k + ky: dw[channels[l], 0, ky, 0..k], summed over
 //                           samples, rows and segments, lanes added in a fixed order; each
 //                           segment of x is loaded once for the k taps of the row.
@@ -35,73 +35,129 @@ typedef struct {
 } BankParams;
 
 // Y[b, l, u, v] = sum_{ky, kx} w[c, ky, kx] * x[b, o, u + ky - p, v + kx - p]
+//
+// RB output rows u0 .. u0 + RB - 1 per work-item: input row i (iy = u0 - p + i, i < RB + K - 1)
+// meets output row r through kernel row ky = i - r, so each segment of x is loaded once for
+// the up to K*RB multiply-adds it feeds (i, r, ky and kx are compile-time after unrolling; the
+// only run-time branch is whether the input row exists). For every output row the terms are
+// still added with ky outer and kx inner, the order of the CPU reference.
 __kernel void bank_conv_forward(__global const real* restrict x, __global const real* restrict w,
                                 __global const int* restrict channels,
                                 __global real* restrict y, const BankParams p) {
-    if (get_global_id(0) >= (size_t)(p.batch * p.live * p.hp)) {
+    const int rblocks = (p.hp + RB - 1) / RB;
+    if (get_global_id(0) >= (size_t)(p.batch * p.live * rblocks)) {
         return;
     }
     const int id = (int)get_global_id(0);
-    const int bl = id / p.hp;
-    const int u = id - bl * p.hp;
+    const int bl = id / rblocks;
+    const int u0 = (id - bl * rblocks) * RB;
     const int b = bl / p.live;
     const int l = bl - b * p.live;
     const int c = channels[l];
     const int o = c / p.nk;
-    const int k = K;
-    const int pad = k - 1;
+    const int pad = K - 1;
     const int x_len = p.batch * p.reps * p.h * p.w;
     const int x_plane = (b * p.reps + o) * p.h * p.w;
-    __global const real* wk = w + c * k * k;
-    __global real* restrict y_row = y + id * p.wp;
+    const int rows = min(RB, p.hp - u0);
+    real wk[K * K];
+#pragma unroll
+    for (int t = 0; t < K * K; t++) {
+        wk[t] = w[c * K * K + t];
+    }
+    __global real* restrict y_rows = y + (bl * p.hp + u0) * p.wp;
 
     for (int v0 = 0; v0 < p.wp; v0 += VW) {
-        vec acc = (vec)(real)0;
-        for (int ky = 0; ky < k; ky++) {
-            const int iy = u + ky - pad;
+        vec acc[RB];
+#pragma unroll
+        for (int r = 0; r < RB; r++) {
+            acc[r] = (vec)(real)0;
+        }
+#pragma unroll
+        for (int i = 0; i < RB + K - 1; i++) {
+            const int iy = u0 - pad + i;
             if (iy < 0 || iy >= p.h) {
                 continue;
             }
-            for (int kx = 0; kx < k; kx++) {
-                acc += wk[ky * k + kx] * load_seg(x, x_plane + iy * p.w, v0 + kx - pad, p.w, x_len);
+#pragma unroll
+            for (int kx = 0; kx < K; kx++) {
+                const vec xs = load_seg(x, x_plane + iy * p.w, v0 + kx - pad, p.w, x_len);
+#pragma unroll
+                for (int r = 0; r < RB; r++) {
+                    if (i - r >= 0 && i - r < K) {
+                        acc[r] += wk[(i - r) * K + kx] * xs;
+                    }
+                }
             }
         }
-        store_seg(y_row + v0, acc, min(VW, p.wp - v0));
+        const int cols = min(VW, p.wp - v0);
+#pragma unroll
+        for (int r = 0; r < RB; r++) {
+            if (r < rows) {
+                store_seg(y_rows + r * p.wp + v0, acc[r], cols);
+            }
+        }
     }
 }
 
 // dx[b, o, y, x] = sum_{l of rep o} sum_{ky, kx} w[c, ky, kx] * dY[b, l, y + p - ky, x + p - kx]
+//
+// RB rows y0 .. y0 + RB - 1 of dx per work-item, blocked like the forward: row t = y0 + j of
+// dY (j < RB + K - 1) meets dx row r through ky = r + p - j. j runs downwards so that every
+// dx row still adds its terms with l outer, then ky ascending, then kx. Rows t past the
+// plane are reached only by dx rows past H, which are not stored, and are skipped.
 __kernel void bank_conv_data_grad(__global const real* restrict dy,
                                   __global const real* restrict w,
                                   __global const int* restrict channels,
                                   __global const int* restrict rep_start,
                                   __global real* restrict dx, const BankParams p) {
-    if (get_global_id(0) >= (size_t)(p.batch * p.reps * p.h)) {
+    const int rblocks = (p.h + RB - 1) / RB;
+    if (get_global_id(0) >= (size_t)(p.batch * p.reps * rblocks)) {
         return;
     }
     const int id = (int)get_global_id(0);
-    const int bo = id / p.h;
-    const int row = id - bo * p.h;
+    const int bo = id / rblocks;
+    const int y0 = (id - bo * rblocks) * RB;
     const int b = bo / p.reps;
     const int o = bo - b * p.reps;
-    const int k = K;
-    const int pad = k - 1;
+    const int pad = K - 1;
     const int dy_len = p.batch * p.live * p.hp * p.wp;
-    __global real* restrict dx_row = dx + id * p.w;
+    const int rows = min(RB, p.h - y0);
+    __global real* restrict dx_rows = dx + (bo * p.h + y0) * p.w;
 
     for (int x0 = 0; x0 < p.w; x0 += VW) {
-        vec acc = (vec)(real)0;
+        vec acc[RB];
+#pragma unroll
+        for (int r = 0; r < RB; r++) {
+            acc[r] = (vec)(real)0;
+        }
         for (int l = rep_start[o]; l < rep_start[o + 1]; l++) {
-            __global const real* wk = w + channels[l] * k * k;
+            __global const real* wk = w + channels[l] * K * K;
             const int plane = (b * p.live + l) * p.hp * p.wp;
-            for (int ky = 0; ky < k; ky++) {
-                const int base = plane + (row + pad - ky) * p.wp;
-                for (int kx = 0; kx < k; kx++) {
-                    acc += wk[ky * k + kx] * load_seg(dy, base, x0 + pad - kx, p.wp, dy_len);
+#pragma unroll
+            for (int j = RB + K - 2; j >= 0; j--) {
+                if (y0 + j >= p.hp) {
+                    continue;
+                }
+                const int base = plane + (y0 + j) * p.wp;
+#pragma unroll
+                for (int kx = 0; kx < K; kx++) {
+                    const vec ds = load_seg(dy, base, x0 + pad - kx, p.wp, dy_len);
+#pragma unroll
+                    for (int r = 0; r < RB; r++) {
+                        if (r + pad - j >= 0 && r + pad - j < K) {
+                            acc[r] += wk[(r + pad - j) * K + kx] * ds;
+                        }
+                    }
                 }
             }
         }
-        store_seg(dx_row + x0, acc, min(VW, p.w - x0));
+        const int cols = min(VW, p.w - x0);
+#pragma unroll
+        for (int r = 0; r < RB; r++) {
+            if (r < rows) {
+                store_seg(dx_rows + r * p.w + x0, acc[r], cols);
+            }
+        }
     }
 }
 

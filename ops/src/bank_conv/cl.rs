@@ -15,6 +15,10 @@ const OP: &str = "bank_conv";
 /// Work-items per work-group (fixed, so that PoCL compiles each kernel once).
 const GROUP: usize = 16;
 
+/// Output rows per work-item of the forward and the data gradient (`RB` in the source): each
+/// loaded row segment feeds up to k of them.
+const ROWS: usize = 4;
+
 /// Sizes of one application, mirrored by `BankParams` in `bank_conv.cl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -71,7 +75,12 @@ impl Params {
 /// The program for `T` and kernel size `k` (`K` is a compile-time constant of the kernels;
 /// the row segments of `segments.cl` come first).
 fn bank_program<T: Real>(ctx: &Context, k: usize) -> Result<Program> {
-    vector_program::<T>(ctx, OP, SOURCE, &[("K", k.to_string())])
+    vector_program::<T>(
+        ctx,
+        OP,
+        SOURCE,
+        &[("K", k.to_string()), ("RB", ROWS.to_string())],
+    )
 }
 
 /// `Y` `(B, L, Hp, Wp)`.
@@ -83,7 +92,7 @@ pub fn forward<T: Real>(
     live: &Rc<LiveChannels>,
 ) -> Result<Tensor<T>> {
     let y = output::<T>(ctx, [d.batch, d.live, d.hp(), d.wp()])?;
-    let rows = d.batch * d.live * d.hp();
+    let rows = d.batch * d.live * d.hp().div_ceil(ROWS);
     if rows == 0 {
         return Ok(y);
     }
@@ -116,7 +125,7 @@ pub fn data_grad<T: Real>(
     live: &Rc<LiveChannels>,
 ) -> Result<Tensor<T>> {
     let shape = [d.batch, d.reps, d.h, d.w];
-    let rows = d.batch * d.reps * d.h;
+    let rows = d.batch * d.reps * d.h.div_ceil(ROWS);
     if d.live == 0 || rows == 0 {
         return zeros::<T>(ctx, shape);
     }
