@@ -97,6 +97,10 @@ pub struct Summary {
     pub forward_flops_per_image: f64,
     pub backward_flops_per_image: f64,
     pub forward_macs_per_image: f64,
+    /// The forward FLOPs per image by profiling region (the shift-wise layers' bank
+    /// convolution and shift-add; "" for the rest), from the first step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forward_flops_by_region: Vec<RegionShare>,
     pub peak_device_memory_bytes: u64,
     /// What the memory of a training step holds (measured on the first step of this job).
     #[serde(default)]
@@ -150,6 +154,13 @@ pub fn peak_bytes(device: &Device) -> u64 {
         Device::Cpu => counters::snapshot().peak_bytes,
         Device::OpenCl(ctx) => ctx.pool_stats().peak_bytes,
     }
+}
+
+/// Forward FLOPs per image under one profiling region.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionShare {
+    pub region: String,
+    pub flops_per_image: f64,
 }
 
 /// Outputs an op recorded in the graph during one forward, and their bytes.

@@ -396,6 +396,7 @@ fn summarise(run: &Run, job: &TrainJob, params: usize, start: Instant, tally: &T
         forward_flops_per_image: tally.flops_fwd,
         backward_flops_per_image: tally.flops_bwd,
         forward_macs_per_image: tally.macs_fwd,
+        forward_flops_by_region: tally.flops_fwd_by_region.clone(),
         peak_device_memory_bytes: metrics::peak_bytes(&job.device),
         memory: tally.memory,
         graph_outputs_by_op: tally.graph_outputs_by_op.clone(),

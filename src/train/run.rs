@@ -4,7 +4,9 @@
 
 use super::checkpoint::{load_checkpoint, read_meta};
 use super::config::RunConfig;
-use super::metrics::{graph_outputs_by_op, live_bytes, EpochMetrics, MemorySplit, OpBytes};
+use super::metrics::{
+    graph_outputs_by_op, live_bytes, EpochMetrics, MemorySplit, OpBytes, RegionShare,
+};
 use super::{
     build_model, count_correct, epoch_rng, finite, progress, sparse, TrainJob, CHECKPOINT,
 };
@@ -118,6 +120,7 @@ pub(crate) struct Tally {
     pub flops_fwd: f64,
     pub flops_bwd: f64,
     pub macs_fwd: f64,
+    pub flops_fwd_by_region: Vec<RegionShare>,
     pub trained_images: usize,
     pub train_seconds: f64,
     pub finite_check_seconds: f64,
@@ -172,6 +175,7 @@ impl Run {
             let idx = &order[step * bs..(step + 1) * bs];
             let (x, labels) = data::batch::<f32>(cx.train_set, idx, Some(augment), &mut rng)?;
             let c0 = counters::snapshot();
+            counters::reset_region_flops();
             let live0 = live_bytes(device);
             shiftgrad_autograd::reset_graph_outputs();
             let logits = self
@@ -179,6 +183,7 @@ impl Run {
                 .forward(&Var::constant(x.to_device(device)?), Mode::Train)?;
             let loss = cross_entropy(&logits, &labels)?;
             let c1 = counters::snapshot();
+            let by_region = counters::region_flops();
             let graph_bytes = live_bytes(device).saturating_sub(live0);
             loss.backward()?;
             let c2 = counters::snapshot();
@@ -237,6 +242,13 @@ impl Run {
             if tally.flops_fwd == 0.0 {
                 tally.flops_fwd = (c1.flops - c0.flops) as f64 / bs as f64;
                 tally.macs_fwd = (c1.macs - c0.macs) as f64 / bs as f64;
+                tally.flops_fwd_by_region = by_region
+                    .iter()
+                    .map(|r| RegionShare {
+                        region: r.region.to_string(),
+                        flops_per_image: r.flops as f64 / bs as f64,
+                    })
+                    .collect();
                 tally.flops_bwd = (c2.flops - c1.flops) as f64 / bs as f64;
             }
             if let Some(sp) = &config.sparse {
