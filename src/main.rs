@@ -128,6 +128,44 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Time one spatial layer of each kind (training mode, forward and backward separately)
+    /// on a device, with FLOPs, bytes, GFLOP/s and GB/s against the device's measured peaks.
+    Bench {
+        /// Kinds to time, e.g. sw,slak,dense,small.
+        #[arg(long, value_delimiter = ',', default_value = "sw,slak,dense,small")]
+        spatial: Vec<String>,
+        #[arg(long, default_value_t = 51)]
+        big: usize,
+        #[arg(long, default_value_t = 5)]
+        small: usize,
+        /// Channels C.
+        #[arg(long, default_value_t = 64)]
+        channels: usize,
+        #[arg(long = "ghost-ratio", default_value_t = 0.0)]
+        ghost_ratio: f64,
+        #[arg(long = "n-path", default_value_t = 2)]
+        n_path: usize,
+        #[arg(long = "n-rep", default_value_t = 4)]
+        n_rep: usize,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 56)]
+        height: usize,
+        #[arg(long, default_value_t = 56)]
+        width: usize,
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also time the sw layer with this fraction of its small kernels pruned (row sw*).
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+        sparsity: f64,
+        /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else auto).
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Parameters and measured FLOPs of one SW layer against its slak, dense and small baselines.
     Compare {
         #[arg(long, default_value_t = 51)]
@@ -530,6 +568,49 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
                 DTypeArg::F64 => cli::equiv::run::<f64>(&args, &mut stdout)?,
             };
             Ok(report.passed())
+        }
+        Command::Bench {
+            spatial,
+            big,
+            small,
+            channels,
+            ghost_ratio,
+            n_path,
+            n_rep,
+            batch,
+            height,
+            width,
+            steps,
+            warmup,
+            seed,
+            sparsity,
+            device,
+        } => {
+            let device = train_device(device.as_deref())?;
+            let kinds = spatial
+                .iter()
+                .map(|k| k.parse())
+                .collect::<Result<Vec<_>>>()?;
+            let config = SwConfig {
+                channels,
+                big_kernel: big,
+                small_kernel: small,
+                ghost_ratio,
+                n_path,
+                n_rep,
+                seed,
+            };
+            let shape = cli::bench::BenchShape {
+                batch,
+                height,
+                width,
+                warmup,
+                steps,
+                kinds,
+                sparsity,
+            };
+            cli::bench::run(config, &shape, &device, &mut stdout)?;
+            Ok(true)
         }
         Command::Compare {
             big,

@@ -413,3 +413,74 @@ fn shiftgrad_opencl_available() -> bool {
     }
     available
 }
+
+/// `bench`: a row per kind (and `sw*` with a sparsity), times and rates that are numbers, the
+/// measured peaks, and clear errors for bad flags.
+#[test]
+fn bench_times_each_kind_against_the_measured_peaks() {
+    let o = shiftgrad(&[
+        "bench",
+        "--device",
+        "cpu",
+        "--batch",
+        "1",
+        "--channels",
+        "8",
+        "--height",
+        "12",
+        "--width",
+        "12",
+        "--big",
+        "7",
+        "--small",
+        "3",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--sparsity",
+        "0.5",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("measured peaks of this device"), "{out}");
+    for kind in ["sw", "sw*", "slak", "dense", "small"] {
+        let row = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind} row: {out}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols.len(), 12, "{row}");
+        for c in [&cols[1..4], &cols[6..]].concat() {
+            let v: f64 = c.parse().unwrap_or_else(|_| panic!("{c} in {row}"));
+            assert!(v.is_finite() && v >= 0.0, "{row}");
+        }
+        // Every layer does work, forward and backward.
+        assert!(cols[6].parse::<f64>().unwrap() > 0.0, "{row}");
+    }
+    let slak = out.lines().find(|l| l.starts_with("slak ")).unwrap();
+    assert!(slak.contains("1.00x"), "{slak}");
+    for (args, want) in [
+        (vec!["--steps", "0"], "at least 1"),
+        (vec!["--sparsity", "1.5"], "--sparsity must be in [0, 1)"),
+        (vec!["--spatial", "sw,bogus"], "unknown spatial operator"),
+    ] {
+        let mut a = vec![
+            "bench",
+            "--device",
+            "cpu",
+            "--batch",
+            "1",
+            "--channels",
+            "8",
+        ];
+        a.extend(args);
+        let o = shiftgrad(&a);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(want) && !stderr(&o).contains("panicked"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}

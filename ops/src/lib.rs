@@ -12,6 +12,7 @@
 pub mod cost;
 pub mod device;
 pub mod parity;
+pub mod peaks;
 pub mod suite;
 
 pub mod bank_conv;

@@ -1,5 +1,6 @@
 //! The subcommands of the `shiftgrad` binary, one module each.
 
+pub mod bench;
 pub mod compare;
 pub mod equiv;
 pub mod gradcheck;

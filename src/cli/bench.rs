@@ -1,0 +1,221 @@
+//! `shiftgrad bench`: times one spatial layer of each kind (SPEC 1.7) in training mode on a
+//! device, forward and backward separately, and sets what it did (FLOPs and bytes from the op
+//! counters) against the time and the device's measured peaks (`ops::peaks`).
+//!
+//! Every timed phase ends with a wait for the device, so the times are wall times of the
+//! work (launches included), the median over `--steps` steps after `--warmup` untimed ones.
+//! The backward starts from a fixed random output gradient and includes the input's gradient,
+//! as inside a network. The bytes are what the ops' cost functions count as read and written
+//! (SPEC 5), not measured traffic.
+
+use super::{check_sparsity, uniform_mask};
+use shiftgrad_autograd::Var;
+use shiftgrad_nn::baselines::{Spatial, SpatialKind};
+use shiftgrad_nn::{Mode, Module, SwConfig};
+use shiftgrad_ops::peaks::{self, Peaks};
+use shiftgrad_tensor::{counters, init, Device, Error, Result, Tensor};
+use std::io::Write;
+use std::time::Instant;
+
+/// What to time.
+#[derive(Debug, Clone)]
+pub struct BenchShape {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub warmup: usize,
+    pub steps: usize,
+    /// The kinds to time, in order.
+    pub kinds: Vec<SpatialKind>,
+    /// With a value above 0, an `sw*` row: the sw layer with that fraction of its kernels
+    /// pruned (uniform random mask from the seed).
+    pub sparsity: f64,
+}
+
+/// One timed layer.
+#[derive(Debug, Clone)]
+pub struct BenchRow {
+    pub label: String,
+    pub forward_s: f64,
+    pub backward_s: f64,
+    pub forward_flops: u64,
+    pub backward_flops: u64,
+    pub forward_bytes: u64,
+    pub backward_bytes: u64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Times `layer` on `device`.
+fn time_layer(
+    label: String,
+    mut layer: Spatial<f32>,
+    config: &SwConfig,
+    shape: &BenchShape,
+    device: &Device,
+) -> Result<BenchRow> {
+    layer.move_to(device)?;
+    let dims = [shape.batch, config.channels, shape.height, shape.width];
+    let mut rng = init::rng(config.seed ^ 0xBE7C);
+    let x: Tensor<f32> = init::normal(dims, 0.0, 1.0, &mut rng);
+    let dy: Tensor<f32> = init::normal(dims, 0.0, 1.0, &mut rng);
+    let (x, dy) = (x.to_device(device)?, dy.to_device(device)?);
+    let mut params = Vec::new();
+    layer.parameters("", &mut params);
+    let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
+    let mut row = BenchRow {
+        label,
+        forward_s: 0.0,
+        backward_s: 0.0,
+        forward_flops: 0,
+        backward_flops: 0,
+        forward_bytes: 0,
+        backward_bytes: 0,
+    };
+    for step in 0..shape.warmup + shape.steps {
+        for p in &params {
+            p.var.zero_grad();
+        }
+        let xv = Var::param(x.clone());
+        device.wait()?;
+        let c0 = counters::snapshot();
+        let t0 = Instant::now();
+        let y = layer.forward(&xv, Mode::Train)?;
+        device.wait()?;
+        let t1 = Instant::now();
+        let c1 = counters::snapshot();
+        y.backward_with(dy.clone())?;
+        device.wait()?;
+        let t2 = Instant::now();
+        let c2 = counters::snapshot();
+        if step >= shape.warmup {
+            fwd.push((t1 - t0).as_secs_f64());
+            bwd.push((t2 - t1).as_secs_f64());
+            row.forward_flops = c1.flops - c0.flops;
+            row.backward_flops = c2.flops - c1.flops;
+            row.forward_bytes = c1.bytes - c0.bytes;
+            row.backward_bytes = c2.bytes - c1.bytes;
+        }
+    }
+    row.forward_s = median(fwd);
+    row.backward_s = median(bwd);
+    Ok(row)
+}
+
+/// Times every kind of `shape.kinds` (and `sw*` with a sparsity) and prints the table.
+pub fn run(
+    config: SwConfig,
+    shape: &BenchShape,
+    device: &Device,
+    out: &mut dyn Write,
+) -> Result<Vec<BenchRow>> {
+    check_sparsity("bench", shape.sparsity)?;
+    if shape.steps == 0 || shape.batch == 0 || shape.height == 0 || shape.width == 0 {
+        return Err(Error::arg(
+            "bench",
+            "--steps, --batch, --height and --width must be at least 1",
+        ));
+    }
+    if shape.kinds.is_empty() {
+        return Err(Error::arg("bench", "--spatial lists no kind"));
+    }
+    let io = |e: std::io::Error| Error::Other(format!("bench: {e}"));
+    let peak = peaks::measure(device)?;
+    writeln!(
+        out,
+        "one spatial layer, training mode: C={} M={} k={} ghost={} P={} G={} on {}x{}x{}x{} (f32) on {}; median of {} steps after {} warm-up",
+        config.channels, config.big_kernel, config.small_kernel, config.ghost_ratio, config.n_path, config.n_rep,
+        shape.batch, config.channels, shape.height, shape.width, device.name(), shape.steps, shape.warmup
+    )
+    .map_err(io)?;
+    writeln!(
+        out,
+        "measured peaks of this device: {:.1} GFLOP/s (f32 multiply-add), {:.1} GB/s (copy)",
+        peak.flops_per_s * 1e-9,
+        peak.bytes_per_s * 1e-9
+    )
+    .map_err(io)?;
+    let mut rows = Vec::new();
+    for &kind in &shape.kinds {
+        let layer = match Spatial::<f32>::new(kind, config) {
+            Ok(l) => l,
+            Err(e) => {
+                writeln!(out, "{kind}: skipped ({e})").map_err(io)?;
+                continue;
+            }
+        };
+        rows.push(time_layer(kind.to_string(), layer, &config, shape, device)?);
+        if kind == SpatialKind::Sw && shape.sparsity > 0.0 {
+            let mut layer = Spatial::<f32>::new(kind, config)?;
+            if let Spatial::Sw(sw) = &mut layer {
+                let mask = uniform_mask(sw.kernels(), shape.sparsity, &mut init::rng(config.seed));
+                sw.set_mask(&mask)?;
+            }
+            rows.push(time_layer("sw*".into(), layer, &config, shape, device)?);
+        }
+    }
+    print_table(&rows, &peak, out).map_err(io)?;
+    if shape.sparsity > 0.0 {
+        writeln!(
+            out,
+            "sw*: sw with {} of its small kernels pruned (uniform random mask from the seed)",
+            shape.sparsity
+        )
+        .map_err(io)?;
+    }
+    Ok(rows)
+}
+
+fn print_table(rows: &[BenchRow], peak: &Peaks, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
+        "kind",
+        "fwd ms",
+        "bwd ms",
+        "total ms",
+        "fwd/slak",
+        "tot/slak",
+        "fwd MFLOP",
+        "bwd MFLOP",
+        "fwd GF/s",
+        "bwd GF/s",
+        "fwd GB/s",
+        "bwd GB/s"
+    )?;
+    let slak = rows.iter().find(|r| r.label == "slak");
+    let ratio = |a: f64, b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.2}x", a / b));
+    for r in rows {
+        let total = r.forward_s + r.backward_s;
+        writeln!(
+            out,
+            "{:<6} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>8} {:>9.2} {:>9.2} {:>8.1} {:>8.1} {:>9.1} {:>9.1}",
+            r.label,
+            r.forward_s * 1e3,
+            r.backward_s * 1e3,
+            total * 1e3,
+            ratio(r.forward_s, slak.map(|s| s.forward_s)),
+            ratio(total, slak.map(|s| s.forward_s + s.backward_s)),
+            r.forward_flops as f64 * 1e-6,
+            r.backward_flops as f64 * 1e-6,
+            r.forward_flops as f64 / r.forward_s * 1e-9,
+            r.backward_flops as f64 / r.backward_s * 1e-9,
+            r.forward_bytes as f64 / r.forward_s * 1e-9,
+            r.backward_bytes as f64 / r.backward_s * 1e-9,
+        )?;
+    }
+    let best = rows
+        .iter()
+        .map(|r| (r.forward_flops + r.backward_flops) as f64 / (r.forward_s + r.backward_s))
+        .fold(0.0, f64::max);
+    writeln!(
+        out,
+        "the fastest row reaches {:.1} % of the measured multiply-add peak; GB/s are the cost \
+         functions' bytes read and written over the time (SPEC 5), against {:.1} GB/s copy",
+        100.0 * best / peak.flops_per_s,
+        peak.bytes_per_s * 1e-9
+    )
+}
