@@ -286,6 +286,10 @@ struct TrainArgs {
     /// flag that would change the run.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Start a fresh run even where the output directory already holds one (its checkpoint
+    /// and metrics are replaced). Without it, such a directory is an error.
+    #[arg(long)]
+    overwrite: bool,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -431,6 +435,18 @@ fn run_train(a: TrainArgs, m: &ArgMatches) -> Result<bool> {
     let out = a.out.unwrap_or_else(|| {
         PathBuf::from(format!("runs/{}-{}-seed{}", a.preset, a.spatial, a.seed))
     });
+    let existing = out.join(shiftgrad::train::CHECKPOINT);
+    if existing.exists() && !a.overwrite {
+        return Err(shiftgrad::tensor::Error::arg(
+            "train",
+            format!(
+                "{} already holds a run ({}); continue it with --resume {}, choose another --out, or pass --overwrite to start it again",
+                out.display(),
+                existing.display(),
+                out.display()
+            ),
+        ));
+    }
     let start = Start::Fresh(Box::new(config));
     train(TrainJob {
         start,

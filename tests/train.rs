@@ -686,6 +686,56 @@ fn bad_inputs_are_clear_errors_and_lose_nothing() {
     assert_error(&o, &["unknown spatial operator"]);
 }
 
+#[test]
+fn a_fresh_run_does_not_replace_a_finished_one() {
+    let out = tmp("no-overwrite");
+    let data = test_data().dir.to_str().unwrap().to_string();
+    let dir = out.to_str().unwrap().to_string();
+    let args = |extra: &[&'static str]| {
+        let mut a: Vec<String> = [
+            "train",
+            "--quiet",
+            "--limit",
+            "64",
+            "--test-limit",
+            "64",
+            "--epochs",
+            "1",
+            "--widths",
+            "8,16",
+            "--depths",
+            "1,1",
+            "--big-kernels",
+            "7,5",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend([
+            "--data".to_string(),
+            data.clone(),
+            "--out".to_string(),
+            dir.clone(),
+        ]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |a: &[String]| shiftgrad(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(&args(&[]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ckpt = std::fs::read(out.join("checkpoint.npz")).unwrap();
+    // Again into the same directory: refused, and the run is untouched.
+    assert_error(
+        &run(&args(&["--seed", "5"])),
+        &["already holds a run", "--resume", "--overwrite"],
+    );
+    assert_eq!(std::fs::read(out.join("checkpoint.npz")).unwrap(), ckpt);
+    // With --overwrite it starts again (another seed: another checkpoint).
+    let o = run(&args(&["--seed", "5", "--overwrite"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_ne!(std::fs::read(out.join("checkpoint.npz")).unwrap(), ckpt);
+}
+
 /// A tampering case: a tag, an edit of the checkpoint (or its configuration), and the
 /// expected message.
 type Case<T> = (&'static str, fn(&mut T), &'static str);
