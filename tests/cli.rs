@@ -367,11 +367,17 @@ fn profile_compares_sparsities_in_one_run() {
     );
     assert_eq!(out.matches("over 2 steps").count(), 2, "{out}");
     if opencl {
-        assert!(out.contains("bank_conv::bank_conv_forward"), "{out}");
-        // A row per region in each report.
-        for region in ["sw bank convolution", "sw shift-add", "(the rest)"] {
-            let rows = out.lines().filter(|l| l.starts_with(region)).count();
-            assert_eq!(rows, 2, "{region}: {out}");
+        assert!(out.contains("sw_fused::sw_fused_forward"), "{out}");
+        // A row per region in each report: the dense network's bank convolution and
+        // shift-add, the sparse one's fused op (and the merge of its two banks).
+        for (region, rows) in [
+            ("sw bank convolution", 2),
+            ("sw shift-add", 1),
+            ("sw fused bank convolution + shift-add", 1),
+            ("(the rest)", 2),
+        ] {
+            let found = out.lines().filter(|l| l.starts_with(region)).count();
+            assert_eq!(found, rows, "{region}: {out}");
         }
         let line = out
             .lines()

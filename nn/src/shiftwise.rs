@@ -37,16 +37,14 @@ use crate::module::{join, move_var, Mode, Module, ParamRef, StateDict};
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::bank_conv::bank_conv;
 use shiftgrad_ops::shift_add::{shift_add, shift_add_sparse, LiveChannels, ShiftTables};
+use shiftgrad_ops::sw_fused::sw_fused;
 use shiftgrad_ops::{add_n, concat_channels, conv2d, gather_channels, Conv2dParams};
 use shiftgrad_tensor::opencl::region;
 use shiftgrad_tensor::{init, Device, Error, Real, Result, Tensor};
 use std::rc::Rc;
 
-/// The profiling region of every shift-wise layer's bank convolution (forward and backward;
-/// dense through conv2d, sparse through bank_conv), see `shiftgrad_tensor::opencl::region`.
-pub const REGION_BANK: &str = "sw bank convolution";
-/// The profiling region of every shift-wise layer's shift-add.
-pub const REGION_SHIFT_ADD: &str = "sw shift-add";
+/// The profiling regions of the shift-wise layers (see `shiftgrad_tensor::opencl::region`).
+pub use shiftgrad_ops::sw_fused::{REGION_BANK, REGION_FUSED, REGION_SHIFT_ADD};
 
 /// Hyper-parameters of one shift-wise layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -284,6 +282,21 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
         let (x_r, x_g) = self.split(x)?;
         let p = self.bank_params();
         // Profiling regions (`shiftgrad profile`): the bank convolution, then the shift-add.
+        if let (Some(live), false) = (self.sparse_live().cloned(), self.unmerged_banks) {
+            // The fused op: the merged bank's convolution and the shift-add in one, `Y` kept
+            // in local memory on OpenCL (`ops::sw_fused`).
+            let merged = match self.banks.len() {
+                1 => self.banks[0].clone(),
+                _ => {
+                    let _r = region::enter(REGION_BANK);
+                    add_n(&self.banks.iter().collect::<Vec<_>>())?
+                }
+            };
+            let fused = region::enter(REGION_FUSED);
+            let (h, v, i) = sw_fused(&x_r, &merged, &self.tables, &live)?;
+            drop(fused);
+            return self.finish(h, v, i, x_r, x_g, mode);
+        }
         let bank = region::enter(REGION_BANK);
         if let Some(live) = self.sparse_live().cloned() {
             let y = if self.unmerged_banks {

@@ -24,6 +24,8 @@ pub struct DeviceInfo {
     pub max_alloc_bytes: u64,
     /// CL_DEVICE_MAX_WORK_GROUP_SIZE.
     pub max_work_group_size: usize,
+    /// CL_DEVICE_LOCAL_MEM_SIZE, in bytes: the `__local` memory of one work-group.
+    pub local_mem_bytes: u64,
     /// Whether CL_DEVICE_EXTENSIONS lists `cl_khr_fp64` (double precision kernels).
     pub fp64: bool,
     /// The OpenCL version the device reports, "MAJOR.MINOR".

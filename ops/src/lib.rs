@@ -14,6 +14,7 @@ pub mod device;
 pub mod parity;
 pub mod peaks;
 pub mod suite;
+pub mod sw_fused;
 
 pub mod bank_conv;
 pub mod batch_norm;

@@ -79,6 +79,7 @@ pub fn all_cases() -> Vec<GradCase> {
     cases.extend(crate::conv2d::cases::cases());
     cases.extend(crate::shift_add::cases::cases());
     cases.extend(crate::bank_conv::cases::cases());
+    cases.extend(crate::sw_fused::cases::cases());
     cases
 }
 

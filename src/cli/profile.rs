@@ -153,9 +153,10 @@ pub fn run(
             writeln!(
                 out,
                 "\nshift-wise layers' bank convolution + shift-add, device ms per step \
-                 (forward and backward; the regions {:?} and {:?}):",
+                 (forward and backward; the regions {:?}, {:?} and {:?}):",
                 shiftgrad_nn::shiftwise::REGION_BANK,
-                shiftgrad_nn::shiftwise::REGION_SHIFT_ADD
+                shiftgrad_nn::shiftwise::REGION_SHIFT_ADD,
+                shiftgrad_nn::shiftwise::REGION_FUSED
             )
             .map_err(io)?;
             for (subject, ms) in subjects.iter().zip(&spatial) {
@@ -348,6 +349,7 @@ fn report(
             .filter(|r| {
                 r.region == shiftgrad_nn::shiftwise::REGION_BANK
                     || r.region == shiftgrad_nn::shiftwise::REGION_SHIFT_ADD
+                    || r.region == shiftgrad_nn::shiftwise::REGION_FUSED
             })
             .map(|r| r.device_ns)
             .sum();

@@ -107,6 +107,9 @@ pub(crate) fn describe(
     let R::MaxWorkGroupSize(max_work_group_size) = query(Info::MaxWorkGroupSize)? else {
         return Err(unexpected("MaxWorkGroupSize"));
     };
+    let R::LocalMemSize(local_mem_bytes) = query(Info::LocalMemSize)? else {
+        return Err(unexpected("LocalMemSize"));
+    };
     let R::Extensions(extensions) = query(Info::Extensions)? else {
         return Err(unexpected("Extensions"));
     };
@@ -122,6 +125,7 @@ pub(crate) fn describe(
         global_mem_bytes,
         max_alloc_bytes,
         max_work_group_size,
+        local_mem_bytes,
         fp64: extensions.split_whitespace().any(|x| x == "cl_khr_fp64"),
         opencl_version: version.to_string(),
     })

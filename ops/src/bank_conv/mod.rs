@@ -37,8 +37,8 @@
 //! gradient each (with every kernel live, exactly what `conv2d` counts for the bank). Bytes: every input read once, every output written once.
 
 pub(crate) mod cases;
-mod cl;
-mod cpu;
+pub(crate) mod cl;
+pub(crate) mod cpu;
 #[cfg(test)]
 mod tests;
 
@@ -86,7 +86,7 @@ impl Dims {
     }
 
     /// Checks `x` `(B, R, H, W)` and `w` `(R*nk, 1, k, k)` against `live`.
-    fn new(x: &Shape, w: &Shape, live: &LiveChannels) -> Result<Dims> {
+    pub(crate) fn new(x: &Shape, w: &Shape, live: &LiveChannels) -> Result<Dims> {
         let [batch, reps, h, wd] = x.nchw(OP, "input")?;
         let &[bank, one, k, k2] = w.dims() else {
             return Err(Error::shape(
@@ -130,7 +130,7 @@ impl Dims {
         })
     }
 
-    fn forward_work<T: Real>(&self) -> Work {
+    pub(crate) fn forward_work<T: Real>(&self) -> Work {
         let macs = self.y_numel() * self.k * self.k;
         Work::with_macs(
             macs as u64,
@@ -140,7 +140,7 @@ impl Dims {
     }
 
     /// `dx` and/or `dw`; `dY` read once if either is computed.
-    fn backward_work<T: Real>(&self, dx: bool, dw: bool) -> Work {
+    pub(crate) fn backward_work<T: Real>(&self, dx: bool, dw: bool) -> Work {
         // Counted like conv2d's gradients: the output's elements times the taps.
         let macs = self.y_numel() * self.k * self.k;
         let mut work = Work::default();

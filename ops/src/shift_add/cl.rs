@@ -104,9 +104,9 @@ fn shift_program<T: Real>(ctx: &Context) -> Result<Program> {
 }
 
 /// `pad_hv` and `idx_identit` on one device.
-struct DeviceTables {
-    pad_hv: Buffer<i32>,
-    idx_identit: Buffer<i32>,
+pub(crate) struct DeviceTables {
+    pub pad_hv: Buffer<i32>,
+    pub idx_identit: Buffer<i32>,
 }
 
 /// The live-channel arrays of a [`LiveChannels`] on one device (shared with the bank
@@ -162,7 +162,7 @@ fn cached<K: 'static, V: 'static>(
 }
 
 /// The device copy of `tables` for the context of `program`, uploaded on first use.
-fn device_tables(
+pub(crate) fn device_tables(
     ctx: &Context,
     program: &Program,
     tables: &Rc<ShiftTables>,

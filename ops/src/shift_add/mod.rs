@@ -50,8 +50,8 @@
 //! The dense equivalent of bank convolution + shift-add (SPEC 1.4) is in `dense.rs`.
 
 pub(crate) mod cases;
-mod cl;
-mod cpu;
+pub(crate) mod cl;
+pub(crate) mod cpu;
 mod dense;
 mod live;
 mod tables;
@@ -83,15 +83,15 @@ fn table_bytes(t: &ShiftTables, live: &LiveChannels) -> (u64, u64) {
 
 /// The work of a shift-add: the forward, the backward reading of each path's output
 /// gradient (h, v, i) and the backward writing of `dY`, once.
-struct Works {
-    forward: Work,
+pub(crate) struct Works {
+    pub(crate) forward: Work,
     paths: [Work; 3],
     write_dy: Work,
 }
 
 impl Works {
     /// The backward work when the output gradients `present` exist.
-    fn backward(&self, present: [bool; 3]) -> Work {
+    pub(crate) fn backward(&self, present: [bool; 3]) -> Work {
         self.paths
             .iter()
             .zip(present)
@@ -101,7 +101,7 @@ impl Works {
 }
 
 /// The work of a shift-add producing `(batch, R, h, w)` outputs from the live channels.
-fn works<T: Real>(
+pub(crate) fn works<T: Real>(
     tables: &ShiftTables,
     live: &LiveChannels,
     batch: usize,
@@ -183,7 +183,7 @@ pub fn cost_sparse<T: Real>(
 }
 
 /// The sizes of an application to `y`, checked against the tables and the live channels.
-fn dims_of(y_dims: &[usize], tables: &ShiftTables, live: &LiveChannels) -> Result<Dims> {
+pub(crate) fn dims_of(y_dims: &[usize], tables: &ShiftTables, live: &LiveChannels) -> Result<Dims> {
     tables.validate()?;
     live.validate(tables.reps, tables.nk())?;
     let [batch, ch, hp, wp] = match *y_dims {

@@ -1,0 +1,124 @@
+//! OpenCL fused shift-wise forward: one launch of `sw_fused_forward` (a work-group per image
+//! and rep channel, `Y` in local memory), or, where a rep's planes exceed the device's local
+//! memory, the unfused `bank_conv_forward` then `shift_add_forward`.
+
+use crate::bank_conv::{self, Dims as BankDims};
+use crate::device::{buf, launch, output, vector_program, zeros};
+use crate::shift_add::cl::{device_live, device_tables};
+use crate::shift_add::cpu::Dims as ShiftDims;
+use crate::shift_add::{self, LiveChannels, ShiftTables};
+use shiftgrad_tensor::opencl::{Arg, Context, KernelParams};
+use shiftgrad_tensor::{Error, Real, Result, Tensor};
+use std::rc::Rc;
+
+const SOURCE: &str = concat!(include_str!("../segments.cl"), include_str!("sw_fused.cl"));
+const OP: &str = "sw_fused";
+
+/// Work-items per work-group (one group per image and rep channel). 16, as for the rows of
+/// the shift-add kernels; phase 1 shares `L_o * Hp` rows among them, phase 2 `H` rows.
+const GROUP: usize = 16;
+
+/// Mirrors `FusedParams` in `sw_fused.cl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct Params {
+    batch: i32,
+    reps: i32,
+    nk: i32,
+    groups: i32,
+    extra: i32,
+    h: i32,
+    w: i32,
+    hp: i32,
+    wp: i32,
+    live: i32,
+}
+
+// SAFETY: #[repr(C)], ten i32 fields (no padding, no pointers), mirrored field for field by
+// `FusedParams` in sw_fused.cl.
+unsafe impl KernelParams for Params {}
+
+/// `(Hout, Vout, Iout)`, fused where the planes fit in local memory.
+pub fn forward<T: Real>(
+    ctx: &Context,
+    bd: &BankDims,
+    sd: ShiftDims,
+    x: &Tensor<T>,
+    w: &Tensor<T>,
+    tables: &Rc<ShiftTables>,
+    live: &Rc<LiveChannels>,
+) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
+    let shape = [bd.batch, bd.reps, bd.h, bd.w];
+    let local_bytes = bd.nk * bd.hp() * bd.wp() * std::mem::size_of::<T>();
+    if bd.live == 0 || bd.batch * bd.reps * bd.h * bd.w == 0 {
+        return Ok((
+            zeros::<T>(ctx, shape)?,
+            zeros::<T>(ctx, shape)?,
+            zeros::<T>(ctx, shape)?,
+        ));
+    }
+    if local_bytes as u64 > ctx.info().local_mem_bytes || std::env::var_os(UNFUSED_ENV).is_some() {
+        let y = bank_conv::cl::forward(ctx, bd, x, w, live)?;
+        return shift_add::cl::forward(ctx, &y, tables, Some(live), sd);
+    }
+    let largest = [
+        bd.batch as u128 * bd.reps as u128 * bd.h as u128 * bd.w as u128,
+        (bd.reps * bd.nk * bd.k * bd.k) as u128,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
+    if largest > i32::MAX as u128 {
+        return Err(Error::arg(
+            OP,
+            format!("a tensor of {largest} elements is too large for the kernels' 32-bit indices"),
+        ));
+    }
+    let i = |n: usize| n as i32;
+    let params = Params {
+        batch: i(bd.batch),
+        reps: i(bd.reps),
+        nk: i(bd.nk),
+        groups: i(tables.groups),
+        extra: i(tables.extra()),
+        h: i(bd.h),
+        w: i(bd.w),
+        hp: i(bd.hp()),
+        wp: i(bd.wp()),
+        live: i(bd.live),
+    };
+    let prog = vector_program::<T>(ctx, OP, SOURCE, &[("K", bd.k.to_string())])?;
+    let dev = device_tables(ctx, &prog, tables)?;
+    let dl = device_live(ctx, &prog, live)?;
+    let (hout, vout, iout) = (
+        output::<T>(ctx, shape)?,
+        output::<T>(ctx, shape)?,
+        output::<T>(ctx, shape)?,
+    );
+    launch(
+        ctx,
+        &prog,
+        "sw_fused_forward",
+        [bd.batch * bd.reps * GROUP],
+        Some([GROUP]),
+        &[
+            buf(x),
+            buf(w),
+            dev.pad_hv.arg(),
+            dev.idx_identit.arg(),
+            dl.channels.arg(),
+            dl.rep_start.arg(),
+            dl.compact.arg(),
+            buf(&hout),
+            buf(&vout),
+            buf(&iout),
+            Arg::Local { bytes: local_bytes },
+            Arg::params(&params),
+        ],
+    )?;
+    Ok((hout, vout, iout))
+}
+
+/// Set (to anything) to run the unfused kernels on OpenCL even where the fused one fits: the
+/// twin the parity tests compare against, and a switch for measuring the two.
+pub const UNFUSED_ENV: &str = "SHIFTGRAD_UNFUSED";
