@@ -128,6 +128,9 @@ pub struct ShiftWiseConv<T: Real> {
     pub unmerged_banks: bool,
     /// The live kernels where a mask prunes some (SPEC 1.6); `None`: dense.
     pub live: Option<Rc<LiveChannels>>,
+    /// Every kernel live: what the fused op runs with for a dense layer on OpenCL (one object
+    /// for the layer's life, so that its device copy is uploaded once).
+    all_live: Rc<LiveChannels>,
 }
 
 impl<T: Real> ShiftWiseConv<T> {
@@ -160,6 +163,7 @@ impl<T: Real> ShiftWiseConv<T> {
                 ))
             })
             .collect();
+        let all_live = Rc::new(LiveChannels::all(reps, tables.nk()));
         Ok(ShiftWiseConv {
             config,
             ghost_idx,
@@ -171,6 +175,7 @@ impl<T: Real> ShiftWiseConv<T> {
             bn_i: BatchNorm2d::new(reps),
             unmerged_banks: false,
             live: None,
+            all_live,
         })
     }
 
@@ -282,9 +287,15 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
         let (x_r, x_g) = self.split(x)?;
         let p = self.bank_params();
         // Profiling regions (`shiftgrad profile`): the bank convolution, then the shift-add.
-        if let (Some(live), false) = (self.sparse_live().cloned(), self.unmerged_banks) {
-            // The fused op: the merged bank's convolution and the shift-add in one, `Y` kept
-            // in local memory on OpenCL (`ops::sw_fused`).
+        // The fused op (the merged bank's convolution and the shift-add in one, `Y` kept in
+        // local memory on OpenCL, `ops::sw_fused`) for a sparse layer, and for a dense one on
+        // OpenCL; a dense layer on the CPU runs conv2d and shift_add, the readable reference.
+        let on_opencl = matches!(x_r.value().device(), Device::OpenCl(_));
+        let fused_live = match self.sparse_live() {
+            Some(l) => Some(l.clone()),
+            None => on_opencl.then(|| self.all_live.clone()),
+        };
+        if let (Some(live), false) = (fused_live, self.unmerged_banks) {
             let merged = match self.banks.len() {
                 1 => self.banks[0].clone(),
                 _ => {

@@ -14,9 +14,12 @@ use std::rc::Rc;
 const SOURCE: &str = concat!(include_str!("../segments.cl"), include_str!("sw_fused.cl"));
 const OP: &str = "sw_fused";
 
-/// Work-items per work-group (one group per image and rep channel). 16, as for the rows of
-/// the shift-add kernels; phase 1 shares `L_o * Hp` rows among them, phase 2 `H` rows.
-const GROUP: usize = 16;
+/// The most work-items per work-group (one group per image and rep channel); phase 1 shares
+/// `L_o * Hp / RB` row blocks among them, phase 2 the `H` output rows.
+const GROUP_MAX: usize = 16;
+
+/// Rows of `Y` per work-item in phase 1 (`RB`), as in `bank_conv_forward`.
+const ROWS: usize = 4;
 
 /// Mirrors `FusedParams` in `sw_fused.cl`.
 #[repr(C)]
@@ -32,9 +35,11 @@ struct Params {
     hp: i32,
     wp: i32,
     live: i32,
+    margin: i32,
+    rs: i32,
 }
 
-// SAFETY: #[repr(C)], ten i32 fields (no padding, no pointers), mirrored field for field by
+// SAFETY: #[repr(C)], twelve i32 fields (no padding, no pointers), mirrored field for field by
 // `FusedParams` in sw_fused.cl.
 unsafe impl KernelParams for Params {}
 
@@ -49,7 +54,10 @@ pub fn forward<T: Real>(
     live: &Rc<LiveChannels>,
 ) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
     let shape = [bd.batch, bd.reps, bd.h, bd.w];
-    let local_bytes = bd.nk * bd.hp() * bd.wp() * std::mem::size_of::<T>();
+    // Zero margins wide enough for every horizontal shift (see sw_fused.cl).
+    let margin = horizontal_reach(tables);
+    let rs = margin + bd.wp() + margin + VW;
+    let local_bytes = bd.nk * bd.hp() * rs * std::mem::size_of::<T>();
     if bd.live == 0 || bd.batch * bd.reps * bd.h * bd.w == 0 {
         return Ok((
             zeros::<T>(ctx, shape)?,
@@ -86,8 +94,18 @@ pub fn forward<T: Real>(
         hp: i(bd.hp()),
         wp: i(bd.wp()),
         live: i(bd.live),
+        margin: i(margin),
+        rs: i(rs),
     };
-    let prog = vector_program::<T>(ctx, OP, SOURCE, &[("K", bd.k.to_string())])?;
+    let prog = vector_program::<T>(
+        ctx,
+        OP,
+        SOURCE,
+        &[("K", bd.k.to_string()), ("RB", ROWS.to_string())],
+    )?;
+    // Work-items per group: the output rows shared out evenly (28 rows: 14 work-items with 2
+    // rows each rather than 16 with 2 or 1), at most 16.
+    let group = bd.h.div_ceil(bd.h.div_ceil(GROUP_MAX)).max(1);
     let dev = device_tables(ctx, &prog, tables)?;
     let dl = device_live(ctx, &prog, live)?;
     let (hout, vout, iout) = (
@@ -99,8 +117,8 @@ pub fn forward<T: Real>(
         ctx,
         &prog,
         "sw_fused_forward",
-        [bd.batch * bd.reps * GROUP],
-        Some([GROUP]),
+        [bd.batch * bd.reps * group],
+        Some([group]),
         &[
             buf(x),
             buf(w),
@@ -117,6 +135,21 @@ pub fn forward<T: Real>(
         ],
     )?;
     Ok((hout, vout, iout))
+}
+
+/// Columns of the vector segments (`VW` in segments.cl).
+const VW: usize = 16;
+
+/// The largest |horizontal shift| of the tables (`pad_hv[c, g]`, g < G): how far a segment of
+/// Hout reads beyond its own columns.
+fn horizontal_reach(t: &ShiftTables) -> usize {
+    let g = t.groups;
+    t.pad_hv
+        .chunks(2 * g)
+        .flat_map(|row| row[..g].iter())
+        .map(|s| s.unsigned_abs() as usize)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Set (to anything) to run the unfused kernels on OpenCL even where the fused one fits: the

@@ -24,24 +24,9 @@ typedef struct {
     int hp;
     int wp;
     int live;
+    int margin; // m >= every |horizontal shift|: zero columns each side of a local Y row
+    int rs;     // local row stride: m + Wp + m + VW
 } FusedParams;
-
-// As load_seg, from local memory.
-INLINE vec load_local(__local const real* buf, int base, int i0, int n, int len) {
-    const ivec col = LANES + i0;
-    const int start = base + i0;
-    if (start >= 0 && start + VW <= len) {
-        return select((vec)(real)0, vload16(0, buf + start), col >= 0 && col < n);
-    }
-    real t[VW];
-#pragma unroll
-    for (int j = 0; j < VW; j++) {
-        const int i = i0 + j;
-        const real v = buf[base + clamp(i, 0, n - 1)];
-        t[j] = (i >= 0 && i < n) ? v : (real)0;
-    }
-    return vload16(0, t);
-}
 
 // The first `count` lanes of v to local dst[0 .. count - 1].
 INLINE void store_local(__local real* dst, vec v, int count) {
@@ -73,38 +58,76 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
     const int pad = K - 1;
     const int G = p.groups;
     const int e = p.extra;
-    const int plane = p.hp * p.wp;
+    const int plane = p.hp * p.rs;
+    const int m = p.margin;
     const int l0 = rep_start[o];
     const int n = rep_start[o + 1] - l0;
     const int ys_len = n * plane;
     const int x_len = p.batch * p.reps * p.h * p.w;
     const int x_plane = (b * p.reps + o) * p.h * p.w;
 
-    // Phase 1: Y rows (j, u), j < n live kernels of rep o, u < Hp.
-    for (int r = lid; r < n * p.hp; r += lsize) {
-        const int j = r / p.hp;
-        const int u = r - j * p.hp;
-        __global const real* wk = w + channels[l0 + j] * K * K;
-        __local real* y_row = ys + j * plane + u * p.wp;
+    // Phase 1: Y rows (j, u), j < n live kernels of rep o, u < Hp, in blocks of RB rows per
+    // work-item as bank_conv_forward computes them (each loaded row segment of x feeds up to K
+    // of the block's rows; the terms of every row in ky-then-kx order).
+    const int rblocks = (p.hp + RB - 1) / RB;
+    for (int r = lid; r < n * rblocks; r += lsize) {
+        const int j = r / rblocks;
+        const int u0 = (r - j * rblocks) * RB;
+        const int rows = min(RB, p.hp - u0);
+        __global const real* wg = w + channels[l0 + j] * K * K;
+        real wk[K * K];
+#pragma unroll
+        for (int t = 0; t < K * K; t++) {
+            wk[t] = wg[t];
+        }
+        __local real* y_rows = ys + j * plane + u0 * p.rs + m;
+        // The zero margins of the block's rows (local memory starts undefined).
+        for (int q = 0; q < rows; q++) {
+            for (int t = 0; t < m; t++) {
+                y_rows[q * p.rs - m + t] = (real)0;
+            }
+            for (int t = p.wp; t < p.rs - m; t++) {
+                y_rows[q * p.rs + t] = (real)0;
+            }
+        }
         for (int v0 = 0; v0 < p.wp; v0 += VW) {
-            vec acc = (vec)(real)0;
-            for (int ky = 0; ky < K; ky++) {
-                const int iy = u + ky - pad;
+            vec acc[RB];
+#pragma unroll
+            for (int q = 0; q < RB; q++) {
+                acc[q] = (vec)(real)0;
+            }
+#pragma unroll
+            for (int i = 0; i < RB + K - 1; i++) {
+                const int iy = u0 - pad + i;
                 if (iy < 0 || iy >= p.h) {
                     continue;
                 }
 #pragma unroll
                 for (int kx = 0; kx < K; kx++) {
-                    acc += wk[ky * K + kx] *
-                           load_seg(x, x_plane + iy * p.w, v0 + kx - pad, p.w, x_len);
+                    const vec xs = load_seg(x, x_plane + iy * p.w, v0 + kx - pad, p.w, x_len);
+#pragma unroll
+                    for (int q = 0; q < RB; q++) {
+                        if (i - q >= 0 && i - q < K) {
+                            acc[q] += wk[(i - q) * K + kx] * xs;
+                        }
+                    }
                 }
             }
-            store_local(y_row + v0, acc, min(VW, p.wp - v0));
+            const int cols = min(VW, p.wp - v0);
+#pragma unroll
+            for (int q = 0; q < RB; q++) {
+                if (q < rows) {
+                    store_local(y_rows + q * p.rs + v0, acc[q], cols);
+                }
+            }
         }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    // Phase 2: rows of Hout, Vout, Iout for (b, o).
+    // Phase 2: rows of Hout, Vout, Iout for (b, o). A local row holds Y's Wp columns from
+    // offset m with m zeros before and m + VW after, so every segment is one plain vector
+    // load: where the unfused kernel selects zero for a column outside the row, this reads a
+    // margin zero; lanes past W are not stored.
     for (int row = lid; row < p.h; row += lsize) {
         const int out = ((b * p.reps + o) * p.h + row) * p.w;
         for (int x0 = 0; x0 < p.w; x0 += VW) {
@@ -113,20 +136,19 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
             vec i = (vec)(real)0;
             for (int j = 0; j < n; j++) {
                 __global const int* shift = pad_hv + channels[l0 + j] * 2 * G;
-                const int y_c = j * plane;
+                __local const real* y_c = ys + j * plane + m;
                 for (int g = 0; g < G; g++) {
-                    h += load_local(ys, y_c + (row + e) * p.wp, x0 - shift[g], p.wp, ys_len);
+                    h += vload16(0, y_c + (row + e) * p.rs + x0 - shift[g]);
                     const int r = row - shift[G + g];
                     if (r >= 0 && r < p.hp) {
-                        v += load_local(ys, y_c + r * p.wp, x0 + e, p.wp, ys_len);
+                        v += vload16(0, y_c + r * p.rs + x0 + e);
                     }
                 }
             }
             for (int g = 0; g < G; g++) {
                 const int l = compact[idx_identit[o * G + g]];
                 if (l >= 0) {
-                    i += load_local(ys, (l - l0) * plane + (row + e) * p.wp, x0 + e, p.wp,
-                                    ys_len);
+                    i += vload16(0, ys + (l - l0) * plane + m + (row + e) * p.rs + x0 + e);
                 }
             }
             const int count = min(VW, p.w - x0);
