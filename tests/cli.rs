@@ -387,28 +387,21 @@ fn profile_compares_sparsities_in_one_run() {
     } else {
         shiftgrad::opencl::skip("profile regions", "no OpenCL device: CPU step times only");
     }
-    for (args, want) in [
-        (vec!["--sparsity", "0,1.5"], "--sparsity must be in [0, 1)"),
-        (vec!["--rounds", "0"], "at least 1"),
-    ] {
-        let mut a = vec![
-            "profile",
-            "--device",
-            "cpu",
-            "--steps",
-            "1",
-            "--batch-size",
-            "1",
-        ];
-        a.extend(args);
-        let o = shiftgrad(&a);
-        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-        assert!(
-            stderr(&o).contains(want) && !stderr(&o).contains("panicked"),
-            "{}",
-            stderr(&o)
-        );
-    }
+    let base = [
+        "profile",
+        "--device",
+        "cpu",
+        "--steps",
+        "1",
+        "--batch-size",
+        "1",
+    ];
+    assert_fails(
+        &base,
+        &["--sparsity", "0,1.5"],
+        "--sparsity must be in [0, 1)",
+    );
+    assert_fails(&base, &["--rounds", "0"], "at least 1");
 }
 
 fn shiftgrad_opencl_available() -> bool {
@@ -466,27 +459,36 @@ fn bench_times_each_kind_against_the_measured_peaks() {
     }
     let slak = out.lines().find(|l| l.starts_with("slak ")).unwrap();
     assert!(slak.contains("1.00x"), "{slak}");
-    for (args, want) in [
-        (vec!["--steps", "0"], "at least 1"),
-        (vec!["--sparsity", "1.5"], "--sparsity must be in [0, 1)"),
-        (vec!["--spatial", "sw,bogus"], "unknown spatial operator"),
-    ] {
-        let mut a = vec![
-            "bench",
-            "--device",
-            "cpu",
-            "--batch",
-            "1",
-            "--channels",
-            "8",
-        ];
-        a.extend(args);
-        let o = shiftgrad(&a);
-        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-        assert!(
-            stderr(&o).contains(want) && !stderr(&o).contains("panicked"),
-            "{}",
-            stderr(&o)
-        );
-    }
+    let base = [
+        "bench",
+        "--device",
+        "cpu",
+        "--batch",
+        "1",
+        "--channels",
+        "8",
+    ];
+    assert_fails(&base, &["--steps", "0"], "at least 1");
+    assert_fails(
+        &base,
+        &["--sparsity", "1.5"],
+        "--sparsity must be in [0, 1)",
+    );
+    assert_fails(
+        &base,
+        &["--spatial", "sw,bogus"],
+        "unknown spatial operator",
+    );
+}
+
+/// `base` then `extra` exits with code 1 and a message containing `want`, without a panic.
+fn assert_fails(base: &[&str], extra: &[&str], want: &str) {
+    let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+    let o = shiftgrad(&args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    assert!(
+        err.contains(want) && !err.contains("panicked"),
+        "{args:?}: {err}"
+    );
 }

@@ -36,11 +36,7 @@ typedef struct {
 
 // Y[b, l, u, v] = sum_{ky, kx} w[c, ky, kx] * x[b, o, u + ky - p, v + kx - p]
 //
-// RB output rows u0 .. u0 + RB - 1 per work-item: input row i (iy = u0 - p + i, i < RB + K - 1)
-// meets output row r through kernel row ky = i - r, so each segment of x is loaded once for
-// the up to K*RB multiply-adds it feeds (i, r, ky and kx are compile-time after unrolling; the
-// only run-time branch is whether the input row exists). For every output row the terms are
-// still added with ky outer and kx inner, the order of the CPU reference.
+// RB output rows u0 .. u0 + RB - 1 per work-item, computed by bank_rows (bank_rows.cl).
 __kernel void bank_conv_forward(__global const real* restrict x, __global const real* restrict w,
                                 __global const int* restrict channels,
                                 __global real* restrict y, const BankParams p) {
@@ -55,7 +51,6 @@ __kernel void bank_conv_forward(__global const real* restrict x, __global const 
     const int l = bl - b * p.live;
     const int c = channels[l];
     const int o = c / p.nk;
-    const int pad = K - 1;
     const int x_len = p.batch * p.reps * p.h * p.w;
     const int x_plane = (b * p.reps + o) * p.h * p.w;
     const int rows = min(RB, p.hp - u0);
@@ -68,27 +63,7 @@ __kernel void bank_conv_forward(__global const real* restrict x, __global const 
 
     for (int v0 = 0; v0 < p.wp; v0 += VW) {
         vec acc[RB];
-#pragma unroll
-        for (int r = 0; r < RB; r++) {
-            acc[r] = (vec)(real)0;
-        }
-#pragma unroll
-        for (int i = 0; i < RB + K - 1; i++) {
-            const int iy = u0 - pad + i;
-            if (iy < 0 || iy >= p.h) {
-                continue;
-            }
-#pragma unroll
-            for (int kx = 0; kx < K; kx++) {
-                const vec xs = load_seg(x, x_plane + iy * p.w, v0 + kx - pad, p.w, x_len);
-#pragma unroll
-                for (int r = 0; r < RB; r++) {
-                    if (i - r >= 0 && i - r < K) {
-                        acc[r] += wk[(i - r) * K + kx] * xs;
-                    }
-                }
-            }
-        }
+        bank_rows(acc, x, x_plane, p.h, p.w, x_len, wk, u0, v0);
         const int cols = min(VW, p.wp - v0);
 #pragma unroll
         for (int r = 0; r < RB; r++) {

@@ -9,7 +9,11 @@ use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
 use std::rc::Rc;
 
-const SOURCE: &str = concat!(include_str!("../segments.cl"), include_str!("bank_conv.cl"));
+const SOURCE: &str = concat!(
+    include_str!("../segments.cl"),
+    include_str!("../bank_rows.cl"),
+    include_str!("bank_conv.cl")
+);
 const OP: &str = "bank_conv";
 
 /// Work-items per work-group (fixed, so that PoCL compiles each kernel once).

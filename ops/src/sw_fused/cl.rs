@@ -11,7 +11,11 @@ use shiftgrad_tensor::opencl::{Arg, Context, KernelParams};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
 use std::rc::Rc;
 
-const SOURCE: &str = concat!(include_str!("../segments.cl"), include_str!("sw_fused.cl"));
+const SOURCE: &str = concat!(
+    include_str!("../segments.cl"),
+    include_str!("../bank_rows.cl"),
+    include_str!("sw_fused.cl")
+);
 const OP: &str = "sw_fused";
 
 /// The most work-items per work-group (one group per image and rep channel); phase 1 shares

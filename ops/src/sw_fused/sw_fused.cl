@@ -1,7 +1,7 @@
 // The fused shift-wise forward (issue 10; SPEC 1.1 + 1.3 with the mask of 1.6): the bank
 // convolution and the shift-add in one kernel, with Y kept in local memory instead of being
 // written to global memory and read back. Built with -D real, -D ireal and -D K (the small
-// kernel), after segments.cl.
+// kernel), after segments.cl and bank_rows.cl.
 //
 // One work-group per (b, o), image b and rep channel o. Phase 1: the work-items compute the
 // Y planes of rep o's live kernels (rows shared out round-robin) into `ys`, (n, Hp, Wp) with
@@ -55,7 +55,6 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
     const int lsize = (int)get_local_size(0);
     const int b = bo / p.reps;
     const int o = bo - b * p.reps;
-    const int pad = K - 1;
     const int G = p.groups;
     const int e = p.extra;
     const int plane = p.hp * p.rs;
@@ -67,8 +66,7 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
     const int x_plane = (b * p.reps + o) * p.h * p.w;
 
     // Phase 1: Y rows (j, u), j < n live kernels of rep o, u < Hp, in blocks of RB rows per
-    // work-item as bank_conv_forward computes them (each loaded row segment of x feeds up to K
-    // of the block's rows; the terms of every row in ky-then-kx order).
+    // work-item, computed by bank_rows (bank_rows.cl) as in bank_conv_forward.
     const int rblocks = (p.hp + RB - 1) / RB;
     for (int r = lid; r < n * rblocks; r += lsize) {
         const int j = r / rblocks;
@@ -92,27 +90,7 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
         }
         for (int v0 = 0; v0 < p.wp; v0 += VW) {
             vec acc[RB];
-#pragma unroll
-            for (int q = 0; q < RB; q++) {
-                acc[q] = (vec)(real)0;
-            }
-#pragma unroll
-            for (int i = 0; i < RB + K - 1; i++) {
-                const int iy = u0 - pad + i;
-                if (iy < 0 || iy >= p.h) {
-                    continue;
-                }
-#pragma unroll
-                for (int kx = 0; kx < K; kx++) {
-                    const vec xs = load_seg(x, x_plane + iy * p.w, v0 + kx - pad, p.w, x_len);
-#pragma unroll
-                    for (int q = 0; q < RB; q++) {
-                        if (i - q >= 0 && i - q < K) {
-                            acc[q] += wk[(i - q) * K + kx] * xs;
-                        }
-                    }
-                }
-            }
+            bank_rows(acc, x, x_plane, p.h, p.w, x_len, wk, u0, v0);
             const int cols = min(VW, p.wp - v0);
 #pragma unroll
             for (int q = 0; q < RB; q++) {
