@@ -134,64 +134,65 @@ enum Command {
         /// Kinds to time, e.g. sw,slak,dense,small.
         #[arg(long, value_delimiter = ',', default_value = "sw,slak,dense,small")]
         spatial: Vec<String>,
-        #[arg(long, default_value_t = 51)]
-        big: usize,
-        #[arg(long, default_value_t = 5)]
-        small: usize,
-        /// Channels C.
-        #[arg(long, default_value_t = 64)]
-        channels: usize,
-        #[arg(long = "ghost-ratio", default_value_t = 0.0)]
-        ghost_ratio: f64,
-        #[arg(long = "n-path", default_value_t = 2)]
-        n_path: usize,
-        #[arg(long = "n-rep", default_value_t = 4)]
-        n_rep: usize,
+        #[command(flatten)]
+        layer: LayerArgs,
         #[arg(long, default_value_t = 8)]
         batch: usize,
-        #[arg(long, default_value_t = 56)]
-        height: usize,
-        #[arg(long, default_value_t = 56)]
-        width: usize,
         #[arg(long, default_value_t = 5)]
         steps: usize,
         #[arg(long, default_value_t = 1)]
         warmup: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Also time the sw layer with this fraction of its small kernels pruned (row sw*).
-        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-        sparsity: f64,
         /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else auto).
         #[arg(long)]
         device: Option<String>,
     },
     /// Parameters and measured FLOPs of one SW layer against its slak, dense and small baselines.
     Compare {
-        #[arg(long, default_value_t = 51)]
-        big: usize,
-        #[arg(long, default_value_t = 5)]
-        small: usize,
-        /// Channels C.
-        #[arg(long, default_value_t = 64)]
-        channels: usize,
-        #[arg(long = "ghost-ratio", default_value_t = 0.0)]
-        ghost_ratio: f64,
-        #[arg(long = "n-path", default_value_t = 2)]
-        n_path: usize,
-        #[arg(long = "n-rep", default_value_t = 4)]
-        n_rep: usize,
-        #[arg(long, default_value_t = 56)]
-        height: usize,
-        #[arg(long, default_value_t = 56)]
-        width: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Also measure the sw layer with this fraction of its small kernels pruned (uniform
-        /// random mask from the seed, in [0, 1)); 0: the dense table only.
-        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-        sparsity: f64,
+        #[command(flatten)]
+        layer: LayerArgs,
     },
+}
+
+/// One spatial layer's geometry, shared by `compare` and `bench`.
+#[derive(clap::Args)]
+struct LayerArgs {
+    #[arg(long, default_value_t = 51)]
+    big: usize,
+    #[arg(long, default_value_t = 5)]
+    small: usize,
+    /// Channels C.
+    #[arg(long, default_value_t = 64)]
+    channels: usize,
+    #[arg(long = "ghost-ratio", default_value_t = 0.0)]
+    ghost_ratio: f64,
+    #[arg(long = "n-path", default_value_t = 2)]
+    n_path: usize,
+    #[arg(long = "n-rep", default_value_t = 4)]
+    n_rep: usize,
+    #[arg(long, default_value_t = 56)]
+    height: usize,
+    #[arg(long, default_value_t = 56)]
+    width: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also take the sw layer with this fraction of its small kernels pruned (row sw*; uniform
+    /// random mask from the seed, in [0, 1)); 0: none.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    sparsity: f64,
+}
+
+impl LayerArgs {
+    fn config(&self) -> SwConfig {
+        SwConfig {
+            channels: self.channels,
+            big_kernel: self.big,
+            small_kernel: self.small,
+            ghost_ratio: self.ghost_ratio,
+            n_path: self.n_path,
+            n_rep: self.n_rep,
+            seed: self.seed,
+        }
+    }
 }
 
 /// Arguments of `shiftgrad train`.
@@ -587,19 +588,10 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
         }
         Command::Bench {
             spatial,
-            big,
-            small,
-            channels,
-            ghost_ratio,
-            n_path,
-            n_rep,
+            layer,
             batch,
-            height,
-            width,
             steps,
             warmup,
-            seed,
-            sparsity,
             device,
         } => {
             let device = train_device(device.as_deref())?;
@@ -607,51 +599,29 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
                 .iter()
                 .map(|k| k.parse())
                 .collect::<Result<Vec<_>>>()?;
-            let config = SwConfig {
-                channels,
-                big_kernel: big,
-                small_kernel: small,
-                ghost_ratio,
-                n_path,
-                n_rep,
-                seed,
-            };
             let shape = cli::bench::BenchShape {
                 batch,
-                height,
-                width,
+                height: layer.height,
+                width: layer.width,
                 warmup,
                 steps,
                 kinds,
-                sparsity,
+                sparsity: layer.sparsity,
             };
-            cli::bench::run(config, &shape, &device, &mut stdout)?;
+            cli::bench::run(layer.config(), &shape, &device, &mut stdout)?;
             Ok(true)
         }
-        Command::Compare {
-            big,
-            small,
-            channels,
-            ghost_ratio,
-            n_path,
-            n_rep,
-            height,
-            width,
-            seed,
-            sparsity,
-        } => {
-            cli::check_sparsity("compare", sparsity)?;
-            let config = SwConfig {
-                channels,
-                big_kernel: big,
-                small_kernel: small,
-                ghost_ratio,
-                n_path,
-                n_rep,
-                seed,
-            };
+        Command::Compare { layer } => {
+            cli::check_sparsity("compare", layer.sparsity)?;
+            let config = layer.config();
             config.validate()?;
-            cli::compare::run(config, height, width, sparsity, &mut stdout)?;
+            cli::compare::run(
+                config,
+                layer.height,
+                layer.width,
+                layer.sparsity,
+                &mut stdout,
+            )?;
             Ok(true)
         }
     }
