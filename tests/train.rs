@@ -446,6 +446,11 @@ fn sparse_run_resumes_exactly(
     let summary = full.summary.as_ref().unwrap();
     assert_eq!(summary.densities, full.history[1].densities);
     assert_eq!(summary.stage_densities.len(), 2);
+    // Live parameters: all of them less the pruned kernels' 9 weights in each of 2 banks.
+    assert_eq!(
+        summary.live_parameters,
+        Some(summary.parameters - (total - live) * 9 * 2)
+    );
     // One layer per stage here, so the stage densities are the layer densities.
     assert_eq!(summary.stage_densities, summary.densities);
     let masks = (0..2)

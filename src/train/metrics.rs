@@ -94,6 +94,10 @@ pub struct Summary {
     pub spatial: String,
     pub device: String,
     pub parameters: usize,
+    /// Sparse runs: the parameters less the pruned kernels' (zero) weights in every bank,
+    /// what the pruned network holds (the count `compare` gives its `sw*` row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_parameters: Option<usize>,
     pub forward_flops_per_image: f64,
     pub backward_flops_per_image: f64,
     pub forward_macs_per_image: f64,

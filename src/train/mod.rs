@@ -355,6 +355,7 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
     if run.config.sparse.is_some() {
         summary.densities = sparse::densities(&mut run.model);
         summary.stage_densities = sparse::stage_densities(&mut run.model);
+        summary.live_parameters = Some(params - sparse::pruned_weights(&mut run.model));
     }
     metrics::write_atomic(
         &job.out.join(SUMMARY),
@@ -393,6 +394,7 @@ fn summarise(run: &Run, job: &TrainJob, params: usize, start: Instant, tally: &T
         spatial: run.config.spatial.clone(),
         device: job.device.name(),
         parameters: params,
+        live_parameters: None,
         forward_flops_per_image: tally.flops_fwd,
         backward_flops_per_image: tally.flops_bwd,
         forward_macs_per_image: tally.macs_fwd,

@@ -195,6 +195,19 @@ fn dense_grad_magnitudes(
     Ok(magnitudes)
 }
 
+/// The weights of pruned kernels over every bank of every shift-wise layer (zeros that the
+/// sparse kernels never read).
+pub fn pruned_weights(model: &mut SwResNet<f32>) -> usize {
+    model
+        .sw_layers_mut()
+        .iter()
+        .map(|(_, l)| {
+            let dead = l.mask().iter().filter(|&&b| !b).count();
+            dead * l.config.small_kernel * l.config.small_kernel * l.banks.len()
+        })
+        .sum()
+}
+
 /// The density (live fraction) of every shift-wise layer, in network order.
 pub fn densities(model: &mut SwResNet<f32>) -> Vec<f64> {
     model
