@@ -142,6 +142,10 @@ enum Command {
         steps: usize,
         #[arg(long, default_value_t = 1)]
         warmup: usize,
+        /// Also print each row's OpenCL kernels with their device time per step (forward and
+        /// backward together, the timed steps' mean).
+        #[arg(long)]
+        kernels: bool,
         /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else auto).
         #[arg(long)]
         device: Option<String>,
@@ -592,6 +596,7 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
             batch,
             steps,
             warmup,
+            kernels,
             device,
         } => {
             let device = train_device(device.as_deref())?;
@@ -607,6 +612,7 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
                 steps,
                 kinds,
                 sparsity: layer.sparsity,
+                kernels,
             };
             cli::bench::run(layer.config(), &shape, &device, &mut stdout)?;
             Ok(true)

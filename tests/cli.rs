@@ -417,10 +417,13 @@ fn shiftgrad_opencl_available() -> bool {
 /// measured peaks, and clear errors for bad flags.
 #[test]
 fn bench_times_each_kind_against_the_measured_peaks() {
+    let opencl = shiftgrad_opencl_available();
+    let device = if opencl { "opencl" } else { "cpu" };
     let o = shiftgrad(&[
         "bench",
+        "--kernels",
         "--device",
-        "cpu",
+        device,
         "--batch",
         "1",
         "--channels",
@@ -459,6 +462,22 @@ fn bench_times_each_kind_against_the_measured_peaks() {
     }
     let slak = out.lines().find(|l| l.starts_with("slak ")).unwrap();
     assert!(slak.contains("1.00x"), "{slak}");
+    // --kernels: the fused forward among the sw row's kernels, with a device time.
+    if opencl {
+        let listing = out
+            .split("sw: kernels, device ms per step")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no kernel listing for sw: {out}"));
+        let fused = listing
+            .lines()
+            .find(|l| l.contains("sw_fused/sw_fused_forward"))
+            .unwrap_or_else(|| panic!("no fused forward in {listing}"));
+        let ms: f64 = fused.split_whitespace().nth(3).unwrap().parse().unwrap();
+        assert!(ms.is_finite() && ms > 0.0, "{fused}");
+    } else {
+        assert!(out.contains("sw: no OpenCL kernels (CPU backend)"), "{out}");
+        shiftgrad::opencl::skip("bench --kernels", "no OpenCL device: CPU rows only");
+    }
     let base = [
         "bench",
         "--device",

@@ -30,6 +30,8 @@ pub struct BenchShape {
     /// With a value above 0, an `sw*` row: the sw layer with that fraction of its kernels
     /// pruned (uniform random mask from the seed).
     pub sparsity: f64,
+    /// Print each row's kernels with their device time per step (OpenCL only).
+    pub kernels: bool,
 }
 
 /// One timed layer.
@@ -42,6 +44,9 @@ pub struct BenchRow {
     pub backward_flops: u64,
     pub forward_bytes: u64,
     pub backward_bytes: u64,
+    /// `(program/kernel, launches, device ms)` per timed step, the most expensive first
+    /// (OpenCL only; empty on the CPU).
+    pub kernels: Vec<(String, f64, f64)>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -74,8 +79,14 @@ fn time_layer(
         backward_flops: 0,
         forward_bytes: 0,
         backward_bytes: 0,
+        kernels: Vec::new(),
     };
     for step in 0..shape.warmup + shape.steps {
+        if step == shape.warmup {
+            if let Device::OpenCl(c) = device {
+                c.reset_kernel_times();
+            }
+        }
         for p in &params {
             p.var.zero_grad();
         }
@@ -102,6 +113,21 @@ fn time_layer(
     }
     row.forward_s = median(fwd);
     row.backward_s = median(bwd);
+    if let Device::OpenCl(c) = device {
+        let per_step = 1.0 / shape.steps as f64;
+        row.kernels = c
+            .kernel_times()
+            .map_err(|e| Error::Device(e.to_string()))?
+            .into_iter()
+            .map(|t| {
+                (
+                    format!("{}/{}", t.program, t.kernel),
+                    t.launches as f64 * per_step,
+                    t.device_ns as f64 * 1e-6 * per_step,
+                )
+            })
+            .collect();
+    }
     Ok(row)
 }
 
@@ -158,6 +184,9 @@ pub fn run(
         }
     }
     print_table(&rows, &peak, out).map_err(io)?;
+    if shape.kernels {
+        print_kernels(&rows, out).map_err(io)?;
+    }
     if shape.sparsity > 0.0 {
         writeln!(
             out,
@@ -218,4 +247,24 @@ fn print_table(rows: &[BenchRow], peak: &Peaks, out: &mut dyn Write) -> std::io:
         100.0 * best / peak.flops_per_s,
         peak.bytes_per_s * 1e-9
     )
+}
+
+/// Each row's kernels, device ms per step (forward and backward).
+fn print_kernels(rows: &[BenchRow], out: &mut dyn Write) -> std::io::Result<()> {
+    for r in rows {
+        if r.kernels.is_empty() {
+            writeln!(out, "{}: no OpenCL kernels (CPU backend)", r.label)?;
+            continue;
+        }
+        let total: f64 = r.kernels.iter().map(|k| k.2).sum();
+        writeln!(
+            out,
+            "{}: kernels, device ms per step (forward + backward), {:.2} ms in all",
+            r.label, total
+        )?;
+        for (name, launches, ms) in &r.kernels {
+            writeln!(out, "  {name:<44} {launches:>5.1} launches {ms:>9.2} ms")?;
+        }
+    }
+    Ok(())
 }
