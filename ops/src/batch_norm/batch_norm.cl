@@ -193,6 +193,45 @@ void bn_train_stats(__global const real* x, __global real* mean, __global real* 
     }
 }
 
+// Synchronised statistics (sync.rs): the two passes of bn_train_stats as separate kernels,
+// so that the host can add every process's sums between them. bn_channel_sums writes the
+// compensated sum of channel get_group_id(0) as the pair (sum_hi, sum_lo), which the host adds
+// in f64; bn_channel_square_deviations writes sum (x - mean_c)^2 about the given mean.
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void bn_channel_sums(__global const real* x, __global real* sum_hi, __global real* sum_lo,
+                     const BnParams p) {
+    __local real part[WG];
+    __local real part_lo[WG];
+    const uint lid = get_local_id(0);
+    const uint c = get_group_id(0);
+    real hi[LANES] = ZERO_LANES, lo[LANES] = ZERO_LANES;
+    CHANNEL_FOR(p, c, lid, two_sum_add(&hi[lane], &lo[lane], x[idx]));
+    LANES_PAIR_SUM(hi, lo);
+    part[lid] = hi[0];
+    part_lo[lid] = lo[0];
+    TREE_PAIR_SUM(part, part_lo, lid);
+    if (lid == 0) {
+        sum_hi[c] = part[0];
+        sum_lo[c] = part_lo[0];
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void bn_channel_square_deviations(__global const real* x, __global const real* mean,
+                                  __global real* sq_out, const BnParams p) {
+    __local real part[WG];
+    const uint lid = get_local_id(0);
+    const uint c = get_group_id(0);
+    const real m = mean[c];
+    real sq[LANES] = ZERO_LANES;
+    CHANNEL_FOR(p, c, lid, { const real d = x[idx] - m; sq[lane] += d * d; });
+    part[lid] = lanes_sum(sq);
+    TREE_SUM(part, lid);
+    if (lid == 0) {
+        sq_out[c] = part[0];
+    }
+}
+
 // Evaluation statistics: the running statistics as constants, one item per channel.
 __kernel void bn_eval_stats(__global const real* running_mean, __global const real* running_var,
                             __global real* mean, __global real* inv_std, const BnParams p) {

@@ -184,6 +184,75 @@ fn normalize<T: Real>(
     Ok(y)
 }
 
+/// Per channel `sum x` (compensated on the device, its two halves added in f64 here), read
+/// back to the host: the first pass of synchronised statistics.
+pub fn channel_sums<T: Real>(ctx: &Context, x: &Tensor<T>, dims: [usize; 4]) -> Result<Vec<f64>> {
+    let p = prog::<T>(ctx)?;
+    let params = BnParams::<T>::new(dims, 0.0, 0.0)?;
+    let c = dims[1];
+    let (hi, lo) = (output::<T>(ctx, [c])?, output::<T>(ctx, [c])?);
+    launch(
+        ctx,
+        &p,
+        "bn_channel_sums",
+        [c * WG],
+        Some([WG]),
+        &[buf(x), buf(&hi), buf(&lo), Arg::params(&params)],
+    )?;
+    let (hi, lo) = (hi.to_vec()?, lo.to_vec()?);
+    Ok(hi
+        .iter()
+        .zip(&lo)
+        .map(|(h, l)| h.as_f64() + l.as_f64())
+        .collect())
+}
+
+/// Per channel `sum (x - mean_c)^2` about the device `mean` (C elements), read back to the
+/// host: the second pass of synchronised statistics.
+pub fn channel_square_deviations<T: Real>(
+    ctx: &Context,
+    x: &Tensor<T>,
+    mean: &Tensor<T>,
+    dims: [usize; 4],
+) -> Result<Vec<f64>> {
+    let p = prog::<T>(ctx)?;
+    let params = BnParams::<T>::new(dims, 0.0, 0.0)?;
+    let c = dims[1];
+    let sq = output::<T>(ctx, [c])?;
+    launch(
+        ctx,
+        &p,
+        "bn_channel_square_deviations",
+        [c * WG],
+        Some([WG]),
+        &[buf(x), buf(mean), buf(&sq), Arg::params(&params)],
+    )?;
+    Ok(sq.to_vec()?.iter().map(|v| v.as_f64()).collect())
+}
+
+/// `y` from statistics computed elsewhere (synchronised batch-norm): `mean` and `inv_std`
+/// are uploaded as `T`.
+pub fn normalize_with<T: Real>(
+    ctx: &Context,
+    x: &Tensor<T>,
+    gamma: &Tensor<T>,
+    beta: &Tensor<T>,
+    mean: &[f64],
+    inv_std: &[f64],
+    dims: [usize; 4],
+) -> Result<(Tensor<T>, Stats<T>)> {
+    let p = prog::<T>(ctx)?;
+    let params = BnParams::<T>::new(dims, 0.0, 0.0)?;
+    let device = shiftgrad_tensor::Device::OpenCl(ctx.clone());
+    let up = |v: &[f64]| Tensor::from_fn([v.len()], |i| T::of_f64(v[i])).to_device(&device);
+    let stats = Stats {
+        mean: up(mean)?,
+        inv_std: up(inv_std)?,
+    };
+    let y = normalize(ctx, &p, &params, x, &stats, gamma, beta, dims)?;
+    Ok((y, stats))
+}
+
 /// Per channel `(sum dy, sum dy * xhat)`, i.e. `(dbeta, dgamma)`, one work-group per channel.
 pub fn grad_sums<T: Real>(
     ctx: &Context,
@@ -216,7 +285,9 @@ pub fn grad_sums<T: Real>(
     Ok((sum_dy, sum_dy_xhat))
 }
 
-/// Training-mode `dx` from the channel sums of [`grad_sums`].
+/// Training-mode `dx` from the channel sums of [`grad_sums`]; `count` is the number of
+/// values per channel the statistics came from (`N*H*W`, or the whole job's when they are
+/// synchronised).
 #[allow(clippy::too_many_arguments)]
 pub fn grad_input_train<T: Real>(
     ctx: &Context,
@@ -227,9 +298,16 @@ pub fn grad_input_train<T: Real>(
     sum_dy: &Tensor<T>,
     sum_dy_xhat: &Tensor<T>,
     dims: [usize; 4],
+    count: usize,
 ) -> Result<Tensor<T>> {
     let p = prog::<T>(ctx)?;
-    let params = BnParams::<T>::new(dims, 0.0, 0.0)?;
+    let mut params = BnParams::<T>::new(dims, 0.0, 0.0)?;
+    params.count = u32::try_from(count).map_err(|_| {
+        Error::arg(
+            OP,
+            format!("{count} values per channel is too many for a 32-bit kernel"),
+        )
+    })?;
     let dx = output::<T>(ctx, x.shape().clone())?;
     launch(
         ctx,

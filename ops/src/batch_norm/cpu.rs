@@ -17,32 +17,51 @@ fn plane_mut<T>(data: &mut [T], b: usize, ch: usize, c: usize, hw: usize) -> &mu
 
 /// Per-channel batch mean and biased variance over (N, H, W), in two passes: the mean first,
 /// then the mean squared deviation from it.
-pub fn batch_stats<T: Real>(x: &Tensor<T>, [n, c, h, w]: [usize; 4]) -> (Vec<f64>, Vec<f64>) {
+pub fn batch_stats<T: Real>(x: &Tensor<T>, dims: [usize; 4]) -> (Vec<f64>, Vec<f64>) {
+    let [n, _, h, w] = dims;
+    let count = (n * h * w) as f64;
+    let mut mean = channel_sums(x, dims);
+    mean.iter_mut().for_each(|m| *m /= count);
+    let mut var = channel_square_deviations(x, dims, &mean);
+    var.iter_mut().for_each(|v| *v /= count);
+    (mean, var)
+}
+
+/// Per channel, `sum x` over (N, H, W).
+pub fn channel_sums<T: Real>(x: &Tensor<T>, [n, c, h, w]: [usize; 4]) -> Vec<f64> {
     let hw = h * w;
-    let count = (n * hw) as f64;
     let data = x.data();
-    let mut mean = vec![0.0f64; c];
+    let mut sums = vec![0.0f64; c];
     for b in 0..n {
-        for (ch, m) in mean.iter_mut().enumerate() {
+        for (ch, m) in sums.iter_mut().enumerate() {
             *m += plane(data, b, ch, c, hw)
                 .iter()
                 .map(|v| v.as_f64())
                 .sum::<f64>();
         }
     }
-    mean.iter_mut().for_each(|m| *m /= count);
-    let mut var = vec![0.0f64; c];
+    sums
+}
+
+/// Per channel, `sum (x - mean_c)^2` over (N, H, W).
+pub fn channel_square_deviations<T: Real>(
+    x: &Tensor<T>,
+    [n, c, h, w]: [usize; 4],
+    mean: &[f64],
+) -> Vec<f64> {
+    let hw = h * w;
+    let data = x.data();
+    let mut sq = vec![0.0f64; c];
     for b in 0..n {
         for ch in 0..c {
             let m = mean[ch];
-            var[ch] += plane(data, b, ch, c, hw)
+            sq[ch] += plane(data, b, ch, c, hw)
                 .iter()
                 .map(|v| (v.as_f64() - m) * (v.as_f64() - m))
                 .sum::<f64>();
         }
     }
-    var.iter_mut().for_each(|v| *v /= count);
-    (mean, var)
+    sq
 }
 
 /// `y = (x - mean_c) * (gamma_c * inv_std_c) + beta_c`.
@@ -98,13 +117,15 @@ pub fn grad_sums<T: Real>(
     (sum_dy, sum_dy_xhat)
 }
 
-/// Training-mode input gradient, the closed form with `count = N*H*W`:
+/// Training-mode input gradient, the closed form with `count` the values per channel the
+/// statistics came from (`N*H*W`, or the whole job's with synchronised statistics):
 /// `dx = gamma * inv_std / count * (count * dy - sum dy - xhat * sum(dy * xhat))`.
 #[allow(clippy::too_many_arguments)]
 pub fn grad_input_train<T: Real>(
     dy: &Tensor<T>,
     x: &Tensor<T>,
     [n, c, h, w]: [usize; 4],
+    count: usize,
     mean: &[f64],
     inv_std: &[f64],
     gamma: &[T],
@@ -112,7 +133,7 @@ pub fn grad_input_train<T: Real>(
     sum_dy_xhat: &[f64],
 ) -> Tensor<T> {
     let hw = h * w;
-    let count = (n * hw) as f64;
+    let count = count as f64;
     let mut dx = Tensor::zeros(x.shape().clone());
     for b in 0..n {
         for ch in 0..c {

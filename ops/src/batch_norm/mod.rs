@@ -51,8 +51,12 @@
 pub(crate) mod cases;
 mod cl;
 mod cpu;
+pub mod sync;
 #[cfg(test)]
 mod tests;
+
+use sync::Synced;
+pub use sync::{set_sync, StatsSync};
 
 use crate::cost::{bytes, Cost, Work};
 use crate::device::common_device;
@@ -192,6 +196,36 @@ pub fn batch_norm2d_train<T: Real>(
     }
     let device = device_of(x, gamma, beta, running_mean, running_var)?;
     let c = cost::<T>(&x.shape(), true);
+    if let Some(sync) = sync::current() {
+        let ctx = match &device {
+            Device::Cpu => None,
+            Device::OpenCl(ctx) => Some(ctx),
+        };
+        let (mean, var, total) = sync::job_stats(sync.as_ref(), &x.value(), dims, ctx)?;
+        if total <= 1 {
+            return Err(Error::arg(
+                OP,
+                format!("expected more than 1 value per channel when training, got {total} over the job"),
+            ));
+        }
+        sync::update_running(running_mean, running_var, (&mean, &var, total), momentum)?;
+        let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        let (gv, bv) = (gamma.value(), beta.value());
+        let (y, stats) = match ctx {
+            None => (
+                cpu::normalize(&x.value(), dims, &mean, &inv_std, gv.data(), bv.data()),
+                Stats::Host { mean, inv_std },
+            ),
+            Some(ctx) => {
+                let (y, s) = cl::normalize_with(ctx, &x.value(), &gv, &bv, &mean, &inv_std, dims)?;
+                (y, Stats::Device(ctx.clone(), s))
+            }
+        };
+        drop((gv, bv));
+        c.forward.record();
+        let synced = Synced { sync, count: total };
+        return Ok(graph(x, gamma, beta, y, stats, dims, true, c, Some(synced)));
+    }
     let (y, stats) = match device {
         Device::Cpu => {
             let (mean, var) = cpu::batch_stats(&x.value(), dims);
@@ -230,7 +264,7 @@ pub fn batch_norm2d_train<T: Real>(
         }
     };
     c.forward.record();
-    Ok(graph(x, gamma, beta, y, stats, dims, true, c))
+    Ok(graph(x, gamma, beta, y, stats, dims, true, c, None))
 }
 
 /// Evaluation mode: normalise with the running statistics (constants; gradients still flow to
@@ -288,11 +322,11 @@ pub fn batch_norm2d_eval<T: Real>(
         }
     };
     c.forward.record();
-    Ok(graph(x, gamma, beta, y, stats, dims, false, c))
+    Ok(graph(x, gamma, beta, y, stats, dims, false, c, None))
 }
 
 /// Registers the op on the graph; the backward keeps x and gamma (alive in the graph anyway)
-/// and the per-channel statistics.
+/// and the per-channel statistics (and, for synchronised statistics, what sums them).
 #[allow(clippy::too_many_arguments)]
 fn graph<T: Real>(
     x: &Var<T>,
@@ -303,49 +337,72 @@ fn graph<T: Real>(
     dims: [usize; 4],
     training: bool,
     c: Cost,
+    synced: Option<Synced>,
 ) -> Var<T> {
     let (x_saved, gamma_saved) = (x.save(), gamma.save());
     Var::from_op(OP, y, &[x, gamma, beta], move |ctx| {
         c.backward.record();
         let (x, gamma) = (x_saved.value(OP, "input")?, gamma_saved.value(OP, "gamma")?);
-        backward(ctx.grad_out, &x, &gamma, &stats, dims, training, ctx.needs)
+        let mode = Backward {
+            training,
+            synced: synced.as_ref(),
+        };
+        backward(ctx.grad_out, &x, &gamma, &stats, dims, mode, ctx.needs)
     })
+}
+
+/// How the backward treats the statistics: constants (evaluation), the batch's, or the
+/// whole job's (synchronised).
+#[derive(Clone, Copy)]
+struct Backward<'a> {
+    training: bool,
+    synced: Option<&'a Synced>,
 }
 
 /// `[dx, dgamma, dbeta]`, each only where `needs` asks. The channel sums `sum dy` (= dbeta)
 /// and `sum dy * xhat` (= dgamma) are computed once when dgamma, dbeta or the training-mode dx
-/// needs them.
+/// needs them. With synchronised statistics, the training-mode dx uses the job's sums and
+/// count ([`sync`]); dgamma and dbeta stay this process's sums.
 fn backward<T: Real>(
     dy: &Tensor<T>,
     x: &Tensor<T>,
     gamma: &Tensor<T>,
     stats: &Stats<T>,
     dims: [usize; 4],
-    training: bool,
+    mode: Backward,
     needs: &[bool],
 ) -> Result<Vec<Option<Tensor<T>>>> {
+    let training = mode.training;
     let need_sums = needs[1] || needs[2] || (training && needs[0]);
     const SUMS: &str = "the training-mode dx computes the channel sums first";
+    let [n, _, h, w] = dims;
+    let count = mode.synced.map_or(n * h * w, |s| s.count);
     let (dx, sums) = match stats {
         Stats::Host { mean, inv_std } => {
             let sums = need_sums.then(|| cpu::grad_sums(dy, x, dims, mean, inv_std));
-            let dx = needs[0].then(|| {
-                if training {
+            let dx = match (needs[0], training) {
+                (false, _) => None,
+                (true, true) => {
                     let (sum_dy, sum_dy_xhat) = sums.as_ref().expect(SUMS);
-                    cpu::grad_input_train(
+                    let job = match mode.synced {
+                        Some(s) => Some(sync::job_grad_sums(s.sync.as_ref(), sum_dy, sum_dy_xhat)?),
+                        None => None,
+                    };
+                    let (sdy, sdyx) = job.as_ref().map_or((sum_dy, sum_dy_xhat), |(a, b)| (a, b));
+                    Some(cpu::grad_input_train(
                         dy,
                         x,
                         dims,
+                        count,
                         mean,
                         inv_std,
                         gamma.data(),
-                        sum_dy,
-                        sum_dy_xhat,
-                    )
-                } else {
-                    cpu::grad_input_eval(dy, dims, inv_std, gamma.data())
+                        sdy,
+                        sdyx,
+                    ))
                 }
-            });
+                (true, false) => Some(cpu::grad_input_eval(dy, dims, inv_std, gamma.data())),
+            };
             let sums = sums.map(|(a, b)| (to_tensor(&a), to_tensor(&b)));
             (dx, sums)
         }
@@ -358,15 +415,24 @@ fn backward<T: Real>(
                 (false, _) => None,
                 (true, true) => {
                     let (sum_dy, sum_dy_xhat) = sums.as_ref().expect(SUMS);
+                    let job = match mode.synced {
+                        Some(synced) => {
+                            let (a, b) = sync::job_grad_sums(
+                                synced.sync.as_ref(),
+                                &sync::host_vec(sum_dy)?,
+                                &sync::host_vec(sum_dy_xhat)?,
+                            )?;
+                            let device = Device::OpenCl(ctx.clone());
+                            Some((
+                                to_tensor::<T>(&a).to_device(&device)?,
+                                to_tensor::<T>(&b).to_device(&device)?,
+                            ))
+                        }
+                        None => None,
+                    };
+                    let (sdy, sdyx) = job.as_ref().map_or((sum_dy, sum_dy_xhat), |(a, b)| (a, b));
                     Some(cl::grad_input_train(
-                        ctx,
-                        dy,
-                        x,
-                        s,
-                        gamma,
-                        sum_dy,
-                        sum_dy_xhat,
-                        dims,
+                        ctx, dy, x, s, gamma, sdy, sdyx, dims, count,
                     )?)
                 }
                 (true, false) => Some(cl::grad_input_eval(ctx, dy, s, gamma, dims)?),
