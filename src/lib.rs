@@ -11,4 +11,5 @@ pub use shiftgrad_ops as ops;
 pub use shiftgrad_tensor as tensor;
 
 pub mod cli;
+pub mod dist;
 pub mod train;

@@ -7,6 +7,7 @@ use shiftgrad::nn::SwConfig;
 use shiftgrad::tensor::{Device, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 
 #[derive(Parser)]
 #[command(
@@ -298,6 +299,16 @@ struct TrainArgs {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Data-parallel training over the processes of an MPI job (`mpirun -np N shiftgrad
+    /// train --distributed ...`; a build with the `mpi` feature): --batch-size is the global
+    /// batch, split evenly over the processes; rank 0 prints and writes the run directory.
+    /// With --device auto, process i takes OpenCL device (local rank mod devices).
+    #[arg(long)]
+    distributed: bool,
+    /// With --distributed: batch-norm statistics over the global batch (synchronised), not
+    /// each process's shard.
+    #[arg(long = "sync-bn")]
+    sync_bn: bool,
 }
 
 /// The device for training and evaluation: the flag, else $SHIFTGRAD_DEVICE, else auto.
@@ -309,7 +320,7 @@ fn train_device(flag: Option<&str>) -> Result<Device> {
 }
 
 /// The flags of `train` that `--resume` accepts: they do not change what the run computes.
-const RESUME_FLAGS: [&str; 5] = ["resume", "epochs", "device", "data", "quiet"];
+const RESUME_FLAGS: [&str; 6] = ["resume", "epochs", "device", "data", "quiet", "distributed"];
 
 /// Whether flag `id` was given (on the command line or through an environment variable),
 /// as opposed to left at its default.
@@ -385,11 +396,70 @@ fn sparse_run(
     Ok(Some(run))
 }
 
+/// `train`, in a job of one process or (with --distributed) of the MPI job this process
+/// belongs to. In a job of several, a failure after the setup stops every process
+/// (MPI_Abort) after this one has named itself and its error.
 fn run_train(a: TrainArgs, m: &ArgMatches) -> Result<bool> {
+    use shiftgrad::dist::Group;
+    use shiftgrad::tensor::Error;
+    if a.sync_bn && !a.distributed {
+        return Err(Error::arg("train", "--sync-bn needs --distributed"));
+    }
+    if a.distributed && a.resume.is_some() && given(m, "sync_bn") {
+        return Err(Error::arg(
+            "train",
+            "--sync-bn cannot be given with --resume: the run keeps the setting it was started with",
+        ));
+    }
+    let group = Rc::new(match a.distributed {
+        true => Group::mpi()?,
+        false => Group::single(),
+    });
+    if group.size() == 1 {
+        return run_train_in(a, m, group);
+    }
+    let (rank, size) = (group.rank(), group.size());
+    match run_train_in(a, m, group.clone()) {
+        Ok(done) => Ok(done),
+        // Every process has this error (it names the failed ranks): rank 0 reports it, and
+        // the others wait until it has (mpirun stops the job at the first failed exit).
+        Err(e) if group.failed_together() => {
+            if rank == 0 {
+                eprintln!("error: {e}");
+            }
+            group.barrier();
+            Ok(false)
+        }
+        Err(e) => {
+            eprintln!("error: rank {rank} of {size}: {e}; stopping every process of the job");
+            group.abort(1)
+        }
+    }
+}
+
+/// The device of a process: with --distributed and the device `auto` (the default), OpenCL
+/// device `local rank mod devices` where there are OpenCL devices, else the CPU.
+fn process_device(flag: Option<&str>, group: &shiftgrad::dist::Group) -> Result<Device> {
+    let env = std::env::var(shiftgrad::opencl::DEVICE_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let spec = flag.or(env.as_deref()).unwrap_or("auto");
+    if group.size() > 1 && spec == "auto" {
+        if let Ok(list) = shiftgrad::opencl::list_devices() {
+            if !list.is_empty() {
+                let d = &list[group.local_rank() % list.len()];
+                return Device::open(Some(&format!("opencl:{}:{}", d.platform, d.device)));
+            }
+        }
+    }
+    Device::open(Some(spec))
+}
+
+fn run_train_in(a: TrainArgs, m: &ArgMatches, group: Rc<shiftgrad::dist::Group>) -> Result<bool> {
     use shiftgrad::train::{config::OptimName, config::RunConfig, train, Start, TrainJob};
     if let Some(dir) = a.resume {
         check_resume_flags(m, &dir)?;
-        let device = train_device(a.device.as_deref())?;
+        let device = group.agree(process_device(a.device.as_deref(), &group))?;
         train(TrainJob {
             start: Start::Resume {
                 epochs: given(m, "epochs").then_some(a.epochs),
@@ -399,10 +469,11 @@ fn run_train(a: TrainArgs, m: &ArgMatches) -> Result<bool> {
             data_dir: shiftgrad::nn::data::data_dir(a.data.as_deref()),
             quiet: a.quiet,
             stop_after: None,
+            group,
         })?;
         return Ok(true);
     }
-    let device = train_device(a.device.as_deref())?;
+    let device = group.agree(process_device(a.device.as_deref(), &group))?;
     let data_dir = shiftgrad::nn::data::data_dir(a.data.as_deref());
     let net = shiftgrad::nn::resnet::ResNetConfig::preset(&a.preset)?;
     let optimizer = match a.optimizer {
@@ -436,6 +507,10 @@ fn run_train(a: TrainArgs, m: &ArgMatches) -> Result<bool> {
         crop_pad: a.crop_pad,
         flip: !a.no_flip,
         sparse,
+        distributed: a.distributed.then_some(shiftgrad::train::config::DistRun {
+            ranks: group.size(),
+            sync_bn: a.sync_bn,
+        }),
     };
     let out = a.out.unwrap_or_else(|| {
         PathBuf::from(format!("runs/{}-{}-seed{}", a.preset, a.spatial, a.seed))
@@ -460,6 +535,7 @@ fn run_train(a: TrainArgs, m: &ArgMatches) -> Result<bool> {
         data_dir,
         quiet: a.quiet,
         stop_after: None,
+        group,
     })?;
     Ok(true)
 }

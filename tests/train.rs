@@ -83,6 +83,7 @@ fn small_config() -> RunConfig {
         crop_pad: 2,
         flip: true,
         sparse: None,
+        distributed: None,
     }
 }
 
@@ -110,6 +111,7 @@ fn job(out: &Path, start: Start, device: &Device, stop_after: Option<usize>) -> 
         data_dir: test_data().dir.clone(),
         quiet: true,
         stop_after,
+        group: std::rc::Rc::new(shiftgrad::dist::Group::single()),
     }
 }
 

@@ -365,6 +365,13 @@ impl<T: Real> Var<T> {
     pub fn take_grad(&self) -> Option<Tensor<T>> {
         self.0.grad.borrow_mut().take()
     }
+    /// Replaces the gradient, e.g. by the sum over the processes of data-parallel training;
+    /// it must have the value's shape.
+    pub fn set_grad(&self, grad: Tensor<T>) -> Result<()> {
+        self.value().check_same_shape(&grad, "set_grad")?;
+        *self.0.grad.borrow_mut() = Some(grad);
+        Ok(())
+    }
     /// Forgets the gradient.
     pub fn zero_grad(&self) {
         *self.0.grad.borrow_mut() = None;

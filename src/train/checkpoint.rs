@@ -178,6 +178,7 @@ mod tests {
             crop_pad: 0,
             flip: false,
             sparse: None,
+            distributed: None,
         }
     }
 

@@ -48,6 +48,17 @@ impl SparseRun {
     }
 }
 
+/// Data-parallel training (`--distributed` under mpirun); absent from one-process runs, so
+/// their configuration (and checkpoints) are exactly as before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistRun {
+    /// Processes; a resumed run must have as many.
+    pub ranks: usize,
+    /// Batch-norm statistics over the whole global batch (`--sync-bn`) rather than each
+    /// process's shard.
+    pub sync_bn: bool,
+}
+
 /// A training run, fully resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
@@ -78,6 +89,9 @@ pub struct RunConfig {
     /// Sparse group convolution, where `--sparsity` is above 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparse: Option<SparseRun>,
+    /// Data-parallel training over this many processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistRun>,
 }
 
 impl RunConfig {
@@ -154,6 +168,32 @@ impl RunConfig {
                         "--sparsity prunes the small kernels of the shift-wise operator: it needs --spatial sw, not {}",
                         self.spatial
                     ),
+                ));
+            }
+        }
+        if let Some(d) = &self.distributed {
+            if d.ranks < 2 {
+                return Err(Error::arg(
+                    OP,
+                    format!(
+                        "a distributed run needs at least 2 processes, got {}",
+                        d.ranks
+                    ),
+                ));
+            }
+            if !self.batch_size.is_multiple_of(d.ranks) {
+                return Err(Error::arg(
+                    OP,
+                    format!(
+                        "--batch-size {} (the global batch) must be a multiple of the {} processes",
+                        self.batch_size, d.ranks
+                    ),
+                ));
+            }
+            if self.sparse.is_some() {
+                return Err(Error::arg(
+                    OP,
+                    "--sparsity is not supported with --distributed yet (the masks' updates are not synchronised)",
                 ));
             }
         }

@@ -130,6 +130,22 @@ pub struct Summary {
     /// shift-wise layers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stage_densities: Vec<f64>,
+    /// Data-parallel runs: the processes and the time rank 0 spent in collectives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistSummary>,
+}
+
+/// What a data-parallel run's rank 0 measured of its communication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistSummary {
+    pub ranks: usize,
+    pub sync_bn: bool,
+    /// Seconds in collectives (gradient sums, batch-norm statistics, step and evaluation
+    /// counts, the state copies), timed around each MPI call.
+    pub communication_seconds: f64,
+    /// Of the training time (the epochs' training loops, evaluation excluded), the fraction
+    /// spent in the training steps' collectives.
+    pub communication_fraction_of_training: f64,
 }
 
 /// What the memory of one training step holds, in bytes (SPEC 4): the parameters, their

@@ -35,12 +35,14 @@ pub mod checkpoint;
 pub mod config;
 pub mod finite;
 pub mod metrics;
+mod parallel;
 pub mod plot;
 mod run;
 pub mod sparse;
 
 pub use checkpoint::{load_checkpoint, read_meta, Meta};
 
+use crate::dist::{Group, GroupSync};
 use checkpoint::save_checkpoint;
 use config::RunConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -50,9 +52,11 @@ use shiftgrad_autograd::{no_grad, Var};
 use shiftgrad_nn::data::{self, Dataset, Split};
 use shiftgrad_nn::resnet::SwResNet;
 use shiftgrad_nn::{Mode, Module, StateDict};
+use shiftgrad_ops::batch_norm::{set_sync, StatsSync};
 use shiftgrad_ops::cross_entropy;
 use shiftgrad_tensor::{counters, init, Device, Error, Result, Tensor};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 /// File names inside a run directory.
@@ -87,6 +91,9 @@ pub struct TrainJob {
     pub quiet: bool,
     /// Stop (as if interrupted) after this many epochs of this invocation; for tests.
     pub stop_after: Option<usize>,
+    /// The processes of a data-parallel job ([`Group::single`] for one process). Only rank 0
+    /// prints and writes the run directory.
+    pub group: Rc<Group>,
 }
 
 /// What a finished (or stopped) job reports.
@@ -140,14 +147,27 @@ fn count_correct(v: &[f32], k: usize, labels: &[usize]) -> usize {
 /// Test loss and accuracy of `model` on `data` (eval mode, no graph). An empty data set is
 /// an error (its mean loss would be 0/0).
 pub fn evaluate(model: &mut SwResNet<f32>, data: &Dataset, device: &Device) -> Result<(f64, f64)> {
+    evaluate_sharded(model, data, device, &Group::single())
+}
+
+/// [`evaluate`] over the processes of `group`: process r takes the r-th of N contiguous parts
+/// of the test set, and the loss sums and counts are added over the processes.
+pub fn evaluate_sharded(
+    model: &mut SwResNet<f32>,
+    data: &Dataset,
+    device: &Device,
+    group: &Group,
+) -> Result<(f64, f64)> {
     let n = data.len();
     if n == 0 {
         return Err(Error::arg("evaluate", "the test set has no images"));
     }
+    let (r, parts) = (group.rank(), group.size());
+    let (from, to) = (r * n / parts, (r + 1) * n / parts);
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let mut rng = init::rng(0); // unused without augmentation
-    for start in (0..n).step_by(EVAL_BATCH) {
-        let idx: Vec<usize> = (start..(start + EVAL_BATCH).min(n)).collect();
+    for start in (from..to).step_by(EVAL_BATCH) {
+        let idx: Vec<usize> = (start..(start + EVAL_BATCH).min(to)).collect();
         let (x, labels) = data::batch::<f32>(data, &idx, None, &mut rng)?;
         let (loss, logits) = no_grad(|| -> Result<_> {
             let logits = model.forward(&Var::constant(x.to_device(device)?), Mode::Eval)?;
@@ -159,7 +179,9 @@ pub fn evaluate(model: &mut SwResNet<f32>, data: &Dataset, device: &Device) -> R
         loss_sum += loss * idx.len() as f64;
         correct += argmax_correct(&logits, &labels)?;
     }
-    Ok((loss_sum / n as f64, correct as f64 / n as f64))
+    let mut sums = [loss_sum, correct as f64];
+    group.sum(&mut sums)?;
+    Ok((sums[0] / n as f64, sums[1] / n as f64))
 }
 
 /// Loads one split, keeps its first `limit` examples (a limit beyond the set keeps all), and
@@ -220,17 +242,44 @@ fn kernel_top(device: &Device) -> Vec<KernelShare> {
 
 /// Runs (or continues) a training job.
 pub fn train(job: TrainJob) -> Result<Outcome> {
+    let group = job.group.clone();
+    let root = group.is_root();
+    let quiet = job.quiet || !root;
     let ckpt_path = job.out.join(CHECKPOINT);
-    let mut run = match &job.start {
-        Start::Fresh(config) => {
-            let run = Run::fresh(config, &job.device)?;
-            std::fs::create_dir_all(&job.out).map_err(|e| Error::file(&job.out, e))?;
-            run
+    // Every process sets up; a failure on any of them stops all of them, naming it.
+    let setup = (|| -> Result<_> {
+        let run = match &job.start {
+            Start::Fresh(config) => {
+                let run = Run::fresh(config, &job.device)?;
+                if root {
+                    std::fs::create_dir_all(&job.out).map_err(|e| Error::file(&job.out, e))?;
+                }
+                run
+            }
+            Start::Resume { epochs } => Run::resume(&job.out, *epochs, &job.device, quiet)?,
+        };
+        check_ranks(&run.config, &group)?;
+        if run.history.len() == run.config.epochs {
+            return Ok((run, None));
         }
-        Start::Resume { epochs } => Run::resume(&job.out, *epochs, &job.device, job.quiet)?,
-    };
-    if run.history.len() == run.config.epochs {
-        if !job.quiet {
+        let train_set = load_split(&job.data_dir, Split::Train, run.config.limit)?;
+        let test_set = load_split(&job.data_dir, Split::Test, run.config.test_limit)?;
+        let schedule = Schedule::new(&run.config, train_set.len())?;
+        if !schedule.batch.is_multiple_of(group.size()) {
+            return Err(Error::arg(
+                "train",
+                format!(
+                    "the global batch of {} images (the training set is that small) does not split over {} processes",
+                    schedule.batch,
+                    group.size()
+                ),
+            ));
+        }
+        Ok((run, Some((train_set, test_set, schedule))))
+    })();
+    let (mut run, sets) = group.agree(setup)?;
+    let Some((train_set, test_set, schedule)) = sets else {
+        if !quiet {
             eprintln!(
                 "train: the run in {} has already trained all {} epochs; nothing to do (give --epochs N with --resume to extend it)",
                 job.out.display(),
@@ -241,15 +290,14 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
             history: run.history,
             summary: None,
         });
+    };
+    if root {
+        metrics::write_atomic(&job.out.join(CONFIG), run.config.to_json().as_bytes())?;
     }
-    metrics::write_atomic(&job.out.join(CONFIG), run.config.to_json().as_bytes())?;
-    let train_set = load_split(&job.data_dir, Split::Train, run.config.limit)?;
-    let test_set = load_split(&job.data_dir, Split::Test, run.config.test_limit)?;
-    let schedule = Schedule::new(&run.config, train_set.len())?;
     if let (Start::Fresh(_), Some(sp)) = (&job.start, run.config.sparse.clone()) {
         let (batch, seed) = (schedule.batch, run.config.seed);
         sparse::init_masks(&mut run.model, &sp, &train_set, batch, &job.device, seed)?;
-        if !job.quiet {
+        if !quiet {
             let d = sparse::densities(&mut run.model);
             let shown: Vec<String> = d.iter().map(|x| format!("{x:.2}")).collect();
             eprintln!(
@@ -259,8 +307,11 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
             );
         }
     }
+    // Synchronised batch-norm statistics for the training forwards and backwards.
+    let sync_bn = run.config.distributed.as_ref().is_some_and(|d| d.sync_bn);
+    let _sync = SyncBn::install(sync_bn.then(|| group.clone()));
     let params = run.model.parameter_count();
-    if !job.quiet {
+    if !quiet {
         eprintln!(
             "{} ({} spatial), {} parameters, {} train / {} test images, batch {}, {} steps/epoch, device {}",
             run.config.preset,
@@ -272,6 +323,18 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
             schedule.steps,
             job.device.name()
         );
+        if let Some(d) = &run.config.distributed {
+            eprintln!(
+                "distributed: {} processes, {} images each per step, batch-norm statistics {}",
+                d.ranks,
+                schedule.batch / d.ranks,
+                if d.sync_bn {
+                    "over the global batch (--sync-bn)"
+                } else {
+                    "per process"
+                }
+            );
+        }
     }
     if let Device::OpenCl(ctx) = &job.device {
         ctx.reset_kernel_times();
@@ -299,7 +362,9 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
         let epoch_train_s = epoch_start.elapsed().as_secs_f64();
         tally.train_seconds += epoch_train_s;
         tally.trained_images += seen;
-        let (test_loss, test_acc) = evaluate(&mut run.model, &test_set, &job.device)?;
+        parallel::share_state(&group, &mut run.model)?;
+        let (test_loss, test_acc) =
+            evaluate_sharded(&mut run.model, &test_set, &job.device, &group)?;
         let m = EpochMetrics {
             epoch: epoch + 1,
             lr,
@@ -314,7 +379,7 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
                 None => Vec::new(),
             },
         };
-        if !job.quiet {
+        if !quiet {
             eprintln!(
                 "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} img/s, {:.1} s",
                 m.epoch,
@@ -328,6 +393,9 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
             );
         }
         run.history.push(m);
+        if !root {
+            continue;
+        }
         save_checkpoint(
             &ckpt_path,
             &run.model,
@@ -352,6 +420,21 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
         }
     }
     let mut summary = summarise(&run, &job, params, start, &tally);
+    if let Some(d) = &run.config.distributed {
+        summary.distributed = Some(metrics::DistSummary {
+            ranks: d.ranks,
+            sync_bn: d.sync_bn,
+            communication_seconds: group.comm_seconds(),
+            communication_fraction_of_training: tally.step_comm_seconds
+                / tally.train_seconds.max(1e-9),
+        });
+    }
+    if !root {
+        return Ok(Outcome {
+            history: run.history,
+            summary: Some(summary),
+        });
+    }
     if run.config.sparse.is_some() {
         summary.densities = sparse::densities(&mut run.model);
         summary.stage_densities = sparse::stage_densities(&mut run.model);
@@ -363,7 +446,15 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
             .expect("summary serialises")
             .as_bytes(),
     )?;
-    if !job.quiet {
+    if !quiet {
+        if let Some(d) = &summary.distributed {
+            eprintln!(
+                "distributed: {} processes; rank 0 spent {:.1} s in collectives, {:.1} % of the training time",
+                d.ranks,
+                d.communication_seconds,
+                100.0 * d.communication_fraction_of_training
+            );
+        }
         eprintln!(
             "done: test accuracy {:.2}%, {:.0} s wall, {:.1} train img/s ({:.1} s of it checking parameters are finite); wrote {}",
             100.0 * summary.final_test_accuracy,
@@ -415,5 +506,39 @@ fn summarise(run: &Run, job: &TrainJob, params: usize, start: Instant, tally: &T
         kernel_time_top: kernel_top(&job.device),
         densities: Vec::new(),
         stage_densities: Vec::new(),
+        distributed: None,
+    }
+}
+
+/// Refuses a run whose configuration plans another number of processes than the job has.
+fn check_ranks(config: &RunConfig, group: &Group) -> Result<()> {
+    let planned = config.distributed.as_ref().map_or(1, |d| d.ranks);
+    if planned != group.size() {
+        return Err(Error::arg(
+            "train",
+            format!(
+                "the run plans {planned} process(es) and this job has {}: resume a run with as many processes as it was started with (mpirun -np {planned} ... --distributed)",
+                group.size()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Synchronised batch-norm installed for as long as it lives (then the previous state is
+/// restored); with no group, nothing is installed.
+struct SyncBn(Option<Option<Rc<dyn StatsSync>>>);
+
+impl SyncBn {
+    fn install(group: Option<Rc<Group>>) -> SyncBn {
+        SyncBn(group.map(|g| set_sync(Some(Rc::new(GroupSync(g))))))
+    }
+}
+
+impl Drop for SyncBn {
+    fn drop(&mut self) {
+        if let Some(previous) = self.0.take() {
+            set_sync(previous);
+        }
     }
 }

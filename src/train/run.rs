@@ -8,7 +8,7 @@ use super::metrics::{
     graph_outputs_by_op, live_bytes, EpochMetrics, MemorySplit, OpBytes, RegionShare,
 };
 use super::{
-    build_model, count_correct, epoch_rng, finite, progress, sparse, TrainJob, CHECKPOINT,
+    build_model, count_correct, epoch_rng, finite, parallel, progress, sparse, TrainJob, CHECKPOINT,
 };
 use shiftgrad_autograd::Var;
 use shiftgrad_nn::data::{self, Augment, Dataset};
@@ -124,6 +124,8 @@ pub(crate) struct Tally {
     pub trained_images: usize,
     pub train_seconds: f64,
     pub finite_check_seconds: f64,
+    /// Seconds the training steps spent in collectives (data-parallel runs).
+    pub step_comm_seconds: f64,
     pub memory: MemorySplit,
     pub graph_outputs_by_op: Vec<OpBytes>,
 }
@@ -159,13 +161,15 @@ impl Run {
         tally: &mut Tally,
     ) -> Result<(f64, f64, usize, f64)> {
         let (config, sched, device) = (&self.config, cx.schedule, &cx.job.device);
+        let group = &cx.job.group;
+        let quiet = cx.job.quiet || !group.is_root();
         let augment = Augment {
             pad: config.crop_pad,
             flip: config.flip,
         };
         let mut rng = epoch_rng(config.seed, epoch);
         let order = init::permutation(cx.train_set.len(), &mut rng);
-        let pb = progress(cx.job.quiet, sched.steps, epoch, config.epochs);
+        let pb = progress(quiet, sched.steps, epoch, config.epochs);
         let epoch_start = Instant::now();
         let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0f64, 0usize, 0usize, 0.0);
         let bs = sched.batch;
@@ -174,6 +178,10 @@ impl Run {
             lr = lr_at(global, config.lr, sched.warmup, sched.total);
             let idx = &order[step * bs..(step + 1) * bs];
             let (x, labels) = data::batch::<f32>(cx.train_set, idx, Some(augment), &mut rng)?;
+            // This process's rows of the global batch (all of it in a one-process run).
+            let comm0 = group.comm_seconds();
+            let (x, labels) = parallel::shard(group, x, labels)?;
+            let local = labels.len();
             let c0 = counters::snapshot();
             counters::reset_region_flops();
             let live0 = live_bytes(device);
@@ -199,6 +207,7 @@ impl Run {
                 tally.memory.graph_after_forward_bytes = graph_bytes;
                 tally.graph_outputs_by_op = graph_outputs_by_op();
             }
+            parallel::average_gradients(group, &self.optim)?;
             self.optim.step(lr)?;
             if first_step {
                 tally.memory.optimiser_state_bytes = self.optim.state_bytes();
@@ -209,7 +218,18 @@ impl Run {
             let check_start = Instant::now();
             let read = finite::read_step(&loss, &logits, self.optim.params())?;
             drop(logits);
-            let loss_value = read.loss as f64;
+            // The global batch's mean loss and correct count: this shard's, summed over the
+            // processes (a one-process run takes its own as they are).
+            let here = count_correct(&read.logits, read.logits.len() / local.max(1), &labels);
+            let (loss_value, step_correct) = match group.size() {
+                1 => (read.loss as f64, here),
+                _ => {
+                    let mut sums = [read.loss as f64 * local as f64, here as f64];
+                    group.sum(&mut sums)?;
+                    (sums[0] / bs as f64, sums[1] as usize)
+                }
+            };
+            tally.step_comm_seconds += group.comm_seconds() - comm0;
             let stop = |what: String| {
                 pb.abandon();
                 Error::Other(format!(
@@ -223,7 +243,7 @@ impl Run {
             if !loss_value.is_finite() {
                 return Err(stop(format!("non-finite loss ({loss_value})")));
             }
-            correct += count_correct(&read.logits, read.logits.len() / bs.max(1), &labels);
+            correct += step_correct;
             // Only a non-finite total reads the parameters one by one, to name them.
             let bad = match read.params_total.is_finite() {
                 true => Vec::new(),
@@ -240,6 +260,7 @@ impl Run {
                 )));
             }
             if tally.flops_fwd == 0.0 {
+                let bs = local;
                 tally.flops_fwd = (c1.flops - c0.flops) as f64 / bs as f64;
                 tally.macs_fwd = (c1.macs - c0.macs) as f64 / bs as f64;
                 tally.flops_fwd_by_region = by_region
