@@ -287,7 +287,8 @@ struct TrainArgs {
     growth: String,
     /// Continue the run in this directory from its checkpoint, with the configuration stored
     /// there. Only --epochs (a new total, at least the epochs done; the cosine decay then spans
-    /// the new total), --device, --data and --quiet may be given with it; --out is refused (a
+    /// the new total), --device, --data, --quiet and --distributed (a distributed run resumes
+    /// under mpirun with as many processes) may be given with it; --out is refused (a
     /// run continues in its own directory: copy the directory to branch a run), and so is every
     /// flag that would change the run.
     #[arg(long)]
