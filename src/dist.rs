@@ -67,6 +67,17 @@ impl Group {
                 .ok_or_else(|| Error::Other("distributed: MPI could not be initialised".into()))?;
             let world = universe.world();
             let (rank, size) = (world.rank() as usize, world.size() as usize);
+            if size > 1 {
+                // A panicking process would unwind into MPI_Finalize and wait there for the
+                // others, which wait for it in a collective: it exits at once instead, and
+                // mpirun stops the job at the first failed process.
+                let report = std::panic::take_hook();
+                std::panic::set_hook(Box::new(move |info| {
+                    report(info);
+                    eprintln!("error: rank {rank} of {size} panicked; stopping the job");
+                    std::process::abort();
+                }));
+            }
             Ok(Group {
                 rank,
                 size,
@@ -140,8 +151,8 @@ impl Group {
         Ok(())
     }
 
-    /// Every process's `v`, in rank order.
-    fn all_gather(&self, v: &[f64]) -> Result<Vec<f64>> {
+    /// Every process's `v` (of the same length on every process), in rank order.
+    pub fn all_gather(&self, v: &[f64]) -> Result<Vec<f64>> {
         #[cfg(feature = "mpi")]
         if let Some(m) = &self.mpi {
             use mpi::traits::CommunicatorCollectives;
@@ -204,10 +215,18 @@ impl Group {
         }
     }
 
-    /// Whether an [`Group::agree`] failed: every process holds the same error and can stop
-    /// on its own, without [`Group::abort`].
+    /// Whether an [`Group::agree`] failed, or [`Group::fail_together`] was called: every
+    /// process holds the same error and can stop on its own, without [`Group::abort`].
     pub fn failed_together(&self) -> bool {
         self.agreed_failure.get()
+    }
+
+    /// Marks the error about to be returned as one that every process meets at the same
+    /// point (a non-finite loss of the global batch, parameters that every process holds):
+    /// rank 0 reports it and all stop without an abort.
+    pub fn fail_together(&self, e: Error) -> Error {
+        self.agreed_failure.set(true);
+        e
     }
 
     /// Waits until every process has reached this point.

@@ -438,8 +438,9 @@ fn run_train(a: TrainArgs, m: &ArgMatches) -> Result<bool> {
     }
 }
 
-/// The device of a process: with --distributed and the device `auto` (the default), OpenCL
-/// device `local rank mod devices` where there are OpenCL devices, else the CPU.
+/// The device of a process: with --distributed and the device `auto` (the default), device
+/// `local rank mod devices` of the OpenCL platform that `auto` picks (the first with a
+/// device: every process then runs the same kind of device), else the CPU.
 fn process_device(flag: Option<&str>, group: &shiftgrad::dist::Group) -> Result<Device> {
     let env = std::env::var(shiftgrad::opencl::DEVICE_ENV)
         .ok()
@@ -447,8 +448,12 @@ fn process_device(flag: Option<&str>, group: &shiftgrad::dist::Group) -> Result<
     let spec = flag.or(env.as_deref()).unwrap_or("auto");
     if group.size() > 1 && spec == "auto" {
         if let Ok(list) = shiftgrad::opencl::list_devices() {
-            if !list.is_empty() {
-                let d = &list[group.local_rank() % list.len()];
+            if let Some(first) = list.first() {
+                let same: Vec<_> = list
+                    .iter()
+                    .filter(|d| d.platform == first.platform)
+                    .collect();
+                let d = same[group.local_rank() % same.len()];
                 return Device::open(Some(&format!("opencl:{}:{}", d.platform, d.device)));
             }
         }

@@ -62,17 +62,15 @@ pub(crate) fn average_gradients(group: &Group, optim: &Optimizer<f32>) -> Result
             flat.extend(g.to_vec()?.iter().map(|&v| v as f64));
         }
     }
-    // Every process has the same graph, so the same parameters have gradients; the count
-    // travels with the sums as a check.
-    flat.push(have.iter().filter(|&&h| h).count() as f64);
-    group.sum(&mut flat)?;
-    let count = flat.pop().unwrap_or(0.0);
-    let with_grad = have.iter().filter(|&&h| h).count();
-    if count != (with_grad * group.size()) as f64 {
-        return Err(Error::Other(format!(
-            "distributed: the processes' gradients differ in number ({count} in all, {with_grad} here)"
-        )));
+    // Every process has the same graph, so the same parameters have gradients; the lengths
+    // are compared first (a collective of unequal lengths would be undefined).
+    let lengths = group.all_gather(&[flat.len() as f64])?;
+    if lengths.iter().any(|&l| l != flat.len() as f64) {
+        return Err(group.fail_together(Error::Other(format!(
+            "distributed: the processes' gradients differ in size ({lengths:?} values by rank)"
+        ))));
     }
+    group.sum(&mut flat)?;
     let scale = 1.0 / group.size() as f64;
     let mut at = 0;
     for (p, has) in params.iter().zip(have) {
@@ -119,4 +117,39 @@ pub(crate) fn share_state(group: &Group, model: &mut SwResNet<f32>) -> Result<()
         sd.insert(n.clone(), t)?;
     }
     model.load_state("", &sd)
+}
+
+/// The global batch's `(mean loss, correct count)` from this shard's `[loss sum, correct]`,
+/// and the check that every process holds the same parameters after the step (their finite
+/// totals, bit for bit): processes on different kinds of device can round the same update
+/// differently, and would then train different models.
+pub(crate) fn step_totals(
+    group: &Group,
+    shard: [f64; 2],
+    params_total: f32,
+    batch: usize,
+    (epoch, step): (usize, usize),
+) -> Result<(f64, usize)> {
+    let all = group.all_gather(&[shard[0], shard[1], params_total as f64])?;
+    let (mut loss, mut correct) = (0.0f64, 0.0f64);
+    for r in all.chunks(3) {
+        loss += r[0];
+        correct += r[1];
+    }
+    // (A non-finite total stops the run at the finite check instead, naming the parameter.)
+    let differs = |r: &[f64]| r[2].to_bits() != all[2].to_bits();
+    if let Some(r) = all
+        .chunks(3)
+        .position(differs)
+        .filter(|_| all[2].is_finite())
+    {
+        return Err(group.fail_together(Error::Other(format!(
+            "distributed: after epoch {} step {} the parameters of rank {r} differ from rank 0's (sums {} and {}); every process must run the same kind of device (--device)",
+            epoch + 1,
+            step + 1,
+            all[3 * r + 2],
+            all[2]
+        ))));
+    }
+    Ok((loss / batch as f64, correct as usize))
 }

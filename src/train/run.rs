@@ -223,22 +223,26 @@ impl Run {
             let here = count_correct(&read.logits, read.logits.len() / local.max(1), &labels);
             let (loss_value, step_correct) = match group.size() {
                 1 => (read.loss as f64, here),
-                _ => {
-                    let mut sums = [read.loss as f64 * local as f64, here as f64];
-                    group.sum(&mut sums)?;
-                    (sums[0] / bs as f64, sums[1] as usize)
-                }
+                _ => parallel::step_totals(
+                    group,
+                    [read.loss as f64 * local as f64, here as f64],
+                    read.params_total,
+                    bs,
+                    (epoch, step),
+                )?,
             };
             tally.step_comm_seconds += group.comm_seconds() - comm0;
+            // Every process meets these stops at the same step (the global batch's loss, the
+            // parameters they all hold): rank 0 reports them.
             let stop = |what: String| {
                 pb.abandon();
-                Error::Other(format!(
+                group.fail_together(Error::Other(format!(
                     "train: {what} at epoch {} step {} of {}; stopping. {}",
                     epoch + 1,
                     step + 1,
                     sched.steps,
                     last_good(&self.history, cx.ckpt_path)
-                ))
+                )))
             };
             if !loss_value.is_finite() {
                 return Err(stop(format!("non-finite loss ({loss_value})")));

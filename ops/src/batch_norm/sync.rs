@@ -16,8 +16,11 @@
 //!
 //! A process then computes what the one-process op computes on the whole batch, up to the
 //! order of the floating-point additions (the sums of each shard are added in f64 in rank
-//! order). The per-channel vectors go through the host (C values per pass), so a synchronised
-//! step reads back from the device three times per batch-norm.
+//! order). The per-channel vectors go through the host (C values each): on OpenCL a
+//! synchronised batch-norm reads back seven of them per training step (the sum's two halves,
+//! the squared deviations and the two running statistics in the forward, the two gradient
+//! sums in the backward) and writes seven (the mean of the second pass, the two running
+//! statistics, the mean and `inv_std` the normalisation uses, the job's two gradient sums).
 
 use super::cpu;
 use shiftgrad_tensor::opencl::Context;

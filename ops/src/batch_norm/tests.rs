@@ -308,7 +308,44 @@ mod synchronised {
     use shiftgrad_autograd::Var;
     use shiftgrad_tensor::{init, Device, Result, Tensor};
     use std::rc::Rc;
-    use std::sync::{Arc, Barrier, Mutex};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Duration;
+
+    /// A barrier for two threads that gives up (panics) after a minute, so that a thread that
+    /// failed cannot leave the other waiting forever.
+    struct Barrier {
+        state: Mutex<(usize, u64)>,
+        turned: Condvar,
+    }
+
+    impl Barrier {
+        fn new() -> Barrier {
+            Barrier {
+                state: Mutex::new((0, 0)),
+                turned: Condvar::new(),
+            }
+        }
+
+        fn wait(&self) {
+            let mut s = self.state.lock().unwrap();
+            let generation = s.1;
+            s.0 += 1;
+            if s.0 == 2 {
+                *s = (0, generation + 1);
+                self.turned.notify_all();
+                return;
+            }
+            let (s, timeout) = self
+                .turned
+                .wait_timeout_while(s, Duration::from_secs(60), |s| s.1 == generation)
+                .unwrap();
+            assert!(
+                !timeout.timed_out(),
+                "the other thread never reached the barrier"
+            );
+            drop(s);
+        }
+    }
 
     /// Sums over the threads of one test, in thread order.
     struct Threads {
@@ -400,7 +437,7 @@ mod synchronised {
         ];
         let whole = run(&device, &x, &dy, &gb);
         let slots = Arc::new(Mutex::new(vec![Vec::new(); 2]));
-        let barrier = Arc::new(Barrier::new(2));
+        let barrier = Arc::new(Barrier::new());
         let halves: Vec<Outcome> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..2)
                 .map(|rank| {
