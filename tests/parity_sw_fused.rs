@@ -89,7 +89,34 @@ fn fused_equals_the_unfused_kernels_on_the_device() {
             assert!(fused.0.iter().all(|v| v.is_finite()), "case {i} mask {m}");
             assert_eq!(fused.0, unfused.0, "outputs, case {i} mask {m}");
             assert_eq!(fused.1, unfused.1, "input gradient, case {i} mask {m}");
-            assert_eq!(fused.2, unfused.2, "weight gradient, case {i} mask {m}");
+            // The fused backward sums the weight gradient image by image (each image's lanes,
+            // then the images in order); the unfused kernel carries one vector sum across
+            // the images. Relative to the largest |dw|: measured at most 2.9e-7 (made to fail
+            // by leaving the last image out of the sum: 0.64).
+            let scale = unfused
+                .2
+                .iter()
+                .fold(0f32, |a, v| a.max(v.abs()))
+                .max(1e-30);
+            let worst = fused
+                .2
+                .iter()
+                .zip(&unfused.2)
+                .map(|(a, b)| ((a - b).abs() / scale) as f64)
+                .map(|r| if r.is_finite() { r } else { f64::INFINITY })
+                .fold(0.0, f64::max);
+            eprintln!("case {i} mask {m}: weight gradient fused vs unfused {worst:e}");
+            assert!(
+                worst <= 1e-6,
+                "weight gradient, case {i} mask {m}: {worst:e}"
+            );
+            // Pruned kernels get exactly zero, as from the unfused kernels.
+            for (a, b) in fused.2.iter().zip(&unfused.2) {
+                assert!(
+                    *b != 0.0 || *a == 0.0,
+                    "case {i} mask {m}: {a} where unfused gives 0"
+                );
+            }
         }
     }
 }

@@ -1,9 +1,10 @@
-//! OpenCL fused shift-wise forward: one launch of `sw_fused_forward` (a work-group per image
-//! and rep channel, `Y` in local memory), or, where a rep's planes exceed the device's local
-//! memory, the unfused `bank_conv_forward` then `shift_add_forward`.
+//! OpenCL fused shift-wise forward and backward: one launch of `sw_fused_forward` (a
+//! work-group per image and rep channel, `Y` in local memory), and `sw_fused_backward` (the
+//! same groups, `dY` in local memory) then `sw_fused_dw_sum`; or, where a rep's planes exceed
+//! the device's local memory, the unfused kernels (`bank_conv_*`, `shift_add_*`).
 
 use crate::bank_conv::{self, Dims as BankDims};
-use crate::device::{buf, launch, output, vector_program, zeros};
+use crate::device::{buf, launch, output, round_up, vector_program, zeros};
 use crate::shift_add::cl::{device_live, device_tables};
 use crate::shift_add::cpu::Dims as ShiftDims;
 use crate::shift_add::{self, LiveChannels, ShiftTables};
@@ -156,6 +157,179 @@ fn horizontal_reach(t: &ShiftTables) -> usize {
         .unwrap_or(0)
 }
 
-/// Set (to anything) to run the unfused kernels on OpenCL even where the fused one fits: the
-/// twin the parity tests compare against, and a switch for measuring the two.
+/// Set (to anything) to run the unfused kernels on OpenCL even where the fused ones fit, forward
+/// and backward: the twin the parity tests compare against, and a switch for measuring the two.
 pub const UNFUSED_ENV: &str = "SHIFTGRAD_UNFUSED";
+
+/// `(dx, dw)`, each where asked.
+type Grads<T> = (Option<Tensor<T>>, Option<Tensor<T>>);
+
+/// Mirrors `FusedBackParams` in `sw_fused.cl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct BackParams {
+    batch: i32,
+    reps: i32,
+    nk: i32,
+    groups: i32,
+    extra: i32,
+    h: i32,
+    w: i32,
+    hp: i32,
+    wp: i32,
+    live: i32,
+    gm: i32,
+    gs_rs: i32,
+    dy_rs: i32,
+    paths: i32,
+    need_dx: i32,
+    need_dw: i32,
+}
+
+// SAFETY: #[repr(C)], sixteen i32 fields (no padding, no pointers), mirrored field for field
+// by `FusedBackParams` in sw_fused.cl.
+unsafe impl KernelParams for BackParams {}
+
+/// The local bytes of the fused backward for one (image, rep channel): the three staged output
+/// gradients and the rep's `dY` planes, and the staged rows' margin and strides.
+fn back_layout<T: Real>(bd: &BankDims, tables: &ShiftTables) -> (usize, usize, usize, usize) {
+    let gm = horizontal_reach(tables).max(tables.extra());
+    let gs_rs = gm + bd.wp() + VW + gm;
+    let dy_rs = bd.wp() + VW;
+    let bytes = (3 * bd.h * gs_rs + bd.nk * bd.hp() * dy_rs) * std::mem::size_of::<T>();
+    (bytes, gm, gs_rs, dy_rs)
+}
+
+/// `(dx, dw)` of the shift-wise operator from the output gradients (those that exist), each
+/// where asked: fused (`sw_fused_backward`, then `sw_fused_dw_sum` over the images) where the
+/// planes fit in local memory, else the unfused `shift_add_backward` and the bank
+/// convolution's two gradient kernels.
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Real>(
+    ctx: &Context,
+    bd: &BankDims,
+    sd: ShiftDims,
+    grads: [Option<&Tensor<T>>; 3],
+    x: &Tensor<T>,
+    w: &Tensor<T>,
+    tables: &Rc<ShiftTables>,
+    live: &Rc<LiveChannels>,
+    [need_dx, need_dw]: [bool; 2],
+) -> Result<Grads<T>> {
+    let (local_bytes, gm, gs_rs, dy_rs) = back_layout::<T>(bd, tables);
+    let empty = bd.live == 0 || bd.batch * bd.reps * bd.h * bd.w == 0;
+    let too_big = local_bytes as u64 > ctx.info().local_mem_bytes;
+    if empty
+        || too_big
+        || std::env::var_os(UNFUSED_ENV).is_some()
+        || grads.iter().all(Option::is_none)
+    {
+        let dy = shift_add::cl::backward(ctx, grads, tables, Some(live), sd)?;
+        let dx = need_dx
+            .then(|| bank_conv::cl::data_grad(ctx, bd, &dy, w, live))
+            .transpose()?;
+        let dw = need_dw
+            .then(|| bank_conv::cl::weight_grad(ctx, bd, &dy, x, live))
+            .transpose()?;
+        return Ok((dx, dw));
+    }
+    let i = |n: usize| n as i32;
+    // The forward checked that every tensor's elements fit an i32; the partial weight
+    // gradients are B * L * k * k.
+    if (bd.batch as u128) * (bd.live as u128) * (bd.k * bd.k) as u128 > i32::MAX as u128 {
+        return Err(Error::arg(
+            OP,
+            "the partial weight gradients are too large for 32-bit indices",
+        ));
+    }
+    let paths = grads
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.is_some())
+        .fold(0, |m, (k, _)| m | (1 << k));
+    let params = BackParams {
+        batch: i(bd.batch),
+        reps: i(bd.reps),
+        nk: i(bd.nk),
+        groups: i(tables.groups),
+        extra: i(tables.extra()),
+        h: i(bd.h),
+        w: i(bd.w),
+        hp: i(bd.hp()),
+        wp: i(bd.wp()),
+        live: i(bd.live),
+        gm: i(gm),
+        gs_rs: i(gs_rs),
+        dy_rs: i(dy_rs),
+        paths,
+        need_dx: i32::from(need_dx),
+        need_dw: i32::from(need_dw),
+    };
+    let prog = vector_program::<T>(
+        ctx,
+        OP,
+        SOURCE,
+        &[("K", bd.k.to_string()), ("RB", ROWS.to_string())],
+    )?;
+    let group = bd.h.div_ceil(bd.h.div_ceil(GROUP_MAX)).max(1);
+    let dev = device_tables(ctx, &prog, tables)?;
+    let dl = device_live(ctx, &prog, live)?;
+    let shape = [bd.batch, bd.reps, bd.h, bd.w];
+    let dx = need_dx.then(|| output::<T>(ctx, shape)).transpose()?;
+    let kk = bd.k * bd.k;
+    let part = need_dw
+        .then(|| output::<T>(ctx, [bd.batch * bd.live * kk]))
+        .transpose()?;
+    // An absent gradient or output is a placeholder the kernel does not touch.
+    let any = grads.iter().flatten().next().copied().unwrap_or(x);
+    let [dh, dv, di] = grads.map(|g| buf(g.unwrap_or(any)));
+    launch(
+        ctx,
+        &prog,
+        "sw_fused_backward",
+        [bd.batch * bd.reps * group],
+        Some([group]),
+        &[
+            dh,
+            dv,
+            di,
+            buf(x),
+            buf(w),
+            dev.pad_hv.arg(),
+            dev.idx_identit.arg(),
+            dl.channels.arg(),
+            dl.rep_start.arg(),
+            buf(dx.as_ref().unwrap_or(x)),
+            buf(part.as_ref().unwrap_or(x)),
+            Arg::Local {
+                bytes: 3 * bd.h * gs_rs * std::mem::size_of::<T>(),
+            },
+            Arg::Local {
+                bytes: bd.nk * bd.hp() * dy_rs * std::mem::size_of::<T>(),
+            },
+            Arg::params(&params),
+        ],
+    )?;
+    let dw = match part {
+        None => None,
+        Some(part) => {
+            let dw = zeros::<T>(ctx, [bd.reps * bd.nk, 1, bd.k, bd.k])?;
+            launch(
+                ctx,
+                &prog,
+                "sw_fused_dw_sum",
+                [round_up(bd.live * kk, GROUP_MAX)],
+                Some([GROUP_MAX]),
+                &[
+                    buf(&part),
+                    dl.channels.arg(),
+                    buf(&dw),
+                    Arg::I32(i(bd.batch)),
+                    Arg::I32(i(bd.live)),
+                ],
+            )?;
+            Some(dw)
+        }
+    };
+    Ok((dx, dw))
+}

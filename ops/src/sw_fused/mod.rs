@@ -15,9 +15,17 @@
 //! planes, phase 2 adds only their terms, and an identity choice on a pruned kernel adds
 //! nothing. The dense layer is the all-live case ([`LiveChannels::all`]).
 //!
-//! Backward: recomputing nothing, the op forms `dY` from the output gradients with the
-//! shift-add's backward kernel, then the bank convolution's data and weight gradients from it
-//! (`Y` itself is not needed: the shift-add is linear). Fusing the backward too is left.
+//! Backward: `Y` itself is not needed (the shift-add is linear), so nothing is recomputed or
+//! saved but the op's inputs. On OpenCL one work-group per (image, rep channel) copies that
+//! rep's output gradients into local memory, gathers the rep's `dY` planes from them there
+//! (the shift-add's backward), and computes from those the rows of `dx` and the image's part
+//! of the weight gradient (`sw_fused_backward`); a second kernel adds the images' parts in
+//! order (`sw_fused_dw_sum`). `dY` never goes to global memory. `dx` equals the unfused
+//! kernels' (`shift_add_backward`, `bank_conv_data_grad`) bit for bit; the weight gradient is
+//! grouped by image, where `bank_conv_weight_grad` carries one vector sum across the images,
+//! so the two agree to rounding (`tests/parity_sw_fused.rs`). Where the planes do not fit the
+//! local memory, or with `SHIFTGRAD_UNFUSED`, the unfused kernels run. On the CPU backend the
+//! op runs the reference functions one after the other.
 //!
 //! FLOPs are the two ops' counts (the same arithmetic); bytes are counted as the unfused pair
 //! moves them, so the saving shows in time and memory, not in the byte counter.
@@ -118,15 +126,18 @@ pub fn sw_fused<T: Real>(
                 ]
             }
             Device::OpenCl(c) => {
-                let dy = shift_add::cl::backward(&c, [dh, dv, di], &t, Some(&live), sd)?;
-                vec![
-                    need_dx
-                        .then(|| bank_conv::cl::data_grad(&c, &bd, &dy, &wv, &live))
-                        .transpose()?,
-                    need_dw
-                        .then(|| bank_conv::cl::weight_grad(&c, &bd, &dy, &xv, &live))
-                        .transpose()?,
-                ]
+                let (dx, dw) = cl::backward(
+                    &c,
+                    &bd,
+                    sd,
+                    [dh, dv, di],
+                    &xv,
+                    &wv,
+                    &t,
+                    &live,
+                    [need_dx, need_dw],
+                )?;
+                vec![dx, dw]
             }
         };
         Ok(grads)

@@ -136,3 +136,223 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
         }
     }
 }
+
+// The fused shift-wise backward: the shift-add's backward (dY from dHout, dVout, dIout) and
+// the bank convolution's data and weight gradients in one kernel, with dY kept in local
+// memory instead of being written to global memory and read back (twice).
+//
+// One work-group per (b, o), as the forward. Phase 1: the work-items copy the output
+// gradients of (b, o) that exist (`paths`: 1 = dHout, 2 = dVout, 4 = dIout) into `gs`, one
+// (H, gs_rs) plane each, row r of the map at columns gm .. gm + W - 1 with zeros around it
+// (gm >= every |shift| and >= e), so that every later read is one plain vector load. Phase 2:
+// the dY rows (j, u) of rep o's live kernels into `dys`, (n, Hp, Wp + VW), with the terms in
+// the order of shift_add_backward (H, V, I paths; groups in order; a zero margin of VW
+// columns right of each row). Phase 3: rows of dx (RB per work-item) as bank_conv_data_grad
+// computes them, and the partial weight gradients of image b (a work-item per (j, ky), as
+// bank_conv_weight_grad, its sum over this image only) to dw_part[(b*L + l)*K*K + ky*K + kx];
+// sw_fused_dw_sum adds the images in order. dx equals the unfused kernels' bit for bit; the
+// weight gradient is grouped by image (each image's sum of lanes, then the images added),
+// where the unfused kernel carries one vector sum across the images.
+
+typedef struct {
+    int batch;
+    int reps;
+    int nk;
+    int groups;
+    int extra;
+    int h;
+    int w;
+    int hp;
+    int wp;
+    int live;
+    int gm;    // left zero margin of a staged gradient row: >= every |shift| and >= e
+    int gs_rs; // staged gradient row stride: gm + Wp + VW + gm
+    int dy_rs; // local dY row stride: Wp + VW
+    int paths; // which output gradients exist: 1 H, 2 V, 4 I
+    int need_dx;
+    int need_dw;
+} FusedBackParams;
+
+__kernel void sw_fused_backward(__global const real* restrict dh, __global const real* restrict dv,
+                                __global const real* restrict di, __global const real* restrict x,
+                                __global const real* restrict w,
+                                __global const int* restrict pad_hv,
+                                __global const int* restrict idx_identit,
+                                __global const int* restrict channels,
+                                __global const int* restrict rep_start,
+                                __global real* restrict dx, __global real* restrict dw_part,
+                                __local real* gs, __local real* dys, const FusedBackParams p) {
+    const int bo = (int)get_group_id(0);
+    const int lid = (int)get_local_id(0);
+    const int lsize = (int)get_local_size(0);
+    const int b = bo / p.reps;
+    const int o = bo - b * p.reps;
+    const int G = p.groups;
+    const int e = p.extra;
+    const int l0 = rep_start[o];
+    const int n = rep_start[o + 1] - l0;
+    const int out_len = p.batch * p.reps * p.h * p.w;
+    const int rep = (b * p.reps + o) * p.h * p.w;
+    const int g_plane = p.h * p.gs_rs;
+    const int d_plane = p.hp * p.dy_rs;
+
+    // Phase 1: the existing output gradients' rows of (b, o), zero margins around them.
+    for (int r = lid; r < 3 * p.h; r += lsize) {
+        const int path = r / p.h;
+        if (!(p.paths & (1 << path))) {
+            continue;
+        }
+        const int row = r - path * p.h;
+        __global const real* src = path == 0 ? dh : (path == 1 ? dv : di);
+        __local real* dst = gs + path * g_plane + row * p.gs_rs;
+        for (int t = 0; t < p.gm; t++) {
+            dst[t] = (real)0;
+        }
+        for (int x0 = 0; x0 < p.w; x0 += VW) {
+            store_local(dst + p.gm + x0, load_seg(src, rep + row * p.w, x0, p.w, out_len),
+                        min(VW, p.w - x0));
+        }
+        for (int t = p.gm + p.w; t < p.gs_rs; t++) {
+            dst[t] = (real)0;
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    // Phase 2: dY rows (j, u) for the live kernels j < n of rep o, in shift_add_backward's
+    // order of terms.
+    __local const real* gh = gs + p.gm;
+    __local const real* gv = gs + g_plane + p.gm;
+    __local const real* gi = gs + 2 * g_plane + p.gm;
+    for (int r = lid; r < n * p.hp; r += lsize) {
+        const int j = r / p.hp;
+        const int u = r - j * p.hp;
+        const int c = channels[l0 + j];
+        __global const int* shift = pad_hv + c * 2 * G;
+        const int row = u - e;
+        const int row_ok = row >= 0 && row < p.h;
+        __local real* d_row = dys + j * d_plane + u * p.dy_rs;
+        for (int v0 = 0; v0 < p.wp; v0 += VW) {
+            vec acc = (vec)(real)0;
+            if ((p.paths & 1) && row_ok) {
+                for (int g = 0; g < G; g++) {
+                    acc += vload16(0, gh + row * p.gs_rs + v0 + shift[g]);
+                }
+            }
+            if (p.paths & 2) {
+                for (int g = 0; g < G; g++) {
+                    const int rr = u + shift[G + g];
+                    if (rr >= 0 && rr < p.h) {
+                        acc += vload16(0, gv + rr * p.gs_rs + v0 - e);
+                    }
+                }
+            }
+            if ((p.paths & 4) && row_ok) {
+                for (int g = 0; g < G; g++) {
+                    if (idx_identit[o * G + g] == c) {
+                        acc += vload16(0, gi + row * p.gs_rs + v0 - e);
+                    }
+                }
+            }
+            store_local(d_row + v0, acc, min(VW, p.wp - v0));
+        }
+        for (int t = p.wp; t < p.dy_rs; t++) {
+            d_row[t] = (real)0;
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    // Phase 3a: dx rows y0 .. y0 + RB - 1 of (b, o), as bank_conv_data_grad (j runs downwards
+    // so that every dx row adds its terms with l outer, then ky ascending, then kx).
+    const int pad = K - 1;
+    const int rblocks = (p.h + RB - 1) / RB;
+    for (int item = lid; p.need_dx && item < rblocks; item += lsize) {
+        const int y0 = item * RB;
+        const int rows = min(RB, p.h - y0);
+        __global real* restrict dx_rows = dx + (bo * p.h + y0) * p.w;
+        for (int x0 = 0; x0 < p.w; x0 += VW) {
+            vec acc[RB];
+#pragma unroll
+            for (int q = 0; q < RB; q++) {
+                acc[q] = (vec)(real)0;
+            }
+            for (int jl = 0; jl < n; jl++) {
+                __global const real* wk = w + channels[l0 + jl] * K * K;
+                __local const real* plane = dys + jl * d_plane;
+#pragma unroll
+                for (int j = RB + K - 2; j >= 0; j--) {
+                    if (y0 + j >= p.hp) {
+                        continue;
+                    }
+                    __local const real* src = plane + (y0 + j) * p.dy_rs + x0 + pad;
+#pragma unroll
+                    for (int kx = 0; kx < K; kx++) {
+                        const vec ds = vload16(0, src - kx);
+#pragma unroll
+                        for (int q = 0; q < RB; q++) {
+                            if (q + pad - j >= 0 && q + pad - j < K) {
+                                acc[q] += wk[(q + pad - j) * K + kx] * ds;
+                            }
+                        }
+                    }
+                }
+            }
+            const int cols = min(VW, p.w - x0);
+#pragma unroll
+            for (int q = 0; q < RB; q++) {
+                if (q < rows) {
+                    store_seg(dx_rows + q * p.w + x0, acc[q], cols);
+                }
+            }
+        }
+    }
+
+    // Phase 3b: this image's part of dw[channels[l0 + j], 0, ky, 0..K-1], a work-item per
+    // (j, ky), as bank_conv_weight_grad: x masked to its W columns, so the lanes past the row
+    // add zeros (dY there is finite: the staged margins are zeros).
+    const int x_len = p.batch * p.reps * p.h * p.w;
+    for (int item = lid; p.need_dw && item < n * K; item += lsize) {
+        const int j = item / K;
+        const int ky = item - j * K;
+        vec acc[K];
+#pragma unroll
+        for (int kx = 0; kx < K; kx++) {
+            acc[kx] = (vec)(real)0;
+        }
+        __local const real* plane = dys + j * d_plane;
+        for (int row = 0; row < p.h; row++) {
+            const int xb = rep + row * p.w;
+            // Row row + pad - ky of dY; tap kx reads it from column pad - kx.
+            __local const real* db = plane + (row + pad - ky) * p.dy_rs + pad;
+            for (int x0 = 0; x0 < p.w; x0 += VW) {
+                const vec xs = load_seg(x, xb, x0, p.w, x_len);
+#pragma unroll
+                for (int kx = 0; kx < K; kx++) {
+                    acc[kx] += xs * vload16(0, db - kx + x0);
+                }
+            }
+        }
+        __global real* out = dw_part + ((b * p.live + l0 + j) * K + ky) * K;
+#pragma unroll
+        for (int kx = 0; kx < K; kx++) {
+            out[kx] = lane_sum(acc[kx]);
+        }
+    }
+}
+
+// dw[channels[l], 0, t / K, t % K] = sum over b (in order) of dw_part[(b*L + l)*K*K + t]:
+// a work-item per (l, t).
+__kernel void sw_fused_dw_sum(__global const real* restrict dw_part,
+                              __global const int* restrict channels, __global real* restrict dw,
+                              const int batch, const int live) {
+    const int id = (int)get_global_id(0);
+    if (id >= live * K * K) {
+        return;
+    }
+    const int l = id / (K * K);
+    const int t = id - l * (K * K);
+    real s = (real)0;
+    for (int b = 0; b < batch; b++) {
+        s += dw_part[(b * live + l) * K * K + t];
+    }
+    dw[channels[l] * K * K + t] = s;
+}
