@@ -262,8 +262,8 @@ fn sync_bn_two_processes_match_one_on_opencl() {
 }
 
 /// Without --sync-bn each process normalises with its shard's statistics: the run completes,
-/// reports its accuracy (rank 0 alone prints), and two identical runs write the same
-/// checkpoint: every array bit for bit, and the same metrics but for the wall-clock fields.
+/// reports its accuracy (rank 0 alone prints), and two identical runs write byte-identical
+/// checkpoints (and every array bit for bit, the metrics but for the wall-clock fields).
 #[test]
 fn runs_without_sync_bn_complete_and_repeat_exactly() {
     if !ready("distributed training without --sync-bn") {
@@ -283,6 +283,12 @@ fn runs_without_sync_bn_complete_and_repeat_exactly() {
         assert!(err.contains("distributed: 2 processes"), "{err}");
         assert!(err.contains("done: test accuracy"), "{err}");
     }
+    // The same bytes (the checkpoint holds no wall-clock values or times).
+    let bytes = |d: &Path| std::fs::read(d.join("checkpoint.npz")).unwrap();
+    assert!(
+        bytes(&dirs[0]) == bytes(&dirs[1]),
+        "the checkpoints differ in bytes"
+    );
     let h = history(&dirs[0]);
     assert!(h[0].test_acc > 0.15, "{h:?}");
     // The test metrics came from the processes' shards, each evaluated with rank 0's state:

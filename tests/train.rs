@@ -400,9 +400,21 @@ fn sparse_run_resumes_exactly(
     .unwrap();
     let resumed = train(job(&part_dir, resume(None), &device, None)).unwrap();
     assert_eq!(strip(&resumed.history), strip(&full.history));
+    // The first epoch's times came back from metrics.jsonl (the checkpoint has none).
+    assert!(
+        resumed.history[0].epoch_seconds > 0.0,
+        "{:?}",
+        resumed.history
+    );
     let (a, b) = (
         full_dir.join("checkpoint.npz"),
         part_dir.join("checkpoint.npz"),
+    );
+    // The interrupted and resumed run writes the uninterrupted run's checkpoint, byte for
+    // byte (no wall-clock fields or member times in it).
+    assert!(
+        std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+        "the checkpoints differ in bytes"
     );
     let (sa, sb) = (load_checkpoint(&a).unwrap(), load_checkpoint(&b).unwrap());
     for name in sa.names().filter(|n| !n.starts_with("meta.")) {

@@ -8,6 +8,11 @@
 //! epoch count is non-negative and agrees with the metric lines, which are numbered 1, 2, ...
 //! and do not outnumber the configured epochs. Writing one refuses non-finite values, so a
 //! checkpoint never holds a NaN weight or a NaN loss serialised as `null`.
+//!
+//! The metrics stored in a checkpoint leave out the wall-clock fields (images/s, seconds;
+//! zero there), and the archive's members carry a fixed time, so that a run repeated from the
+//! same command line writes the same checkpoint byte for byte. `--resume` takes the earlier
+//! epochs' times back from `metrics.jsonl` ([`super::metrics::restore_timing`]).
 
 use super::config::RunConfig;
 use super::metrics::EpochMetrics;
@@ -142,7 +147,10 @@ pub fn save_checkpoint(
     sd.insert_int("meta.epoch".into(), &[1], vec![history.len() as i32]);
     let cfg = bytes_entry(&config.to_json());
     sd.insert_int("meta.config_json".into(), &[cfg.len()], cfg);
-    let m = bytes_entry(&serde_json::to_string(history).expect("finite metrics serialise"));
+    // Without the wall-clock fields (they are in metrics.jsonl): the same run writes the same
+    // checkpoint, byte for byte.
+    let untimed: Vec<EpochMetrics> = history.iter().map(EpochMetrics::without_timing).collect();
+    let m = bytes_entry(&serde_json::to_string(&untimed).expect("finite metrics serialise"));
     sd.insert_int("meta.metrics_json".into(), &[m.len()], m);
     sd.save(path)
 }
@@ -207,9 +215,11 @@ mod tests {
         let history = vec![metrics(1, 2.0)];
         save_checkpoint(&path, &model, &optim, &cfg, &history).unwrap();
         let meta = read_meta(&load_checkpoint(&path).unwrap(), &path).unwrap();
+        // Everything but the wall-clock fields, which stay in metrics.jsonl.
+        let untimed: Vec<EpochMetrics> = history.iter().map(|m| m.without_timing()).collect();
         assert_eq!(
             (meta.epoch, meta.config, meta.history),
-            (1, cfg.clone(), history)
+            (1, cfg.clone(), untimed)
         );
         std::fs::remove_file(&path).unwrap();
 

@@ -22,6 +22,32 @@ pub struct EpochMetrics {
     pub densities: Vec<f64>,
 }
 
+/// `history` (from a checkpoint, without wall-clock fields) with each epoch's images/s and
+/// seconds taken from the line of `metrics.jsonl` that holds the same metrics otherwise; an
+/// epoch without such a line (the file missing, edited or from another run) keeps zeros.
+pub fn restore_timing(
+    mut history: Vec<EpochMetrics>,
+    jsonl: &std::path::Path,
+) -> Vec<EpochMetrics> {
+    let Ok(text) = std::fs::read_to_string(jsonl) else {
+        return history;
+    };
+    let lines: Vec<EpochMetrics> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for m in &mut history {
+        if let Some(line) = lines
+            .iter()
+            .find(|l| l.without_timing() == m.without_timing())
+        {
+            m.train_images_per_s = line.train_images_per_s;
+            m.epoch_seconds = line.epoch_seconds;
+        }
+    }
+    history
+}
+
 impl EpochMetrics {
     /// The same metrics with the timing fields zeroed, for comparing runs.
     pub fn without_timing(&self) -> EpochMetrics {

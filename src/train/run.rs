@@ -84,7 +84,7 @@ impl Run {
             config,
             model,
             optim,
-            history: meta.history,
+            history: super::metrics::restore_timing(meta.history, &out.join(super::METRICS)),
         })
     }
 }

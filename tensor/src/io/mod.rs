@@ -280,8 +280,12 @@ impl NpzWriter {
             .npz
             .as_mut()
             .ok_or_else(|| Error::file(&tmp, "archive already finished"))?;
+        // A fixed member time (the zip epoch, 1980-01-01) rather than the clock's: the same
+        // arrays give the same archive, byte for byte.
+        let options = npyz::zip::write::FileOptions::default()
+            .last_modified_time(npyz::zip::DateTime::default());
         let mut w = npz
-            .array::<S>(name, Default::default())
+            .array::<S>(name, options)
             .map_err(io)?
             .default_dtype()
             .shape(&dims)
