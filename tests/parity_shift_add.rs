@@ -321,3 +321,70 @@ fn gradcheck_suite_cases_pass_on_the_device() {
         assert!(report.passed(), "{}: {report:?}", case.config);
     }
 }
+
+/// The GPU-shaped kernels (an element per work-item; `ops::device::gpu_shaped`, forced here
+/// with `with_gpu_shaped`) against the row and plane kernels, on the device: outputs and `dY`
+/// bit for bit, dense and sparse (the sparse `Y` holds the live channels only), every subset
+/// of paths in the backward. Made to fail by reading the vertical path's column without the
+/// margin (`col` for `col + e`).
+#[test]
+fn gpu_shaped_variants_equal_the_row_kernels() {
+    use shiftgrad::ops::device::with_gpu_shaped;
+    let Some(dev) = device() else { return };
+    for (n, &(big, small)) in GEOMETRIES.iter().enumerate() {
+        let seed = 300 + n as u64;
+        let t = tables(big, small, 3, 4, seed);
+        let nk = t.nk();
+        let mask: Vec<bool> = (0..3 * nk).map(|i| (i * 7 + n) % 3 != 0).collect();
+        let live = Rc::new(LiveChannels::from_mask(3, nk, &mask).unwrap());
+        for sparse in [false, true] {
+            let channels = if sparse { live.len() } else { 3 * nk };
+            let e = t.extra();
+            let y: Tensor<f32> = init::normal(
+                [2, channels, 9 + 2 * e, 21 + 2 * e],
+                0.0,
+                1.0,
+                &mut init::rng(seed + 1),
+            );
+            for paths in 1u32..8 {
+                let run = |gpu: bool| {
+                    with_gpu_shaped(gpu, || {
+                        let yv = Var::leaf(y.to_device(&dev).unwrap(), true);
+                        let (h, v, i) = match sparse {
+                            false => shift_add(&yv, &t).unwrap(),
+                            true => shift_add_sparse(&yv, &t, &live).unwrap(),
+                        };
+                        let outs: Vec<Vec<f32>> = [&h, &v, &i]
+                            .iter()
+                            .map(|o| o.value().to_vec().unwrap())
+                            .collect();
+                        let terms: Vec<Var<f32>> = [h, v, i]
+                            .iter()
+                            .enumerate()
+                            .filter(|(p, _)| paths & (1 << p) != 0)
+                            .map(|(p, out)| {
+                                let g: Tensor<f32> = init::normal(
+                                    out.shape(),
+                                    0.0,
+                                    1.0,
+                                    &mut init::rng(seed + 10 + p as u64),
+                                );
+                                let g = Var::constant(g.to_device(&dev).unwrap());
+                                sum(&mul(out, &g).unwrap()).unwrap()
+                            })
+                            .collect();
+                        let refs: Vec<&Var<f32>> = terms.iter().collect();
+                        add_n(&refs).unwrap().backward().unwrap();
+                        let dy = yv.grad().as_ref().unwrap().to_vec().unwrap();
+                        (outs, dy)
+                    })
+                };
+                let (rows, items) = (run(false), run(true));
+                let what = format!("M{big} k{small} sparse {sparse} paths {paths:03b}");
+                assert!(rows.1.iter().all(|v| v.is_finite()), "{what}");
+                assert_eq!(rows.0, items.0, "outputs, {what}");
+                assert_eq!(rows.1, items.1, "dY, {what}");
+            }
+        }
+    }
+}

@@ -30,6 +30,9 @@ pub struct DeviceInfo {
     pub fp64: bool,
     /// The OpenCL version the device reports, "MAJOR.MINOR".
     pub opencl_version: String,
+    /// Whether CL_DEVICE_TYPE includes CL_DEVICE_TYPE_GPU: the kernels that have a GPU-shaped
+    /// variant use it (`shiftgrad_ops::device::gpu_shaped`).
+    pub gpu: bool,
 }
 
 impl DeviceInfo {

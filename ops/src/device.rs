@@ -99,3 +99,28 @@ pub fn u32_arg(op: &'static str, n: usize) -> Result<Arg<'static>> {
 pub fn round_up(n: usize, m: usize) -> usize {
     n.div_ceil(m) * m
 }
+
+/// Set (to anything) to run the GPU-shaped kernel variants (one work-item per output element)
+/// on any device: on PoCL, to test them (`tests/parity_shift_add.rs` compares both forms).
+pub const GPU_KERNELS_ENV: &str = "SHIFTGRAD_GPU_KERNELS";
+
+thread_local! {
+    static GPU_SHAPED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether the kernels that have a GPU-shaped variant use it on `ctx`: a thread's
+/// [`with_gpu_shaped`] choice, else a GPU device or [`GPU_KERNELS_ENV`] set.
+pub fn gpu_shaped(ctx: &Context) -> bool {
+    GPU_SHAPED
+        .with(|g| g.get())
+        .unwrap_or_else(|| ctx.info().gpu || std::env::var_os(GPU_KERNELS_ENV).is_some())
+}
+
+/// Runs `f` with the GPU-shaped variants forced on or off on this thread (tests compare the
+/// two forms in one process this way).
+pub fn with_gpu_shaped<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    let before = GPU_SHAPED.with(|g| g.replace(Some(on)));
+    let r = f();
+    GPU_SHAPED.with(|g| g.set(before));
+    r
+}

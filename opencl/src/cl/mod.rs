@@ -116,6 +116,9 @@ pub(crate) fn describe(
     let R::Version(version) = query(Info::Version)? else {
         return Err(unexpected("Version"));
     };
+    let R::Type(kind) = query(Info::Type)? else {
+        return Err(unexpected("Type"));
+    };
     Ok(DeviceInfo {
         platform,
         platform_name: platform_name.trim().to_string(),
@@ -128,6 +131,7 @@ pub(crate) fn describe(
         local_mem_bytes,
         fp64: extensions.split_whitespace().any(|x| x == "cl_khr_fp64"),
         opencl_version: version.to_string(),
+        gpu: kind.contains(core::DeviceType::GPU),
     })
 }
 

@@ -27,7 +27,7 @@
 
 use super::cpu::Dims;
 use super::{LiveChannels, ShiftTables};
-use crate::device::{buf, dev_err, launch, output, round_up, vector_program, zeros};
+use crate::device::{buf, dev_err, gpu_shaped, launch, output, round_up, vector_program, zeros};
 use shiftgrad_tensor::opencl::{Arg, Buffer, Context, KernelParams, Program};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
 use std::cell::RefCell;
@@ -41,6 +41,9 @@ const OP: &str = "shift_add";
 /// size follows the shapes, so every new shape would pay a compilation (seconds over a
 /// proptest run). 16 was as fast as any size tried on PoCL (4 and 64: 5-25 % slower).
 const ROWS_PER_GROUP: usize = 16;
+
+/// Work-items per work-group of the GPU-shaped (element per work-item) kernels.
+const ITEMS_PER_GROUP: usize = 64;
 
 /// Sizes of one application, mirrored by `ShiftParams` in `shift_add.cl`.
 #[repr(C)]
@@ -220,13 +223,21 @@ pub fn forward<T: Real>(
     );
     // Without live channels the kernel reads none of the three arrays: placeholders.
     let placeholder = || dev.pad_hv.arg();
-    let rows = d.batch * d.reps * d.h;
+    // A row per work-item (CPU devices), or an element per work-item (GPU-shaped).
+    let (kernel, items, group) = match gpu_shaped(ctx) {
+        false => ("shift_add_forward", d.batch * d.reps * d.h, ROWS_PER_GROUP),
+        true => (
+            "shift_add_forward_items",
+            d.batch * d.reps * d.h * d.w,
+            ITEMS_PER_GROUP,
+        ),
+    };
     launch(
         ctx,
         &prog,
-        "shift_add_forward",
-        [round_up(rows, ROWS_PER_GROUP)],
-        Some([ROWS_PER_GROUP]),
+        kernel,
+        [round_up(items, group)],
+        Some([group]),
         &[
             buf(y),
             dev.pad_hv.arg(),
@@ -270,13 +281,21 @@ pub fn backward<T: Real>(
         .fold(0u32, |m, (i, _)| m | (1 << i));
     // An absent path's argument is a placeholder the kernel does not read.
     let [dh, dv, di] = grads.map(|g| buf(g.unwrap_or(any)));
-    let planes = d.batch * d.channels();
+    // A plane per work-item (CPU devices), or an element per work-item (GPU-shaped).
+    let (kernel, items, group) = match gpu_shaped(ctx) {
+        false => ("shift_add_backward", d.batch * d.channels(), ROWS_PER_GROUP),
+        true => (
+            "shift_add_backward_items",
+            d.batch * d.channels() * d.hp() * d.wp(),
+            ITEMS_PER_GROUP,
+        ),
+    };
     launch(
         ctx,
         &prog,
-        "shift_add_backward",
-        [round_up(planes, ROWS_PER_GROUP)],
-        Some([ROWS_PER_GROUP]),
+        kernel,
+        [round_up(items, group)],
+        Some([group]),
         &[
             dh,
             dv,

@@ -186,3 +186,121 @@ __kernel void shift_add_backward(__global const real* restrict dh,
         }
     }
 }
+
+// GPU-shaped variants (selected by `device::gpu_shaped`: a GPU device, or
+// SHIFTGRAD_GPU_KERNELS set): one work-item per output element, so that neighbouring
+// work-items read and write neighbouring addresses (coalesced), instead of a row or a plane
+// per work-item in 16-lane vectors (the form a CPU device vectorises). Each element adds the
+// same terms in the same order as one lane of the row kernels, an out-of-map term as +0 as
+// the vector select gives it, so the two forms agree bit for bit (tests/parity_shift_add.rs).
+
+// The element at (row, col) of the plane at buf[base] of n_rows x n_cols, or 0 outside it.
+INLINE real at_or_zero(__global const real* buf, int base, int row, int col, int n_rows,
+                       int n_cols) {
+    return (row >= 0 && row < n_rows && col >= 0 && col < n_cols) ? buf[base + row * n_cols + col]
+                                                                 : (real)0;
+}
+
+// shift_add_forward, work-item id = ((b*R + o)*H + y)*W + x.
+__kernel void shift_add_forward_items(__global const real* restrict y,
+                                      __global const int* restrict pad_hv,
+                                      __global const int* restrict idx_identit,
+                                      __global const int* restrict channels,
+                                      __global const int* restrict rep_start,
+                                      __global const int* restrict compact,
+                                      __global real* restrict hout, __global real* restrict vout,
+                                      __global real* restrict iout, const ShiftParams p) {
+    if (get_global_id(0) >= (size_t)(p.batch * p.reps * p.h * p.w)) {
+        return;
+    }
+    const int id = (int)get_global_id(0);
+    const int col = id % p.w;
+    const int t = id / p.w;
+    const int row = t % p.h;
+    const int bo = t / p.h;
+    const int b = bo / p.reps;
+    const int o = bo - b * p.reps;
+    const int G = p.groups;
+    const int e = p.extra;
+    const int plane = p.hp * p.wp;
+    const int y_b = b * p.live * plane;
+    const int l0 = p.sparse ? rep_start[o] : o * p.nk;
+    const int l1 = p.sparse ? rep_start[o + 1] : (o + 1) * p.nk;
+    real h = (real)0;
+    real v = (real)0;
+    real i = (real)0;
+    for (int l = l0; l < l1; l++) {
+        const int c = p.sparse ? channels[l] : l;
+        const int y_c = y_b + l * plane;
+        __global const int* shift = pad_hv + c * 2 * G;
+        for (int g = 0; g < G; g++) {
+            h += at_or_zero(y, y_c, row + e, col - shift[g], p.hp, p.wp);
+            const int r = row - shift[G + g];
+            if (r >= 0 && r < p.hp) {
+                v += at_or_zero(y, y_c, r, col + e, p.hp, p.wp);
+            }
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        const int c = idx_identit[o * G + g];
+        const int l = p.sparse ? compact[c] : c;
+        if (l >= 0) {
+            i += at_or_zero(y, y_b + l * plane, row + e, col + e, p.hp, p.wp);
+        }
+    }
+    hout[id] = h;
+    vout[id] = v;
+    iout[id] = i;
+}
+
+// shift_add_backward, work-item id = ((b*L + l)*Hp + u)*Wp + v.
+__kernel void shift_add_backward_items(__global const real* restrict dh,
+                                       __global const real* restrict dv,
+                                       __global const real* restrict di,
+                                       __global const int* restrict pad_hv,
+                                       __global const int* restrict idx_identit,
+                                       __global const int* restrict channels,
+                                       __global real* restrict dy, const ShiftParams p,
+                                       const uint paths) {
+    const int L = p.live;
+    if (get_global_id(0) >= (size_t)(p.batch * L * p.hp * p.wp)) {
+        return;
+    }
+    const int id = (int)get_global_id(0);
+    const int col = id % p.wp;
+    const int t = id / p.wp;
+    const int u = t % p.hp;
+    const int bl = t / p.hp;
+    const int b = bl / L;
+    const int l = bl - b * L;
+    const int c = p.sparse ? channels[l] : l;
+    const int o = c / p.nk;
+    const int e = p.extra;
+    const int G = p.groups;
+    const int rep = (b * p.reps + o) * p.h * p.w;
+    __global const int* shift = pad_hv + c * 2 * G;
+    const int row = u - e;
+    const int row_ok = row >= 0 && row < p.h;
+    real acc = (real)0;
+    if ((paths & 1u) && row_ok) {
+        for (int g = 0; g < G; g++) {
+            acc += at_or_zero(dh, rep, row, col + shift[g], p.h, p.w);
+        }
+    }
+    if (paths & 2u) {
+        for (int g = 0; g < G; g++) {
+            const int r = u + shift[G + g];
+            if (r >= 0 && r < p.h) {
+                acc += at_or_zero(dv, rep, r, col - e, p.h, p.w);
+            }
+        }
+    }
+    if ((paths & 4u) && row_ok) {
+        for (int g = 0; g < G; g++) {
+            if (idx_identit[o * G + g] == c) {
+                acc += at_or_zero(di, rep, row, col - e, p.h, p.w);
+            }
+        }
+    }
+    dy[id] = acc;
+}
