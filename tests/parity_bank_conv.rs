@@ -100,3 +100,66 @@ fn gradcheck_suite_cases_pass_on_the_device() {
         assert!(r.passed(), "{} on the device: {r:?}", case.config);
     }
 }
+
+/// The GPU-shaped kernels (`ops::device::gpu_shaped`, forced with `with_gpu_shaped`) against
+/// the row-blocked ones on the device: `Y` and `dx` bit for bit; the weight gradient, summed
+/// by a work-group tree rather than one vector sum, to rounding (relative to its largest
+/// value; measured 2.9e-7, tolerance 1e-6). Made to fail by reading the forward's input one
+/// column off (`v + kx - pad + 1`).
+#[test]
+fn gpu_shaped_variants_match_the_row_kernels() {
+    use shiftgrad::ops::device::with_gpu_shaped;
+    use shiftgrad::ops::Var;
+    let Some(dev) = opencl_device() else { return };
+    let mut worst: f64 = 0.0;
+    for (i, &(reps, nk, k, b, h, w)) in [
+        (2, 3, 3, 2, 5, 7),
+        (3, 4, 5, 1, 3, 2),
+        (2, 2, 1, 2, 4, 4),
+        (25, 5, 3, 2, 28, 28),
+        (6, 11, 5, 2, 19, 23),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 120 + i as u64;
+        for (m, mask) in masks(reps * nk, seed).iter().enumerate() {
+            let live = Rc::new(LiveChannels::from_mask(reps, nk, mask).unwrap());
+            let x = init::normal::<f32>([b, reps, h, w], 0.0, 1.0, &mut init::rng(seed));
+            let wt = init::normal::<f32>([reps * nk, 1, k, k], 0.0, 0.3, &mut init::rng(seed + 1));
+            let run = |gpu: bool| {
+                with_gpu_shaped(gpu, || {
+                    let xv = Var::param(x.to_device(&dev).unwrap());
+                    let wv = Var::param(wt.to_device(&dev).unwrap());
+                    let y = bank_conv(&xv, &wv, &live).unwrap();
+                    let g = init::normal::<f32>(y.shape(), 0.0, 1.0, &mut init::rng(seed + 2));
+                    y.backward_with(g.to_device(&dev).unwrap()).unwrap();
+                    let host = |t: &Tensor<f32>| t.to_vec().unwrap();
+                    let out = (
+                        host(&y.value()),
+                        host(xv.grad().as_ref().unwrap()),
+                        host(wv.grad().as_ref().unwrap()),
+                    );
+                    out
+                })
+            };
+            let (rows, items) = (run(false), run(true));
+            let what = format!("case {i} mask {m}");
+            assert!(rows.0.iter().all(|v| v.is_finite()), "{what}");
+            assert_eq!(rows.0, items.0, "Y, {what}");
+            assert_eq!(rows.1, items.1, "dx, {what}");
+            let scale = rows.2.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-30);
+            for (a, r) in items.2.iter().zip(&rows.2) {
+                let d = ((a - r).abs() / scale) as f64;
+                let d = if d.is_finite() { d } else { f64::INFINITY };
+                worst = worst.max(d);
+                assert!(
+                    *r != 0.0 || *a == 0.0,
+                    "{what}: a pruned kernel's gradient {a}"
+                );
+            }
+        }
+    }
+    eprintln!("weight gradient, GPU-shaped against row kernels: {worst:e}");
+    assert!(worst <= 1e-6, "weight gradient differs by {worst:e}");
+}

@@ -181,3 +181,129 @@ __kernel void bank_conv_weight_grad(__global const real* restrict dy,
         dw[(c * k + ky) * k + kx] = lane_sum(acc[kx]);
     }
 }
+
+// GPU-shaped variants (selected by `device::gpu_shaped`): an element per work-item for the
+// forward and the data gradient, adding each element's terms in the order of one lane of the
+// row kernels above (ky, then kx; an input column outside the map as a product with zero,
+// as the vector select gives it), so the two forms agree bit for bit; and for the weight
+// gradient a work-group of WG_DW work-items per (kernel, ky), each summing a strided share of
+// the (image, row, column) positions, then a fixed-order tree in local memory (the sums are
+// grouped differently from bank_conv_weight_grad: they agree to rounding).
+
+// Y[b, l, u, v], work-item ((b*L + l)*Hp + u)*Wp + v.
+__kernel void bank_conv_forward_items(__global const real* restrict x,
+                                      __global const real* restrict w,
+                                      __global const int* restrict channels,
+                                      __global real* restrict y, const BankParams p) {
+    if (get_global_id(0) >= (size_t)(p.batch * p.live * p.hp * p.wp)) {
+        return;
+    }
+    const int id = (int)get_global_id(0);
+    const int v = id % p.wp;
+    const int t = id / p.wp;
+    const int u = t % p.hp;
+    const int bl = t / p.hp;
+    const int b = bl / p.live;
+    const int l = bl - b * p.live;
+    const int c = channels[l];
+    const int o = c / p.nk;
+    const int pad = K - 1;
+    const int x_plane = (b * p.reps + o) * p.h * p.w;
+    real acc = (real)0;
+    for (int ky = 0; ky < K; ky++) {
+        const int iy = u - pad + ky;
+        if (iy < 0 || iy >= p.h) {
+            continue;
+        }
+        for (int kx = 0; kx < K; kx++) {
+            const int ix = v + kx - pad;
+            const real xv = (ix >= 0 && ix < p.w) ? x[x_plane + iy * p.w + ix] : (real)0;
+            acc += w[c * K * K + ky * K + kx] * xv;
+        }
+    }
+    y[id] = acc;
+}
+
+// dx[b, o, y, x], work-item ((b*R + o)*H + y)*W + x.
+__kernel void bank_conv_data_grad_items(__global const real* restrict dy,
+                                        __global const real* restrict w,
+                                        __global const int* restrict channels,
+                                        __global const int* restrict rep_start,
+                                        __global real* restrict dx, const BankParams p) {
+    if (get_global_id(0) >= (size_t)(p.batch * p.reps * p.h * p.w)) {
+        return;
+    }
+    const int id = (int)get_global_id(0);
+    const int col = id % p.w;
+    const int t = id / p.w;
+    const int row = t % p.h;
+    const int bo = t / p.h;
+    const int b = bo / p.reps;
+    const int o = bo - b * p.reps;
+    const int pad = K - 1;
+    real acc = (real)0;
+    for (int l = rep_start[o]; l < rep_start[o + 1]; l++) {
+        __global const real* wk = w + channels[l] * K * K;
+        __global const real* plane = dy + (b * p.live + l) * p.hp * p.wp;
+        for (int ky = 0; ky < K; ky++) {
+            for (int kx = 0; kx < K; kx++) {
+                acc += wk[ky * K + kx] * plane[(row + pad - ky) * p.wp + col + pad - kx];
+            }
+        }
+    }
+    dx[id] = acc;
+}
+
+#define WG_DW 64
+
+// dw[channels[l], 0, ky, 0..K-1], one work-group per (l, ky): item lid sums positions
+// lid, lid + WG_DW, ... of the (b, row, col) range for the K taps of the row, then the K
+// partial sums go through a fixed-order tree (halving strides).
+__kernel __attribute__((reqd_work_group_size(WG_DW, 1, 1)))
+void bank_conv_weight_grad_items(__global const real* restrict dy,
+                                 __global const real* restrict x,
+                                 __global const int* restrict channels,
+                                 __global real* restrict dw, __local real* part,
+                                 const BankParams p) {
+    const int g = (int)get_group_id(0);
+    const int lid = (int)get_local_id(0);
+    const int l = g / K;
+    const int ky = g - l * K;
+    const int c = channels[l];
+    const int o = c / p.nk;
+    const int pad = K - 1;
+    const int n = p.batch * p.h * p.w;
+    real acc[K];
+    for (int kx = 0; kx < K; kx++) {
+        acc[kx] = (real)0;
+    }
+    for (int q = lid; q < n; q += WG_DW) {
+        const int col = q % p.w;
+        const int t = q / p.w;
+        const int row = t % p.h;
+        const int b = t / p.h;
+        const real xv = x[((b * p.reps + o) * p.h + row) * p.w + col];
+        __global const real* d =
+            dy + ((b * p.live + l) * p.hp + row + pad - ky) * p.wp + col + pad;
+        for (int kx = 0; kx < K; kx++) {
+            acc[kx] += xv * d[-kx];
+        }
+    }
+    for (int kx = 0; kx < K; kx++) {
+        part[kx * WG_DW + lid] = acc[kx];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = WG_DW / 2; s > 0; s /= 2) {
+        if (lid < s) {
+            for (int kx = 0; kx < K; kx++) {
+                part[kx * WG_DW + lid] += part[kx * WG_DW + lid + s];
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) {
+        for (int kx = 0; kx < K; kx++) {
+            dw[(c * K + ky) * K + kx] = part[kx * WG_DW];
+        }
+    }
+}

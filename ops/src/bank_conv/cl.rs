@@ -3,7 +3,7 @@
 //! [`LiveChannels`] object and cached, like the shift-add's tables (the same cache).
 
 use super::Dims;
-use crate::device::{buf, launch, output, round_up, vector_program, zeros};
+use crate::device::{buf, gpu_shaped, launch, output, round_up, vector_program, zeros};
 use crate::shift_add::{device_live, LiveChannels};
 use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
@@ -18,6 +18,12 @@ const OP: &str = "bank_conv";
 
 /// Work-items per work-group (fixed, so that PoCL compiles each kernel once).
 const GROUP: usize = 16;
+
+/// Work-items per work-group of the GPU-shaped element-per-work-item kernels.
+const ITEMS_GROUP: usize = 64;
+
+/// Work-items per work-group of the GPU-shaped weight gradient (`WG_DW` in the source).
+const WEIGHT_GROUP: usize = 64;
 
 /// Output rows per work-item of the forward and the data gradient (`RB` in the source): each
 /// loaded row segment feeds up to k of them.
@@ -103,12 +109,21 @@ pub fn forward<T: Real>(
     let params = Params::new(d)?;
     let prog = bank_program::<T>(ctx, d.k)?;
     let dl = device_live(ctx, &prog, live)?;
+    // RB rows per work-item (CPU devices), or an element per work-item (GPU-shaped).
+    let (kernel, items, group) = match gpu_shaped(ctx) {
+        false => ("bank_conv_forward", rows, GROUP),
+        true => (
+            "bank_conv_forward_items",
+            d.batch * d.live * d.hp() * d.wp(),
+            ITEMS_GROUP,
+        ),
+    };
     launch(
         ctx,
         &prog,
-        "bank_conv_forward",
-        [round_up(rows, GROUP)],
-        Some([GROUP]),
+        kernel,
+        [round_up(items, group)],
+        Some([group]),
         &[
             buf(x),
             buf(w),
@@ -137,12 +152,20 @@ pub fn data_grad<T: Real>(
     let params = Params::new(d)?;
     let prog = bank_program::<T>(ctx, d.k)?;
     let dl = device_live(ctx, &prog, live)?;
+    let (kernel, items, group) = match gpu_shaped(ctx) {
+        false => ("bank_conv_data_grad", rows, GROUP),
+        true => (
+            "bank_conv_data_grad_items",
+            d.batch * d.reps * d.h * d.w,
+            ITEMS_GROUP,
+        ),
+    };
     launch(
         ctx,
         &prog,
-        "bank_conv_data_grad",
-        [round_up(rows, GROUP)],
-        Some([GROUP]),
+        kernel,
+        [round_up(items, group)],
+        Some([group]),
         &[
             buf(dy),
             buf(w),
@@ -171,6 +194,27 @@ pub fn weight_grad<T: Real>(
     let params = Params::new(d)?;
     let prog = bank_program::<T>(ctx, d.k)?;
     let dl = device_live(ctx, &prog, live)?;
+    if gpu_shaped(ctx) {
+        // A work-group of WG_DW per (kernel, ky), reducing in local memory.
+        launch(
+            ctx,
+            &prog,
+            "bank_conv_weight_grad_items",
+            [items * WEIGHT_GROUP],
+            Some([WEIGHT_GROUP]),
+            &[
+                buf(dy),
+                buf(x),
+                dl.channels.arg(),
+                buf(&dw),
+                Arg::Local {
+                    bytes: d.k * WEIGHT_GROUP * std::mem::size_of::<T>(),
+                },
+                Arg::params(&params),
+            ],
+        )?;
+        return Ok(dw);
+    }
     launch(
         ctx,
         &prog,
