@@ -19,6 +19,9 @@
 //   bank_conv_weight_grad   work-item l*k + ky: dw[channels[l], 0, ky, 0..k], summed over
 //                           samples, rows and segments, lanes added in a fixed order; each
 //                           segment of x is loaded once for the k taps of the row.
+//
+// Their GPU-shaped forms (`*_items`, at the end; chosen by `device::gpu_shaped`) give a
+// work-item one element (forward, data gradient) or a work-group one (l, ky) (weight gradient).
 
 // load_seg, store_seg and lane_sum: see segments.cl, prepended to this source.
 

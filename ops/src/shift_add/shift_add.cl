@@ -40,8 +40,8 @@
 // that loop only when the kernel has no inner loops, so the vectors are written out by hand,
 // as in conv2d.cl. Earlier, a work-item owning 4, 8 or 16 columns with per-lane bounds tests
 // (scalar code) was 4-5x slower than a whole row per work-item. On a GPU, one work-item per
-// element would coalesce better; that is the variant to add if a GPU ever becomes the
-// training device. A whole plane per work-item in the backward (which has fewer terms per
+// element coalesces better: that form is at the end of this file (`*_items`, chosen by
+// `device::gpu_shaped`). A whole plane per work-item in the backward (which has fewer terms per
 // element than the forward, so per-work-item costs weigh more) took about 10 % less time than
 // a row per work-item (57-61 against 62-69 ms per step, alternated runs).
 
