@@ -50,3 +50,13 @@ INLINE real lane_sum(vec v) {
     const CAT(real, 2) c = b.lo + b.hi;
     return c.lo + c.hi;
 }
+
+// Element `id` of a row-major (n0, n1, rows, cols) array as its four indices
+// (i0, i1, row, col): the element-per-work-item kernels' decomposition of their id.
+INLINE int4 split_index(int id, int n1, int rows, int cols) {
+    const int col = id % cols;
+    const int t = id / cols;
+    const int row = t % rows;
+    const int plane = t / rows;
+    return (int4)(plane / n1, plane % n1, row, col);
+}

@@ -202,12 +202,8 @@ __kernel void bank_conv_forward_items(__global const real* restrict x,
         return;
     }
     const int id = (int)get_global_id(0);
-    const int v = id % p.wp;
-    const int t = id / p.wp;
-    const int u = t % p.hp;
-    const int bl = t / p.hp;
-    const int b = bl / p.live;
-    const int l = bl - b * p.live;
+    const int4 at = split_index(id, p.live, p.hp, p.wp);
+    const int b = at.x, l = at.y, u = at.z, v = at.w;
     const int c = channels[l];
     const int o = c / p.nk;
     const int pad = K - 1;
@@ -237,12 +233,8 @@ __kernel void bank_conv_data_grad_items(__global const real* restrict dy,
         return;
     }
     const int id = (int)get_global_id(0);
-    const int col = id % p.w;
-    const int t = id / p.w;
-    const int row = t % p.h;
-    const int bo = t / p.h;
-    const int b = bo / p.reps;
-    const int o = bo - b * p.reps;
+    const int4 at = split_index(id, p.reps, p.h, p.w);
+    const int b = at.x, o = at.y, row = at.z, col = at.w;
     const int pad = K - 1;
     real acc = (real)0;
     for (int l = rep_start[o]; l < rep_start[o + 1]; l++) {

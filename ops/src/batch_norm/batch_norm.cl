@@ -160,6 +160,26 @@ inline void two_sum_add(real* hi, real* lo, const real v) {
 
 #define ZERO_LANES {(real)0, (real)0, (real)0, (real)0, (real)0, (real)0, (real)0, (real)0}
 
+// The two passes of the training statistics of channel c, by the work-group's WG items
+// (every item must reach them: they end in barriers). CHANNEL_SUM: the compensated sum of x
+// into the pair (part[0], part_lo[0]); CHANNEL_SQUARE_DEVIATIONS: sum (x - m)^2 into part[0].
+#define CHANNEL_SUM(x, p, c, lid, part, part_lo)                                      \
+    {                                                                                 \
+        real hi[LANES] = ZERO_LANES, lo[LANES] = ZERO_LANES;                          \
+        CHANNEL_FOR(p, c, lid, two_sum_add(&hi[lane], &lo[lane], x[idx]));            \
+        LANES_PAIR_SUM(hi, lo);                                                       \
+        part[lid] = hi[0];                                                            \
+        part_lo[lid] = lo[0];                                                         \
+        TREE_PAIR_SUM(part, part_lo, lid);                                            \
+    }
+#define CHANNEL_SQUARE_DEVIATIONS(x, p, c, lid, m, part)                              \
+    {                                                                                 \
+        real sq[LANES] = ZERO_LANES;                                                  \
+        CHANNEL_FOR(p, c, lid, { const real d = x[idx] - (m); sq[lane] += d * d; });  \
+        part[lid] = lanes_sum(sq);                                                    \
+        TREE_SUM(part, lid);                                                          \
+    }
+
 // Training statistics of channel get_group_id(0): the mean, then the biased variance as the
 // mean squared deviation from it (two passes: no E[x^2] - E[x]^2 cancellation). Item 0 writes
 // mean and inv_std = 1 / sqrt(var + eps) and updates the running statistics in place.
@@ -171,19 +191,11 @@ void bn_train_stats(__global const real* x, __global real* mean, __global real* 
     const uint lid = get_local_id(0);
     const uint c = get_group_id(0);
 
-    real hi[LANES] = ZERO_LANES, lo[LANES] = ZERO_LANES;
-    CHANNEL_FOR(p, c, lid, two_sum_add(&hi[lane], &lo[lane], x[idx]));
-    LANES_PAIR_SUM(hi, lo);
-    part[lid] = hi[0];
-    part_lo[lid] = lo[0];
-    TREE_PAIR_SUM(part, part_lo, lid);
+    CHANNEL_SUM(x, p, c, lid, part, part_lo);
     const real m = (part[0] + part_lo[0]) / (real)p.count;
     barrier(CLK_LOCAL_MEM_FENCE);  // everyone has read part[0] before it is overwritten
 
-    real sq[LANES] = ZERO_LANES;
-    CHANNEL_FOR(p, c, lid, { const real d = x[idx] - m; sq[lane] += d * d; });
-    part[lid] = lanes_sum(sq);
-    TREE_SUM(part, lid);
+    CHANNEL_SQUARE_DEVIATIONS(x, p, c, lid, m, part);
     if (lid == 0) {
         const real var = part[0] / (real)p.count;
         mean[c] = m;
@@ -204,12 +216,7 @@ void bn_channel_sums(__global const real* x, __global real* sum_hi, __global rea
     __local real part_lo[WG];
     const uint lid = get_local_id(0);
     const uint c = get_group_id(0);
-    real hi[LANES] = ZERO_LANES, lo[LANES] = ZERO_LANES;
-    CHANNEL_FOR(p, c, lid, two_sum_add(&hi[lane], &lo[lane], x[idx]));
-    LANES_PAIR_SUM(hi, lo);
-    part[lid] = hi[0];
-    part_lo[lid] = lo[0];
-    TREE_PAIR_SUM(part, part_lo, lid);
+    CHANNEL_SUM(x, p, c, lid, part, part_lo);
     if (lid == 0) {
         sum_hi[c] = part[0];
         sum_lo[c] = part_lo[0];
@@ -223,10 +230,7 @@ void bn_channel_square_deviations(__global const real* x, __global const real* m
     const uint lid = get_local_id(0);
     const uint c = get_group_id(0);
     const real m = mean[c];
-    real sq[LANES] = ZERO_LANES;
-    CHANNEL_FOR(p, c, lid, { const real d = x[idx] - m; sq[lane] += d * d; });
-    part[lid] = lanes_sum(sq);
-    TREE_SUM(part, lid);
+    CHANNEL_SQUARE_DEVIATIONS(x, p, c, lid, m, part);
     if (lid == 0) {
         sq_out[c] = part[0];
     }

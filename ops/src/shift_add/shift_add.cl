@@ -214,12 +214,8 @@ __kernel void shift_add_forward_items(__global const real* restrict y,
         return;
     }
     const int id = (int)get_global_id(0);
-    const int col = id % p.w;
-    const int t = id / p.w;
-    const int row = t % p.h;
-    const int bo = t / p.h;
-    const int b = bo / p.reps;
-    const int o = bo - b * p.reps;
+    const int4 at = split_index(id, p.reps, p.h, p.w);
+    const int b = at.x, o = at.y, row = at.z, col = at.w;
     const int G = p.groups;
     const int e = p.extra;
     const int plane = p.hp * p.wp;
@@ -267,12 +263,8 @@ __kernel void shift_add_backward_items(__global const real* restrict dh,
         return;
     }
     const int id = (int)get_global_id(0);
-    const int col = id % p.wp;
-    const int t = id / p.wp;
-    const int u = t % p.hp;
-    const int bl = t / p.hp;
-    const int b = bl / L;
-    const int l = bl - b * L;
+    const int4 at = split_index(id, L, p.hp, p.wp);
+    const int b = at.x, l = at.y, u = at.z, col = at.w;
     const int c = p.sparse ? channels[l] : l;
     const int o = c / p.nk;
     const int e = p.extra;

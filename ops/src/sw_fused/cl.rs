@@ -8,7 +8,7 @@ use crate::device::{buf, launch, output, round_up, vector_program, zeros};
 use crate::shift_add::cl::{device_live, device_tables};
 use crate::shift_add::cpu::Dims as ShiftDims;
 use crate::shift_add::{self, LiveChannels, ShiftTables};
-use shiftgrad_tensor::opencl::{Arg, Context, KernelParams};
+use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
 use std::rc::Rc;
 
@@ -26,9 +26,10 @@ const GROUP_MAX: usize = 16;
 /// Rows of `Y` per work-item in phase 1 (`RB`), as in `bank_conv_forward`.
 const ROWS: usize = 4;
 
-/// Mirrors `FusedParams` in `sw_fused.cl`.
+/// Mirrors `FusedParams` in `sw_fused.cl`, the parameters of both fused kernels: the sizes,
+/// then each kernel's local layout (the other kernel's fields are zero).
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Params {
     batch: i32,
     reps: i32,
@@ -40,13 +41,74 @@ struct Params {
     hp: i32,
     wp: i32,
     live: i32,
+    // sw_fused_forward
     margin: i32,
     rs: i32,
+    // sw_fused_backward
+    gm: i32,
+    gs_rs: i32,
+    dy_rs: i32,
+    paths: i32,
+    need_dx: i32,
+    need_dw: i32,
 }
 
-// SAFETY: #[repr(C)], twelve i32 fields (no padding, no pointers), mirrored field for field by
+// SAFETY: #[repr(C)], eighteen i32 fields (no padding, no pointers), mirrored field for field by
 // `FusedParams` in sw_fused.cl.
 unsafe impl KernelParams for Params {}
+
+impl Params {
+    /// The sizes (layout fields zero); every tensor's elements, the backward's partial weight
+    /// gradients (B * L * k * k) included, must fit the kernels' 32-bit indices.
+    fn new(bd: &BankDims, tables: &ShiftTables) -> Result<Params> {
+        let largest = [
+            bd.batch as u128 * bd.reps as u128 * bd.h as u128 * bd.w as u128,
+            (bd.reps * bd.nk * bd.k * bd.k) as u128,
+            bd.batch as u128 * bd.live as u128 * (bd.k * bd.k) as u128,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        if largest > i32::MAX as u128 {
+            return Err(Error::arg(
+                OP,
+                format!(
+                    "a tensor of {largest} elements is too large for the kernels' 32-bit indices"
+                ),
+            ));
+        }
+        let i = |n: usize| n as i32;
+        Ok(Params {
+            batch: i(bd.batch),
+            reps: i(bd.reps),
+            nk: i(bd.nk),
+            groups: i(tables.groups),
+            extra: i(tables.extra()),
+            h: i(bd.h),
+            w: i(bd.w),
+            hp: i(bd.hp()),
+            wp: i(bd.wp()),
+            live: i(bd.live),
+            ..Params::default()
+        })
+    }
+}
+
+/// The program of both fused kernels for `T` and kernel size `k`.
+fn fused_program<T: Real>(ctx: &Context, k: usize) -> Result<Program> {
+    vector_program::<T>(
+        ctx,
+        OP,
+        SOURCE,
+        &[("K", k.to_string()), ("RB", ROWS.to_string())],
+    )
+}
+
+/// Work-items per group (one group per image and rep channel): the `h` output rows shared out
+/// evenly (28 rows: 14 work-items with 2 rows each rather than 16 with 2 or 1), at most 16.
+fn group_size(h: usize) -> usize {
+    h.div_ceil(h.div_ceil(GROUP_MAX)).max(1)
+}
 
 /// `(Hout, Vout, Iout)`, fused where the planes fit in local memory.
 pub fn forward<T: Real>(
@@ -74,43 +136,13 @@ pub fn forward<T: Real>(
         let y = bank_conv::cl::forward(ctx, bd, x, w, live)?;
         return shift_add::cl::forward(ctx, &y, tables, Some(live), sd);
     }
-    let largest = [
-        bd.batch as u128 * bd.reps as u128 * bd.h as u128 * bd.w as u128,
-        (bd.reps * bd.nk * bd.k * bd.k) as u128,
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(0);
-    if largest > i32::MAX as u128 {
-        return Err(Error::arg(
-            OP,
-            format!("a tensor of {largest} elements is too large for the kernels' 32-bit indices"),
-        ));
-    }
-    let i = |n: usize| n as i32;
     let params = Params {
-        batch: i(bd.batch),
-        reps: i(bd.reps),
-        nk: i(bd.nk),
-        groups: i(tables.groups),
-        extra: i(tables.extra()),
-        h: i(bd.h),
-        w: i(bd.w),
-        hp: i(bd.hp()),
-        wp: i(bd.wp()),
-        live: i(bd.live),
-        margin: i(margin),
-        rs: i(rs),
+        margin: margin as i32,
+        rs: rs as i32,
+        ..Params::new(bd, tables)?
     };
-    let prog = vector_program::<T>(
-        ctx,
-        OP,
-        SOURCE,
-        &[("K", bd.k.to_string()), ("RB", ROWS.to_string())],
-    )?;
-    // Work-items per group: the output rows shared out evenly (28 rows: 14 work-items with 2
-    // rows each rather than 16 with 2 or 1), at most 16.
-    let group = bd.h.div_ceil(bd.h.div_ceil(GROUP_MAX)).max(1);
+    let prog = fused_program::<T>(ctx, bd.k)?;
+    let group = group_size(bd.h);
     let dev = device_tables(ctx, &prog, tables)?;
     let dl = device_live(ctx, &prog, live)?;
     let (hout, vout, iout) = (
@@ -164,32 +196,6 @@ pub const UNFUSED_ENV: &str = "SHIFTGRAD_UNFUSED";
 /// `(dx, dw)`, each where asked.
 type Grads<T> = (Option<Tensor<T>>, Option<Tensor<T>>);
 
-/// Mirrors `FusedBackParams` in `sw_fused.cl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct BackParams {
-    batch: i32,
-    reps: i32,
-    nk: i32,
-    groups: i32,
-    extra: i32,
-    h: i32,
-    w: i32,
-    hp: i32,
-    wp: i32,
-    live: i32,
-    gm: i32,
-    gs_rs: i32,
-    dy_rs: i32,
-    paths: i32,
-    need_dx: i32,
-    need_dw: i32,
-}
-
-// SAFETY: #[repr(C)], sixteen i32 fields (no padding, no pointers), mirrored field for field
-// by `FusedBackParams` in sw_fused.cl.
-unsafe impl KernelParams for BackParams {}
-
 /// The local bytes of the fused backward for one (image, rep channel): the three staged output
 /// gradients and the rep's `dY` planes, and the staged rows' margin and strides.
 fn back_layout<T: Real>(bd: &BankDims, tables: &ShiftTables) -> (usize, usize, usize, usize) {
@@ -233,45 +239,22 @@ pub fn backward<T: Real>(
             .transpose()?;
         return Ok((dx, dw));
     }
-    let i = |n: usize| n as i32;
-    // The forward checked that every tensor's elements fit an i32; the partial weight
-    // gradients are B * L * k * k.
-    if (bd.batch as u128) * (bd.live as u128) * (bd.k * bd.k) as u128 > i32::MAX as u128 {
-        return Err(Error::arg(
-            OP,
-            "the partial weight gradients are too large for 32-bit indices",
-        ));
-    }
     let paths = grads
         .iter()
         .enumerate()
         .filter(|(_, g)| g.is_some())
         .fold(0, |m, (k, _)| m | (1 << k));
-    let params = BackParams {
-        batch: i(bd.batch),
-        reps: i(bd.reps),
-        nk: i(bd.nk),
-        groups: i(tables.groups),
-        extra: i(tables.extra()),
-        h: i(bd.h),
-        w: i(bd.w),
-        hp: i(bd.hp()),
-        wp: i(bd.wp()),
-        live: i(bd.live),
-        gm: i(gm),
-        gs_rs: i(gs_rs),
-        dy_rs: i(dy_rs),
+    let params = Params {
+        gm: gm as i32,
+        gs_rs: gs_rs as i32,
+        dy_rs: dy_rs as i32,
         paths,
         need_dx: i32::from(need_dx),
         need_dw: i32::from(need_dw),
+        ..Params::new(bd, tables)?
     };
-    let prog = vector_program::<T>(
-        ctx,
-        OP,
-        SOURCE,
-        &[("K", bd.k.to_string()), ("RB", ROWS.to_string())],
-    )?;
-    let group = bd.h.div_ceil(bd.h.div_ceil(GROUP_MAX)).max(1);
+    let prog = fused_program::<T>(ctx, bd.k)?;
+    let group = group_size(bd.h);
     let dev = device_tables(ctx, &prog, tables)?;
     let dl = device_live(ctx, &prog, live)?;
     let shape = [bd.batch, bd.reps, bd.h, bd.w];
@@ -324,8 +307,8 @@ pub fn backward<T: Real>(
                     buf(&part),
                     dl.channels.arg(),
                     buf(&dw),
-                    Arg::I32(i(bd.batch)),
-                    Arg::I32(i(bd.live)),
+                    Arg::I32(bd.batch as i32),
+                    Arg::I32(bd.live as i32),
                 ],
             )?;
             Some(dw)

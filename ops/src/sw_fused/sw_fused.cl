@@ -24,8 +24,16 @@ typedef struct {
     int hp;
     int wp;
     int live;
+    // sw_fused_forward (zero in the backward's launch)
     int margin; // m >= every |horizontal shift|: zero columns each side of a local Y row
     int rs;     // local row stride: m + Wp + m + VW
+    // sw_fused_backward (zero in the forward's launch)
+    int gm;    // left zero margin of a staged gradient row: >= every |shift| and >= e
+    int gs_rs; // staged gradient row stride: gm + Wp + VW + gm
+    int dy_rs; // local dY row stride: Wp + VW
+    int paths; // which output gradients exist: 1 H, 2 V, 4 I
+    int need_dx;
+    int need_dw;
 } FusedParams;
 
 // The first `count` lanes of v to local dst[0 .. count - 1].
@@ -154,25 +162,6 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
 // weight gradient is grouped by image (each image's sum of lanes, then the images added),
 // where the unfused kernel carries one vector sum across the images.
 
-typedef struct {
-    int batch;
-    int reps;
-    int nk;
-    int groups;
-    int extra;
-    int h;
-    int w;
-    int hp;
-    int wp;
-    int live;
-    int gm;    // left zero margin of a staged gradient row: >= every |shift| and >= e
-    int gs_rs; // staged gradient row stride: gm + Wp + VW + gm
-    int dy_rs; // local dY row stride: Wp + VW
-    int paths; // which output gradients exist: 1 H, 2 V, 4 I
-    int need_dx;
-    int need_dw;
-} FusedBackParams;
-
 __kernel void sw_fused_backward(__global const real* restrict dh, __global const real* restrict dv,
                                 __global const real* restrict di, __global const real* restrict x,
                                 __global const real* restrict w,
@@ -181,7 +170,7 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
                                 __global const int* restrict channels,
                                 __global const int* restrict rep_start,
                                 __global real* restrict dx, __global real* restrict dw_part,
-                                __local real* gs, __local real* dys, const FusedBackParams p) {
+                                __local real* gs, __local real* dys, const FusedParams p) {
     const int bo = (int)get_group_id(0);
     const int lid = (int)get_local_id(0);
     const int lsize = (int)get_local_size(0);
