@@ -51,6 +51,9 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// The effective receptive field of trained or untrained networks (SPEC 6): erf.npy,
+    /// erf.json (the squares holding 20, 30, 50 and 99 % of the contribution) and erf.png.
+    Erf(Box<ErfArgs>),
     /// List OpenCL platforms and devices.
     Devices,
     /// Time training steps of a network on a device; per-kernel device times on OpenCL.
@@ -200,9 +203,9 @@ impl LayerArgs {
     }
 }
 
-/// Arguments of `shiftgrad train`.
+/// The network flags shared by `train` and `erf`: a preset and its overrides.
 #[derive(clap::Args)]
-struct TrainArgs {
+struct NetArgs {
     /// Network preset: sw-resnet-tiny or sw-resnet-20.
     #[arg(long, default_value = "sw-resnet-tiny")]
     preset: String,
@@ -226,6 +229,67 @@ struct TrainArgs {
     n_path: Option<usize>,
     #[arg(long = "n-rep")]
     n_rep: Option<usize>,
+}
+
+impl NetArgs {
+    /// The preset with the given overrides and spatial operator (not validated).
+    fn network(&self) -> Result<shiftgrad::nn::resnet::ResNetConfig> {
+        let mut net = shiftgrad::nn::resnet::ResNetConfig::preset(&self.preset)?;
+        net.spatial = self.spatial.parse()?;
+        if let Some(v) = &self.widths {
+            net.widths = v.clone();
+        }
+        if let Some(v) = &self.depths {
+            net.depths = v.clone();
+        }
+        if let Some(v) = &self.big_kernels {
+            net.big_kernels = v.clone();
+        }
+        net.small_kernel = self.small_kernel.unwrap_or(net.small_kernel);
+        net.ghost_ratio = self.ghost_ratio.unwrap_or(net.ghost_ratio);
+        net.n_path = self.n_path.unwrap_or(net.n_path);
+        net.n_rep = self.n_rep.unwrap_or(net.n_rep);
+        Ok(net)
+    }
+}
+
+/// Arguments of `shiftgrad erf`.
+#[derive(clap::Args)]
+struct ErfArgs {
+    /// A training checkpoint (checkpoint.npz, or its run directory); repeat for several
+    /// models side by side. Without it: an untrained network from the network flags.
+    #[arg(long)]
+    checkpoint: Vec<PathBuf>,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Seed of the untrained network's initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Test images averaged over (the first N of the test set).
+    #[arg(long, default_value_t = 50)]
+    images: usize,
+    /// Side the images are upsampled to (bilinear) before they enter the network.
+    #[arg(long, default_value_t = 112)]
+    size: usize,
+    /// Output directory for erf.npy, erf.json and erf.png.
+    #[arg(long, default_value = "runs/erf")]
+    out: PathBuf,
+    /// Fashion-MNIST directory (default: $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Device: cpu, opencl, opencl:P:D or auto (default: $SHIFTGRAD_DEVICE, else auto).
+    #[arg(long)]
+    device: Option<String>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Arguments of `shiftgrad train`.
+#[derive(clap::Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    net: NetArgs,
     /// Epochs to train. With --resume: the new total (at least the epochs already trained).
     #[arg(long, default_value_t = 3)]
     epochs: usize,
@@ -481,22 +545,22 @@ fn run_train_in(a: TrainArgs, m: &ArgMatches, group: Rc<shiftgrad::dist::Group>)
     }
     let device = group.agree(process_device(a.device.as_deref(), &group))?;
     let data_dir = shiftgrad::nn::data::data_dir(a.data.as_deref());
-    let net = shiftgrad::nn::resnet::ResNetConfig::preset(&a.preset)?;
+    let net = a.net.network()?;
     let optimizer = match a.optimizer {
         OptimArg::Sgd => OptimName::Sgd,
         OptimArg::Adamw => OptimName::Adamw,
     };
     let sparse = sparse_run(&a, m)?;
     let config = RunConfig {
-        preset: a.preset.clone(),
-        spatial: a.spatial.clone(),
-        widths: a.widths.unwrap_or(net.widths),
-        depths: a.depths.unwrap_or(net.depths),
-        big_kernels: a.big_kernels.unwrap_or(net.big_kernels),
-        small_kernel: a.small_kernel.unwrap_or(net.small_kernel),
-        ghost_ratio: a.ghost_ratio.unwrap_or(net.ghost_ratio),
-        n_path: a.n_path.unwrap_or(net.n_path),
-        n_rep: a.n_rep.unwrap_or(net.n_rep),
+        preset: a.net.preset.clone(),
+        spatial: a.net.spatial.clone(),
+        widths: net.widths,
+        depths: net.depths,
+        big_kernels: net.big_kernels,
+        small_kernel: net.small_kernel,
+        ghost_ratio: net.ghost_ratio,
+        n_path: net.n_path,
+        n_rep: net.n_rep,
         epochs: a.epochs,
         batch_size: a.batch_size,
         lr: a.lr,
@@ -519,7 +583,10 @@ fn run_train_in(a: TrainArgs, m: &ArgMatches, group: Rc<shiftgrad::dist::Group>)
         }),
     };
     let out = a.out.unwrap_or_else(|| {
-        PathBuf::from(format!("runs/{}-{}-seed{}", a.preset, a.spatial, a.seed))
+        PathBuf::from(format!(
+            "runs/{}-{}-seed{}",
+            a.net.preset, a.net.spatial, a.seed
+        ))
     });
     let existing = out.join(shiftgrad::train::CHECKPOINT);
     if existing.exists() && !a.overwrite {
@@ -622,6 +689,28 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
                 sparsity,
             };
             cli::profile::run(config, &devices, shape, &mut stdout)?;
+            Ok(true)
+        }
+        Command::Erf(a) => {
+            let device = train_device(a.device.as_deref())?;
+            let mut models = if a.checkpoint.is_empty() {
+                let mut net = a.net.network()?;
+                net.seed = a.seed;
+                vec![cli::erf::ErfModel::untrained(net, &device)?]
+            } else {
+                a.checkpoint
+                    .iter()
+                    .map(|c| cli::erf::ErfModel::from_checkpoint(c, &device))
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let args = cli::erf::ErfArgs {
+                images: a.images,
+                size: a.size,
+                data: shiftgrad::nn::data::data_dir(a.data.as_deref()),
+                out: a.out,
+                quiet: a.quiet,
+            };
+            cli::erf::run(&mut models, &args, &device, &mut stdout)?;
             Ok(true)
         }
         Command::Devices => {

@@ -257,8 +257,11 @@ impl<T: Real> SwResNet<T> {
     }
 }
 
-impl<T: Real> Module<T> for SwResNet<T> {
-    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+impl<T: Real> SwResNet<T> {
+    /// The last stage's feature map (N, C_S, H/4, W/4 for three stages), before the global
+    /// average pool: what [`Module::forward`] pools and classifies, and what the effective
+    /// receptive field (SPEC 6) differentiates.
+    pub fn features(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
         let dims = x.shape().nchw("sw-resnet", "input")?;
         if dims[1] != self.config.in_channels {
             return Err(Error::shape(
@@ -280,6 +283,13 @@ impl<T: Real> Module<T> for SwResNet<T> {
                 h = relu(&add(&h, &s)?)?;
             }
         }
+        Ok(h)
+    }
+}
+
+impl<T: Real> Module<T> for SwResNet<T> {
+    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        let h = self.features(x, mode)?;
         let pooled = global_avg_pool(&h)?;
         self.head.forward(&pooled, mode)
     }

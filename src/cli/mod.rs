@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod compare;
 pub mod equiv;
+pub mod erf;
 pub mod gradcheck;
 pub mod profile;
 

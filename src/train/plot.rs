@@ -7,7 +7,7 @@ use shiftgrad_tensor::{Error, Result};
 use std::path::Path;
 use std::sync::Once;
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = plotters::style::register_font(
