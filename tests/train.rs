@@ -225,6 +225,18 @@ fn learns_checkpoint_round_trips_and_resume_is_exact() {
         e2.train_loss < e1.train_loss,
         "loss did not fall: {e1:?} -> {e2:?}"
     );
+    // The loss through each epoch (curves.png): 16 steps in windows of 10 and 6, whose
+    // step-weighted mean is the epoch's training loss.
+    for e in [e1, e2] {
+        let w = &e.train_loss_steps;
+        assert_eq!(w.len(), 2, "{w:?}");
+        let mean = (w[0] * 10.0 + w[1] * 6.0) / 16.0;
+        assert!(
+            (mean - e.train_loss).abs() <= 1e-12,
+            "{w:?} against {}",
+            e.train_loss
+        );
+    }
     for f in [
         "checkpoint.npz",
         "metrics.jsonl",

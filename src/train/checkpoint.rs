@@ -193,6 +193,7 @@ mod tests {
     fn metrics(epoch: usize, test_loss: f64) -> EpochMetrics {
         EpochMetrics {
             densities: Vec::new(),
+            train_loss_steps: Vec::new(),
             epoch,
             lr: 0.1,
             train_loss: 1.0,

@@ -20,7 +20,15 @@ pub struct EpochMetrics {
     /// the end of the epoch, in network order (`stages.{s}.blocks.{b}`); absent otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub densities: Vec<f64>,
+    /// The training loss through the epoch: the mean over each window of [`LOSS_WINDOW`]
+    /// consecutive steps (the last window may be shorter); drawn in `curves.png`. Absent in
+    /// runs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub train_loss_steps: Vec<f64>,
 }
+
+/// Steps per point of [`EpochMetrics::train_loss_steps`].
+pub const LOSS_WINDOW: usize = 10;
 
 /// `history` (from a checkpoint, without wall-clock fields) with each epoch's images/s and
 /// seconds taken from the line of `metrics.jsonl` that holds the same metrics otherwise; an

@@ -358,7 +358,8 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
             });
         }
         let epoch_start = Instant::now();
-        let (train_loss, train_acc, seen, lr) = run.train_epoch(&cx, epoch, &mut tally)?;
+        let trained = run.train_epoch(&cx, epoch, &mut tally)?;
+        let seen = trained.seen;
         let epoch_train_s = epoch_start.elapsed().as_secs_f64();
         tally.train_seconds += epoch_train_s;
         tally.trained_images += seen;
@@ -367,9 +368,9 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
             evaluate_sharded(&mut run.model, &test_set, &job.device, &group)?;
         let m = EpochMetrics {
             epoch: epoch + 1,
-            lr,
-            train_loss,
-            train_acc,
+            lr: trained.lr,
+            train_loss: trained.loss,
+            train_acc: trained.acc,
             test_loss,
             test_acc,
             train_images_per_s: seen as f64 / epoch_train_s,
@@ -378,6 +379,7 @@ pub fn train(job: TrainJob) -> Result<Outcome> {
                 Some(_) => sparse::densities(&mut run.model),
                 None => Vec::new(),
             },
+            train_loss_steps: trained.loss_steps,
         };
         if !quiet {
             eprintln!(

@@ -1,7 +1,8 @@
-//! `curves.png`: loss and accuracy against epoch, train and test, drawn with plotters. The
+//! `curves.png`: loss and accuracy against epoch, train and test (points and lines), with the
+//! training loss through each epoch beside them, drawn with plotters. The
 //! font (DejaVu Sans) is embedded, so drawing needs no system font.
 
-use super::metrics::EpochMetrics;
+use super::metrics::{EpochMetrics, LOSS_WINDOW};
 use plotters::prelude::*;
 use shiftgrad_tensor::{Error, Result};
 use std::path::Path;
@@ -29,6 +30,18 @@ pub fn draw(path: &Path, history: &[EpochMetrics]) -> Result<()> {
         let (left, right) = root.split_horizontally(500);
         let epochs = history.len().max(1) as f64;
         let xs: Vec<f64> = history.iter().map(|m| m.epoch as f64).collect();
+        // The loss through each epoch: window k of n at epoch - 1 + (k + 0.5)/n.
+        let steps: Vec<(f64, f64)> = history
+            .iter()
+            .flat_map(|m| {
+                let n = m.train_loss_steps.len() as f64;
+                m.train_loss_steps
+                    .iter()
+                    .enumerate()
+                    .map(move |(k, &l)| (m.epoch as f64 - 1.0 + (k as f64 + 0.5) / n, l))
+            })
+            .collect();
+        let x_lo = if steps.is_empty() { 0.5 } else { 0.0 };
         let panels = [
             (
                 &left,
@@ -42,6 +55,8 @@ pub fn draw(path: &Path, history: &[EpochMetrics]) -> Result<()> {
                     history
                         .iter()
                         .flat_map(|m| [m.train_loss, m.test_loss])
+                        .chain(steps.iter().map(|s| s.1))
+                        .filter(|v| v.is_finite())
                         .fold(0.1, f64::max)
                         * 1.05,
                 ),
@@ -70,22 +85,45 @@ pub fn draw(path: &Path, history: &[EpochMetrics]) -> Result<()> {
                 .margin(12)
                 .x_label_area_size(35)
                 .y_label_area_size(50)
-                .build_cartesian_2d(0.5..epochs + 0.5, lo.max(0.0)..hi)
+                .build_cartesian_2d(x_lo..epochs + 0.25, lo.max(0.0)..hi)
                 .map_err(|e| err(&e))?;
             chart
                 .configure_mesh()
                 .x_desc("epoch")
                 .draw()
                 .map_err(|e| err(&e))?;
-            for (series, color, label) in [(train, BLUE, "train"), (test, RED, "test")] {
+            if name == "loss" && !steps.is_empty() {
+                let light = RGBColor(140, 170, 230);
                 chart
                     .draw_series(LineSeries::new(
-                        xs.iter().copied().zip(series),
-                        color.stroke_width(2),
+                        steps.iter().copied(),
+                        light.stroke_width(1),
                     ))
+                    .map_err(|e| err(&e))?
+                    .label(format!("train, every {LOSS_WINDOW} steps"))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], light));
+                if steps.len() < 20 {
+                    // Too few windows for a line to show (a short run): dots.
+                    chart
+                        .draw_series(steps.iter().map(|&p| Circle::new(p, 2, light.filled())))
+                        .map_err(|e| err(&e))?;
+                }
+            }
+            for (series, color, label) in [(train, BLUE, "train"), (test, RED, "test")] {
+                let points: Vec<(f64, f64)> = xs.iter().copied().zip(series).collect();
+                chart
+                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                     .map_err(|e| err(&e))?
                     .label(label)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+                // Points as well as lines: a one-epoch run has no line to draw.
+                chart
+                    .draw_series(
+                        points
+                            .into_iter()
+                            .map(|p| Circle::new(p, 4, color.filled())),
+                    )
+                    .map_err(|e| err(&e))?;
             }
             chart
                 .configure_series_labels()

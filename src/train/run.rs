@@ -5,7 +5,7 @@
 use super::checkpoint::{load_checkpoint, read_meta};
 use super::config::RunConfig;
 use super::metrics::{
-    graph_outputs_by_op, live_bytes, EpochMetrics, MemorySplit, OpBytes, RegionShare,
+    graph_outputs_by_op, live_bytes, EpochMetrics, MemorySplit, OpBytes, RegionShare, LOSS_WINDOW,
 };
 use super::{
     build_model, count_correct, epoch_rng, finite, parallel, progress, sparse, TrainJob, CHECKPOINT,
@@ -152,14 +152,14 @@ pub(crate) struct EpochCtx<'a> {
 }
 
 impl Run {
-    /// Trains epoch `epoch` (0-based); returns its training loss, accuracy, images and last
-    /// learning rate. Stops with an error at the first non-finite loss or parameter.
+    /// Trains epoch `epoch` (0-based). Stops with an error at the first non-finite loss or
+    /// parameter.
     pub fn train_epoch(
         &mut self,
         cx: &EpochCtx,
         epoch: usize,
         tally: &mut Tally,
-    ) -> Result<(f64, f64, usize, f64)> {
+    ) -> Result<EpochTrain> {
         let (config, sched, device) = (&self.config, cx.schedule, &cx.job.device);
         let group = &cx.job.group;
         let quiet = cx.job.quiet || !group.is_root();
@@ -172,6 +172,8 @@ impl Run {
         let pb = progress(quiet, sched.steps, epoch, config.epochs);
         let epoch_start = Instant::now();
         let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0f64, 0usize, 0usize, 0.0);
+        let mut loss_steps = Vec::new();
+        let mut window = (0.0f64, 0usize);
         let bs = sched.batch;
         for step in 0..sched.steps {
             let global = (epoch * sched.steps + step) as u64;
@@ -290,6 +292,11 @@ impl Run {
             }
             loss_sum += loss_value * bs as f64;
             seen += bs;
+            window = (window.0 + loss_value, window.1 + 1);
+            if window.1 == LOSS_WINDOW || step + 1 == sched.steps {
+                loss_steps.push(window.0 / window.1 as f64);
+                window = (0.0, 0);
+            }
             let ips = seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
             pb.set_message(format!(
                 "loss {:.4} acc {:.2}% {:.0} img/s",
@@ -300,11 +307,22 @@ impl Run {
             pb.inc(1);
         }
         pb.finish_and_clear();
-        Ok((
-            loss_sum / seen as f64,
-            correct as f64 / seen as f64,
+        Ok(EpochTrain {
+            loss: loss_sum / seen as f64,
+            acc: correct as f64 / seen as f64,
             seen,
             lr,
-        ))
+            loss_steps,
+        })
     }
+}
+
+/// What one epoch of training gives: the mean loss and accuracy over its images, how many,
+/// the last learning rate, and the loss curve ([`EpochMetrics::train_loss_steps`]).
+pub struct EpochTrain {
+    pub loss: f64,
+    pub acc: f64,
+    pub seen: usize,
+    pub lr: f64,
+    pub loss_steps: Vec<f64>,
 }
