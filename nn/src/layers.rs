@@ -117,6 +117,10 @@ pub struct BatchNorm2d<T: Real> {
     pub bias: Var<T>,
     pub running_mean: Tensor<T>,
     pub running_var: Tensor<T>,
+    /// Training-mode forwards so far (PyTorch's `num_batches_tracked`: saved as an int64
+    /// scalar so that a checkpoint is a complete PyTorch state dict; with momentum set, as
+    /// here, PyTorch only counts with it).
+    pub num_batches_tracked: i64,
     pub momentum: f64,
     pub eps: f64,
 }
@@ -129,6 +133,7 @@ impl<T: Real> BatchNorm2d<T> {
             bias: Var::param(Tensor::zeros([channels])),
             running_mean: Tensor::zeros([channels]),
             running_var: Tensor::ones([channels]),
+            num_batches_tracked: 0,
             momentum: 0.1,
             eps: 1e-5,
         }
@@ -178,15 +183,19 @@ impl<T: Real> BatchNorm2d<T> {
 impl<T: Real> Module<T> for BatchNorm2d<T> {
     fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
         match mode {
-            Mode::Train => batch_norm2d_train(
-                x,
-                &self.weight,
-                &self.bias,
-                &mut self.running_mean,
-                &mut self.running_var,
-                self.momentum,
-                self.eps,
-            ),
+            Mode::Train => {
+                let y = batch_norm2d_train(
+                    x,
+                    &self.weight,
+                    &self.bias,
+                    &mut self.running_mean,
+                    &mut self.running_var,
+                    self.momentum,
+                    self.eps,
+                )?;
+                self.num_batches_tracked += 1;
+                Ok(y)
+            }
             Mode::Eval => batch_norm2d_eval(
                 x,
                 &self.weight,
@@ -213,7 +222,13 @@ impl<T: Real> Module<T> for BatchNorm2d<T> {
         sd.insert(join(prefix, "weight"), self.weight.value().clone())?;
         sd.insert(join(prefix, "bias"), self.bias.value().clone())?;
         sd.insert(join(prefix, "running_mean"), self.running_mean.clone())?;
-        sd.insert(join(prefix, "running_var"), self.running_var.clone())
+        sd.insert(join(prefix, "running_var"), self.running_var.clone())?;
+        sd.insert_int64(
+            join(prefix, "num_batches_tracked"),
+            &[],
+            vec![self.num_batches_tracked],
+        );
+        Ok(())
     }
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
         sd.load_var(&join(prefix, "weight"), &self.weight)?;
@@ -226,6 +241,12 @@ impl<T: Real> Module<T> for BatchNorm2d<T> {
         self.running_var = sd
             .tensor_shaped(&join(prefix, "running_var"), &shape)?
             .to_device(&device)?;
+        // Checkpoints written before the counter was saved have none: it restarts at 0.
+        let counter = join(prefix, "num_batches_tracked");
+        self.num_batches_tracked = match sd.names().any(|n| n == counter) {
+            true => sd.count(&counter)?,
+            false => 0,
+        };
         Ok(())
     }
     fn move_to(&mut self, device: &Device) -> Result<()> {

@@ -88,6 +88,8 @@ pub fn join(prefix: &str, name: &str) -> String {
 pub enum Entry<T: Real> {
     Float(Tensor<T>),
     Int(Shape, Vec<i32>),
+    /// Written as int64 (a counter PyTorch keeps in int64); read back from a file as `Int`.
+    Int64(Shape, Vec<i64>),
 }
 
 /// Named arrays in insertion order.
@@ -122,6 +124,26 @@ impl<T: Real> StateDict<T> {
     pub fn insert_int(&mut self, name: String, shape: &[usize], data: Vec<i32>) {
         self.put(name, Entry::Int(Shape::new(shape), data));
     }
+    /// Adds (or replaces) an int64 array.
+    pub fn insert_int64(&mut self, name: String, shape: &[usize], data: Vec<i64>) {
+        self.put(name, Entry::Int64(Shape::new(shape), data));
+    }
+    /// A one-element integer entry (int32 or int64) as i64.
+    pub fn count(&self, name: &str) -> Result<i64> {
+        let one = |n: usize| match n {
+            1 => Ok(()),
+            n => Err(Error::Other(format!(
+                "state dict: {name} holds {n} integers, expected one"
+            ))),
+        };
+        match self.entry(name)? {
+            Entry::Int(_, d) => one(d.len()).map(|_| i64::from(d[0])),
+            Entry::Int64(_, d) => one(d.len()).map(|_| d[0]),
+            Entry::Float(_) => Err(Error::Other(format!(
+                "state dict: {name} holds floats, expected an integer"
+            ))),
+        }
+    }
     fn put(&mut self, name: String, e: Entry<T>) {
         match self.entries.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = e,
@@ -151,7 +173,7 @@ impl<T: Real> StateDict<T> {
     pub fn tensor(&self, name: &str) -> Result<&Tensor<T>> {
         match self.entry(name)? {
             Entry::Float(t) => Ok(t),
-            Entry::Int(..) => Err(Error::Other(format!(
+            Entry::Int(..) | Entry::Int64(..) => Err(Error::Other(format!(
                 "state dict: {name} holds integers, expected floats"
             ))),
         }
@@ -173,6 +195,9 @@ impl<T: Real> StateDict<T> {
             Entry::Int(s, d) => Ok((s, d)),
             Entry::Float(_) => Err(Error::Other(format!(
                 "state dict: {name} holds floats, expected integers"
+            ))),
+            Entry::Int64(..) => Err(Error::Other(format!(
+                "state dict: {name} holds int64 integers, expected int32"
             ))),
         }
     }
@@ -200,6 +225,7 @@ impl<T: Real> StateDict<T> {
             match e {
                 Entry::Float(t) => w.tensor(name, t)?,
                 Entry::Int(s, d) => w.int32(name, s.dims(), d)?,
+                Entry::Int64(s, d) => w.int64(name, s.dims(), d)?,
             }
         }
         w.finish()

@@ -318,6 +318,20 @@ impl NpzWriter {
         self.add(name, dims, data)
     }
 
+    /// Adds an int64 array (as PyTorch stores counters such as `num_batches_tracked`).
+    pub fn int64(&mut self, name: &str, dims: &[usize], data: &[i64]) -> Result<()> {
+        if Shape::checked_numel(dims) != Some(data.len()) {
+            return Err(Error::shape(
+                "npz",
+                format!(
+                    "{name}: shape {dims:?} does not hold {} elements",
+                    data.len()
+                ),
+            ));
+        }
+        self.add(name, dims, data)
+    }
+
     /// Closes the archive and renames it into place.
     pub fn finish(mut self) -> Result<()> {
         let tmp = self.tmp.clone();
