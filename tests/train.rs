@@ -249,13 +249,27 @@ fn learns_checkpoint_round_trips_and_resume_is_exact() {
     // Every batch-norm's num_batches_tracked, an int64 scalar as in a PyTorch state dict:
     // one count per training step (32), none for evaluation.
     let mut npz = npyz::npz::NpzArchive::open(full_dir.join("checkpoint.npz")).unwrap();
-    for name in ["stem.bn.num_batches_tracked", "stages.1.down.bn.num_batches_tracked"] {
-        let npy = npz.by_name(name).unwrap().unwrap_or_else(|| panic!("{name} missing"));
+    for name in [
+        "stem.bn.num_batches_tracked",
+        "stages.1.down.bn.num_batches_tracked",
+    ] {
+        let npy = npz
+            .by_name(name)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} missing"));
         assert_eq!(npy.dtype(), npyz::DType::new_scalar("<i8".parse().unwrap()));
         assert!(npy.shape().is_empty(), "{name}: shape {:?}", npy.shape());
         assert_eq!(npy.into_vec::<i64>().unwrap(), vec![32], "{name}");
     }
     let summary = full.summary.as_ref().unwrap();
+    // Nesterov SGD after its first step: 8 FLOPs per parameter element; the backward sums
+    // gradients where a value feeds two ops (the residual additions).
+    assert_eq!(
+        summary.optimiser_flops_per_step,
+        8.0 * summary.parameters as f64
+    );
+    let acc = summary.gradient_accumulation_flops_per_image;
+    assert!(acc > 0.0 && acc < summary.backward_flops_per_image, "{acc}");
     assert!(summary.finite_check_seconds >= 0.0 && summary.finite_check_seconds.is_finite());
     // The memory split: f32 parameters, one gradient each, SGD momentum for each. (The graph's
     // bytes come from live-memory counters, which on the CPU are shared by the tests running
@@ -481,8 +495,14 @@ fn sparse_run_resumes_exactly(
     // Every batch-norm's num_batches_tracked, an int64 scalar as in a PyTorch state dict:
     // one count per training step (32), none for evaluation.
     let mut npz = npyz::npz::NpzArchive::open(full_dir.join("checkpoint.npz")).unwrap();
-    for name in ["stem.bn.num_batches_tracked", "stages.1.down.bn.num_batches_tracked"] {
-        let npy = npz.by_name(name).unwrap().unwrap_or_else(|| panic!("{name} missing"));
+    for name in [
+        "stem.bn.num_batches_tracked",
+        "stages.1.down.bn.num_batches_tracked",
+    ] {
+        let npy = npz
+            .by_name(name)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} missing"));
         assert_eq!(npy.dtype(), npyz::DType::new_scalar("<i8".parse().unwrap()));
         assert!(npy.shape().is_empty(), "{name}: shape {:?}", npy.shape());
         assert_eq!(npy.into_vec::<i64>().unwrap(), vec![32], "{name}");

@@ -21,5 +21,5 @@ mod var;
 pub use gradcheck::{gradcheck, gradcheck_on, CheckedFn, GradcheckReport, InputReport, Tolerance};
 pub use var::{
     graph_outputs, is_grad_enabled, no_grad, reset_graph_outputs, BackwardCtx, GraphOutputs,
-    MultiBackwardCtx, NoGradGuard, Saved, Var,
+    MultiBackwardCtx, NoGradGuard, Saved, Var, REGION_ACCUMULATE,
 };

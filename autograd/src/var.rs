@@ -537,10 +537,21 @@ impl<T: Real> Drop for Node<T> {
     }
 }
 
+/// The profiling region of gradient accumulation: where a value feeds several ops, the
+/// gradients its backward receives are summed here, counted as their own row (one addition
+/// per element; reads both, writes one) rather than inside the op that happens to run.
+pub const REGION_ACCUMULATE: &str = "gradient accumulation";
+
 fn accumulate<T: Real>(node: &Node<T>, g: Tensor<T>) -> Result<()> {
     let mut slot = node.grad.borrow_mut();
     match slot.as_mut() {
-        Some(acc) => acc.add_assign(&g),
+        Some(acc) => {
+            let _region = region::enter(REGION_ACCUMULATE);
+            acc.add_assign(&g)?;
+            let n = g.numel() as u64;
+            shiftgrad_tensor::counters::record_op(n, 0, 3 * n * T::DTYPE.size() as u64);
+            Ok(())
+        }
         None => {
             *slot = Some(g);
             Ok(())
@@ -577,6 +588,16 @@ mod tests {
         Var::from_op("sum", s, &[a], move |ctx| {
             Ok(vec![Some(Tensor::full(shape, ctx.grad_out.item()?))])
         })
+    }
+
+    #[test]
+    fn gradient_accumulation_is_counted_in_its_region() {
+        // x feeds mul twice: its two gradients (3 elements) are summed once, 3 FLOPs, in
+        // REGION_ACCUMULATE (per-thread counts, exact beside parallel tests).
+        shiftgrad_tensor::counters::reset_region_flops();
+        let x = Var::param(Tensor::new([3], vec![1.0, 2.0, 3.0]).unwrap());
+        sum(&mul(&x, &x)).backward().unwrap();
+        assert_eq!(shiftgrad_tensor::counters::flops_in(REGION_ACCUMULATE), 3);
     }
 
     #[test]

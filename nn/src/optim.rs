@@ -19,6 +19,9 @@ use shiftgrad_autograd::no_grad;
 use shiftgrad_ops::{adamw_step, sgd_step};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
 
+/// The profiling region of [`Optimizer::step`].
+pub const REGION_OPTIM: &str = "optimiser step";
+
 /// Which optimiser, with its hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum OptimKind {
@@ -116,6 +119,8 @@ impl<T: Real> Optimizer<T> {
     /// found on another device (a state dict loaded on the host for a model on a device) is
     /// moved to the parameter's device first, once.
     pub fn step(&mut self, lr: f64) -> Result<()> {
+        // Its kernels' device time and FLOPs are their own row of `profile` and summary.json.
+        let _region = shiftgrad_tensor::opencl::region::enter(REGION_OPTIM);
         self.steps += 1;
         let t = self.steps;
         no_grad(|| {

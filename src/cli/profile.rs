@@ -41,6 +41,8 @@ struct Subject<'d> {
     split: MemorySplit,
     times: Vec<f64>,
     flops: u64,
+    /// The last step's FLOPs: forward, backward, of which gradient accumulation, optimiser.
+    flops_split: [u64; 4],
     /// What the last step's graph recorded, by op.
     graph: Vec<shiftgrad_autograd::GraphOutputs>,
 }
@@ -51,6 +53,8 @@ impl Subject<'_> {
         let device = self.device;
         let before = live_bytes(device);
         shiftgrad_autograd::reset_graph_outputs();
+        counters::reset_region_flops();
+        let c0 = counters::snapshot().flops;
         let logits = self
             .model
             .forward(&Var::constant(self.x.clone()), Mode::Train)?;
@@ -59,7 +63,9 @@ impl Subject<'_> {
         // Everything the graph holds for backward: saved inputs and every op's output.
         self.split.graph_after_forward_bytes = live_bytes(device).saturating_sub(before);
         self.graph = shiftgrad_autograd::graph_outputs();
+        let c1 = counters::snapshot().flops;
         loss.backward()?;
+        let c2 = counters::snapshot().flops;
         let params = self.model.named_parameters();
         self.split.parameters_bytes = params.iter().map(|p| p.var.value().nbytes() as u64).sum();
         self.split.gradients_bytes = params
@@ -67,6 +73,12 @@ impl Subject<'_> {
             .filter_map(|p| p.var.grad().as_ref().map(|g| g.nbytes() as u64))
             .sum();
         self.optim.step(0.01)?;
+        self.flops_split = [
+            c1 - c0,
+            c2 - c1,
+            counters::flops_in(shiftgrad_autograd::REGION_ACCUMULATE),
+            counters::snapshot().flops - c2,
+        ];
         self.split.optimiser_state_bytes = self.optim.state_bytes();
         loss.value().item()?; // waits for the device
         Ok(())
@@ -240,6 +252,7 @@ fn subject<'d>(
         split: MemorySplit::default(),
         times: Vec::new(),
         flops: 0,
+        flops_split: [0; 4],
         graph: Vec::new(),
     })
 }
@@ -271,6 +284,12 @@ fn report(
         batch as f64 / median,
         steps,
         subject.flops as f64 / steps as f64 * 1e-9
+    )
+    .map_err(io)?;
+    let [fwd, bwd, acc, opt] = subject.flops_split.map(|f| f as f64 * 1e-6);
+    writeln!(
+        out,
+        "MFLOP per step: forward {fwd:.1}, backward {bwd:.1} (of which gradient accumulation {acc:.1}), optimiser step {opt:.2}"
     )
     .map_err(io)?;
     let mb = |b: u64| b as f64 * 1e-6;

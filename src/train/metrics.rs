@@ -133,7 +133,16 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_parameters: Option<usize>,
     pub forward_flops_per_image: f64,
+    /// The backward's FLOPs per image, gradient accumulation included.
     pub backward_flops_per_image: f64,
+    /// Of the backward's FLOPs per image: summing the gradients of values that feed several
+    /// ops (one addition per element).
+    #[serde(default)]
+    pub gradient_accumulation_flops_per_image: f64,
+    /// The optimiser's update of every parameter, per step (not per image: it does not depend
+    /// on the batch), measured on the last step.
+    #[serde(default)]
+    pub optimiser_flops_per_step: f64,
     pub forward_macs_per_image: f64,
     /// The forward FLOPs per image by profiling region (the shift-wise layers' bank
     /// convolution and shift-add; "" for the rest), from the first step.

@@ -490,6 +490,8 @@ fn summarise(run: &Run, job: &TrainJob, params: usize, start: Instant, tally: &T
         live_parameters: None,
         forward_flops_per_image: tally.flops_fwd,
         backward_flops_per_image: tally.flops_bwd,
+        gradient_accumulation_flops_per_image: tally.flops_accumulate,
+        optimiser_flops_per_step: tally.flops_optim,
         forward_macs_per_image: tally.macs_fwd,
         forward_flops_by_region: tally.flops_fwd_by_region.clone(),
         peak_device_memory_bytes: metrics::peak_bytes(&job.device),

@@ -119,6 +119,10 @@ impl Schedule {
 pub(crate) struct Tally {
     pub flops_fwd: f64,
     pub flops_bwd: f64,
+    /// Of `flops_bwd`: gradient accumulation, per image.
+    pub flops_accumulate: f64,
+    /// The optimiser step's FLOPs (the last step's).
+    pub flops_optim: f64,
     pub macs_fwd: f64,
     pub flops_fwd_by_region: Vec<RegionShare>,
     pub trained_images: usize,
@@ -210,7 +214,9 @@ impl Run {
                 tally.graph_outputs_by_op = graph_outputs_by_op();
             }
             parallel::average_gradients(group, &self.optim)?;
+            let c_optim = counters::snapshot();
             self.optim.step(lr)?;
+            tally.flops_optim = (counters::snapshot().flops - c_optim.flops) as f64;
             if first_step {
                 tally.memory.optimiser_state_bytes = self.optim.state_bytes();
             }
@@ -277,6 +283,8 @@ impl Run {
                     })
                     .collect();
                 tally.flops_bwd = (c2.flops - c1.flops) as f64 / bs as f64;
+                tally.flops_accumulate =
+                    counters::flops_in(shiftgrad_autograd::REGION_ACCUMULATE) as f64 / bs as f64;
             }
             if let Some(sp) = &config.sparse {
                 let step = self.optim.steps;

@@ -20,6 +20,7 @@ pub mod cpu;
 #[cfg(test)]
 mod tests;
 
+use crate::cost::Work;
 use crate::device::common_device;
 use cpu::{AdamWCoeffs, SgdCoeffs};
 use shiftgrad_tensor::{Device, Error, Real, Result, Tensor};
@@ -94,13 +95,34 @@ pub fn sgd_step<T: Real>(
         *buf = Some(Tensor::alloc_on(w.shape().clone(), &device)?);
     }
     let buffer = if momentum != 0.0 { buf.as_mut() } else { None };
+    let work = sgd_work::<T>(w.numel(), buffer.is_some(), first, nesterov);
     match device {
-        Device::Cpu => {
-            cpu::sgd(w, g, buffer, first, &k);
-            Ok(())
-        }
-        Device::OpenCl(c) => cl::sgd(&c, w, g, buffer.as_deref(), first, &k),
+        Device::Cpu => cpu::sgd(w, g, buffer, first, &k),
+        Device::OpenCl(c) => cl::sgd(&c, w, g, buffer.as_deref(), first, &k)?,
     }
+    work.record();
+    Ok(())
+}
+
+/// The work of one SGD step on `n` elements, as `sgd_element` executes it: `d = g + wd*w`
+/// (2 FLOPs), with a buffer `b = mu*b + d` (2, none on the first step, which copies) and the
+/// Nesterov step `d + mu*b` (2), then `w -= lr*step` (2). Reads `w`, `g` (and `b` after the
+/// first step); writes `w` (and `b`).
+pub fn sgd_work<T: Real>(n: usize, buffer: bool, first: bool, nesterov: bool) -> Work {
+    let per = 4 + if buffer {
+        (if first { 0 } else { 2 }) + if nesterov { 2 } else { 0 }
+    } else {
+        0
+    };
+    let arrays = 3 + if buffer { 1 + usize::from(!first) } else { 0 };
+    Work::new((per * n) as u64, (arrays * n * T::DTYPE.size()) as u64)
+}
+
+/// The work of one AdamW step on `n` elements, as `adamw_element` executes it: the decay (1
+/// FLOP), the first moment (3), the second (4), the update (7: two bias corrections, a square
+/// root, `+ eps`, a division, `lr *`, the subtraction). Reads `w, g, m, v`; writes `w, m, v`.
+pub fn adamw_work<T: Real>(n: usize) -> Work {
+    Work::new((15 * n) as u64, (7 * n * T::DTYPE.size()) as u64)
 }
 
 /// One `torch.optim.AdamW` step number `step` (counted from 1) on `w` in place, from its
@@ -141,8 +163,9 @@ pub fn adamw_step<T: Real>(
     match device {
         Device::Cpu => {
             cpu::adamw(w, g, m, v, &k);
-            Ok(())
         }
-        Device::OpenCl(c) => cl::adamw(&c, w, g, m, v, &k),
+        Device::OpenCl(c) => cl::adamw(&c, w, g, m, v, &k)?,
     }
+    adamw_work::<T>(w.numel()).record();
+    Ok(())
 }

@@ -11,6 +11,35 @@ fn close(a: &Tensor<f64>, b: &[f64]) {
     }
 }
 
+/// FLOPs recorded on this thread by `f`, under a region of its own.
+fn flops_of(f: impl FnOnce()) -> u64 {
+    use shiftgrad_tensor::{counters, opencl::region};
+    counters::reset_region_flops();
+    let _r = region::enter("optim test");
+    f();
+    counters::flops_in("optim test")
+}
+
+#[test]
+fn optimiser_steps_count_their_flops() {
+    let g = t(&[0.5, 0.25, 1.0]);
+    let mut w = t(&[1.0, -2.0, 3.0]);
+    let mut buf = None;
+    // Without momentum: d = g + wd*w and w -= lr*d, 4 per element.
+    let plain = flops_of(|| sgd_step(&mut w, &g, &mut buf, 0.1, 0.0, false, 0.1).unwrap());
+    assert_eq!(plain, 12);
+    // Nesterov momentum: the first step copies d into the buffer (4 + 2), later steps also
+    // update it (8).
+    let first = flops_of(|| sgd_step(&mut w, &g, &mut buf, 0.1, 0.9, true, 0.1).unwrap());
+    let later = flops_of(|| sgd_step(&mut w, &g, &mut buf, 0.1, 0.9, true, 0.1).unwrap());
+    assert_eq!((first, later), (18, 24));
+    let (mut m, mut v) = (None, None);
+    let adam = flops_of(|| {
+        adamw_step(&mut w, &g, &mut m, &mut v, 1, 1e-3, 0.9, 0.999, 1e-8, 0.01).unwrap()
+    });
+    assert_eq!(adam, 45);
+}
+
 #[test]
 fn sgd_without_momentum_is_plain_gradient_descent_with_decay() {
     let mut w = t(&[1.0, -2.0]);
