@@ -154,18 +154,35 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
-    /// Parameters and measured FLOPs of one SW layer against its slak, dense and small baselines.
+    /// Parameters and measured FLOPs (and with --device, time and memory) of one SW layer
+    /// against its slak, dense and small baselines; --big and --height take lists (a sweep).
     Compare {
         #[command(flatten)]
         layer: LayerArgs,
+        /// Also time every layer on this device (training mode, forward and backward, as
+        /// `bench`): cpu, opencl, opencl:P:D or auto.
+        #[arg(long)]
+        device: Option<String>,
+        /// Images per timed step.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Write compare.json, compare.csv and compare.png here (default for a sweep of
+        /// several sizes: runs/compare; for one size: not written).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
 /// One spatial layer's geometry, shared by `compare` and `bench`.
 #[derive(clap::Args)]
 struct LayerArgs {
-    #[arg(long, default_value_t = 51)]
-    big: usize,
+    /// Big kernel M (compare: a list, e.g. 7,13,25,51).
+    #[arg(long, value_delimiter = ',', default_value = "51")]
+    big: Vec<usize>,
     #[arg(long, default_value_t = 5)]
     small: usize,
     /// Channels C.
@@ -177,10 +194,12 @@ struct LayerArgs {
     n_path: usize,
     #[arg(long = "n-rep", default_value_t = 4)]
     n_rep: usize,
-    #[arg(long, default_value_t = 56)]
-    height: usize,
-    #[arg(long, default_value_t = 56)]
-    width: usize,
+    /// Map height (compare: a list).
+    #[arg(long, value_delimiter = ',', default_value = "56")]
+    height: Vec<usize>,
+    /// Map width (default: the height).
+    #[arg(long)]
+    width: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Also take the sw layer with this fraction of its small kernels pruned (row sw*; uniform
@@ -190,10 +209,21 @@ struct LayerArgs {
 }
 
 impl LayerArgs {
+    /// The one size `cmd` takes (an error for a list).
+    fn one_size(&self, cmd: &'static str) -> Result<(usize, usize, usize)> {
+        match (self.big.as_slice(), self.height.as_slice()) {
+            ([big], [h]) => Ok((*big, *h, self.width.unwrap_or(*h))),
+            _ => Err(shiftgrad::tensor::Error::arg(
+                cmd,
+                "--big and --height take one value here (compare sweeps lists)",
+            )),
+        }
+    }
+
     fn config(&self) -> SwConfig {
         SwConfig {
             channels: self.channels,
-            big_kernel: self.big,
+            big_kernel: self.big.first().copied().unwrap_or(0),
             small_kernel: self.small,
             ghost_ratio: self.ghost_ratio,
             n_path: self.n_path,
@@ -770,6 +800,7 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
             kernels,
             device,
         } => {
+            let (_, height, width) = layer.one_size("bench")?;
             let device = train_device(device.as_deref())?;
             let kinds = spatial
                 .iter()
@@ -777,8 +808,8 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
                 .collect::<Result<Vec<_>>>()?;
             let shape = cli::bench::BenchShape {
                 batch,
-                height: layer.height,
-                width: layer.width,
+                height,
+                width,
                 warmup,
                 steps,
                 kinds,
@@ -788,17 +819,35 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
             cli::bench::run(layer.config(), &shape, &device, &mut stdout)?;
             Ok(true)
         }
-        Command::Compare { layer } => {
+        Command::Compare {
+            layer,
+            device,
+            batch,
+            steps,
+            warmup,
+            out,
+        } => {
             cli::check_sparsity("compare", layer.sparsity)?;
-            let config = layer.config();
-            config.validate()?;
-            cli::compare::run(
-                config,
-                layer.height,
-                layer.width,
-                layer.sparsity,
-                &mut stdout,
-            )?;
+            let timing = match device {
+                Some(d) => Some(cli::compare::Timing {
+                    device: Device::open(Some(&d))?,
+                    batch,
+                    steps,
+                    warmup,
+                }),
+                None => None,
+            };
+            let several = layer.big.len() * layer.height.len() > 1;
+            let sweep = cli::compare::Sweep {
+                config: layer.config(),
+                bigs: layer.big.clone(),
+                heights: layer.height.clone(),
+                width: layer.width,
+                sparsity: layer.sparsity,
+                timing,
+                out: out.or_else(|| several.then(|| PathBuf::from("runs/compare"))),
+            };
+            cli::compare::sweep(&sweep, &mut stdout)?;
             Ok(true)
         }
     }

@@ -511,3 +511,79 @@ fn assert_fails(base: &[&str], extra: &[&str], want: &str) {
         "{args:?}: {err}"
     );
 }
+
+#[test]
+fn compare_sweeps_sizes_times_rows_and_writes_its_files() {
+    let dir = std::env::temp_dir().join(format!("shiftgrad-compare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = shiftgrad(&[
+        "compare",
+        "--big",
+        "7,13",
+        "--small",
+        "3",
+        "--channels",
+        "8",
+        "--height",
+        "10,12",
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.matches("timed on cpu").count(), 4, "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("compare.json")).unwrap()).unwrap();
+    let points = json.as_array().unwrap();
+    let sizes: Vec<(u64, u64)> = points
+        .iter()
+        .map(|p| (p["height"].as_u64().unwrap(), p["big"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sizes, vec![(10, 7), (10, 13), (12, 7), (12, 13)]);
+    for p in points {
+        let rows = p["rows"].as_array().unwrap();
+        let labels: Vec<&str> = rows.iter().map(|r| r["label"].as_str().unwrap()).collect();
+        assert_eq!(labels, ["sw", "sw-merged", "slak", "dense", "small"], "{p}");
+        for r in rows {
+            let t = &r["timed"];
+            let ms = t["forward_ms"].as_f64().unwrap();
+            assert!(ms > 0.0 && ms.is_finite(), "{r}");
+            assert!(t["forward_min_ms"].as_f64().unwrap() <= ms, "{r}");
+            assert!(ms <= t["forward_max_ms"].as_f64().unwrap(), "{r}");
+            assert!(t["peak_bytes"].as_u64().unwrap() > 0, "{r}");
+        }
+        // Merging the P = 2 paths halves the bank's weights and keeps the folded kernel.
+        let (sw, merged) = (&rows[0], &rows[1]);
+        assert!(merged["params"].as_u64() < sw["params"].as_u64(), "{p}");
+        assert_eq!(merged["folded_params"], sw["folded_params"], "{p}");
+    }
+    let csv = std::fs::read_to_string(dir.join("compare.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4 * 5, "{csv}");
+    assert!(std::fs::read(dir.join("compare.png"))
+        .unwrap()
+        .starts_with(b"\x89PNG"));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Bad sizes and flags are errors, not panics.
+    for (args, msg) in [
+        (vec!["bench", "--big", "7,13"], "take one value here"),
+        (
+            vec!["compare", "--device", "cpu", "--steps", "0"],
+            "--steps and --batch must be at least 1",
+        ),
+        (vec!["compare", "--height", "0"], "at least 1"),
+        (
+            vec!["compare", "--big", "7,2", "--small", "3"],
+            "big kernel",
+        ),
+    ] {
+        let o = shiftgrad(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains(msg) && !e.contains("panicked"), "{args:?}: {e}");
+    }
+}

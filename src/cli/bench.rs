@@ -9,6 +9,7 @@
 //! (SPEC 5), not measured traffic.
 
 use super::{check_sparsity, uniform_mask};
+use crate::train::metrics::{live_bytes, peak_bytes, reset_peak};
 use shiftgrad_autograd::Var;
 use shiftgrad_nn::baselines::{Spatial, SpatialKind};
 use shiftgrad_nn::{Mode, Module, SwConfig};
@@ -44,6 +45,17 @@ pub struct BenchRow {
     pub backward_flops: u64,
     pub forward_bytes: u64,
     pub backward_bytes: u64,
+    pub forward_macs: u64,
+    pub backward_macs: u64,
+    /// The fastest and slowest timed forward and backward, seconds.
+    pub forward_range: (f64, f64),
+    pub backward_range: (f64, f64),
+    /// Bytes the forward left live on the device for the backward (saved inputs and
+    /// outputs), and the most bytes live during the step above what was live before it
+    /// (the input and the parameters); from the last timed step. On the CPU backend these
+    /// are process-wide counters, exact when nothing else allocates meanwhile.
+    pub saved_bytes: u64,
+    pub peak_bytes: u64,
     /// `(program/kernel, launches, device ms)` per timed step, the most expensive first
     /// (OpenCL only; empty on the CPU).
     pub kernels: Vec<(String, f64, f64)>,
@@ -55,7 +67,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Times `layer` on `device`.
-fn time_layer(
+pub fn time_layer(
     label: String,
     mut layer: Spatial<f32>,
     config: &SwConfig,
@@ -79,6 +91,12 @@ fn time_layer(
         backward_flops: 0,
         forward_bytes: 0,
         backward_bytes: 0,
+        forward_macs: 0,
+        backward_macs: 0,
+        forward_range: (0.0, 0.0),
+        backward_range: (0.0, 0.0),
+        saved_bytes: 0,
+        peak_bytes: 0,
         kernels: Vec::new(),
     };
     for step in 0..shape.warmup + shape.steps {
@@ -92,17 +110,25 @@ fn time_layer(
         }
         let xv = Var::param(x.clone());
         device.wait()?;
+        let live0 = live_bytes(device);
+        reset_peak(device);
         let c0 = counters::snapshot();
         let t0 = Instant::now();
         let y = layer.forward(&xv, Mode::Train)?;
         device.wait()?;
         let t1 = Instant::now();
         let c1 = counters::snapshot();
+        // What the graph holds for the backward, beside the output itself.
+        let saved = live_bytes(device).saturating_sub(live0 + y.value().nbytes() as u64);
         y.backward_with(dy.clone())?;
         device.wait()?;
         let t2 = Instant::now();
         let c2 = counters::snapshot();
         if step >= shape.warmup {
+            row.forward_macs = c1.macs - c0.macs;
+            row.backward_macs = c2.macs - c1.macs;
+            row.saved_bytes = saved;
+            row.peak_bytes = peak_bytes(device).saturating_sub(live0);
             fwd.push((t1 - t0).as_secs_f64());
             bwd.push((t2 - t1).as_secs_f64());
             row.forward_flops = c1.flops - c0.flops;
@@ -111,6 +137,12 @@ fn time_layer(
             row.backward_bytes = c2.bytes - c1.bytes;
         }
     }
+    let range = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        (lo, v.iter().copied().fold(0.0, f64::max))
+    };
+    row.forward_range = range(&fwd);
+    row.backward_range = range(&bwd);
     row.forward_s = median(fwd);
     row.backward_s = median(bwd);
     if let Device::OpenCl(c) = device {

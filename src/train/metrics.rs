@@ -211,6 +211,14 @@ pub fn live_bytes(device: &Device) -> u64 {
     }
 }
 
+/// Sets `device`'s peak to its live bytes, to measure the peak of what follows.
+pub fn reset_peak(device: &Device) {
+    match device {
+        Device::Cpu => counters::reset_peak(),
+        Device::OpenCl(ctx) => ctx.reset_peak(),
+    }
+}
+
 /// The most bytes live on `device` since its counter was last reset.
 pub fn peak_bytes(device: &Device) -> u64 {
     match device {

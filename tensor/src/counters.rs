@@ -108,6 +108,12 @@ pub fn snapshot() -> Snapshot {
     }
 }
 
+/// Sets the peak to the current live bytes (the op counters are left alone), to measure the
+/// peak of one phase.
+pub fn reset_peak() {
+    PEAK_BYTES.store(LIVE_BYTES.load(Relaxed), Relaxed);
+}
+
 /// Zeroes the op counters and sets the peak to the current live bytes.
 pub fn reset() {
     FLOPS.store(0, Relaxed);
