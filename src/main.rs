@@ -54,6 +54,9 @@ enum Command {
     /// The effective receptive field of trained or untrained networks (SPEC 6): erf.npy,
     /// erf.json (the squares holding 20, 30, 50 and 99 % of the contribution) and erf.png.
     Erf(Box<ErfArgs>),
+    /// Train a grid of configurations and seeds with one recipe (every other `train` flag);
+    /// results.md, results.json and results.png in --out. Resumable.
+    Experiment(Box<ExperimentArgs>),
     /// List OpenCL platforms and devices.
     Devices,
     /// Time training steps of a network on a device; per-kernel device times on OpenCL.
@@ -313,6 +316,203 @@ struct ErfArgs {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+}
+
+/// Arguments of `shiftgrad experiment`: the grid; every other flag is `train`'s, the shared
+/// recipe (moved behind `--` before parsing, see [`experiment_argv`]).
+#[derive(clap::Args)]
+struct ExperimentArgs {
+    /// Spatial operators, e.g. sw,slak,dense,small.
+    #[arg(long, value_delimiter = ',', default_value = "sw")]
+    spatial: Vec<String>,
+    /// Seeds; every configuration runs with each.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    seeds: Vec<u64>,
+    /// A set of per-stage big kernels, e.g. 13,13,7; repeat the flag (or separate sets with
+    /// ';') for several (default: the preset's). Not for small.
+    #[arg(long = "big-kernels")]
+    big_kernels: Vec<String>,
+    /// sw only: fractions of the small kernels pruned (sparse training), e.g. 0,0.3,0.5.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    sparsity: Vec<f64>,
+    /// sw only: index groups G, e.g. 2,4.
+    #[arg(long = "n-rep", value_delimiter = ',')]
+    n_rep: Vec<usize>,
+    /// sw only: ghost ratios, e.g. 0,0.23.
+    #[arg(long = "ghost-ratio", value_delimiter = ',')]
+    ghost_ratio: Vec<f64>,
+    /// The experiment's directory: one run directory per configuration and seed, and the
+    /// results.
+    #[arg(long, default_value = "runs/experiment")]
+    out: PathBuf,
+    /// The shared `train` flags (the recipe), e.g. --epochs 3 --limit 6000 --device opencl.
+    #[arg(last = true, allow_hyphen_values = true)]
+    recipe: Vec<String>,
+}
+
+/// The long flags of [`ExperimentArgs`] other than the recipe.
+const EXPERIMENT_FLAGS: [&str; 7] = [
+    "--spatial",
+    "--seeds",
+    "--big-kernels",
+    "--sparsity",
+    "--n-rep",
+    "--ghost-ratio",
+    "--out",
+];
+
+/// `shiftgrad experiment ...` with the recipe (every argument that is not an experiment flag
+/// or its value) moved behind `--`, so that every `train` flag can be given in any order.
+fn experiment_argv(args: Vec<String>) -> Vec<String> {
+    if args.get(1).map(String::as_str) != Some("experiment") || args.iter().any(|a| a == "--") {
+        return args;
+    }
+    let (mut front, mut recipe) = (args[..2].to_vec(), Vec::new());
+    let mut i = 2;
+    while i < args.len() {
+        let a = &args[i];
+        let name = a.split('=').next().unwrap_or(a);
+        if EXPERIMENT_FLAGS.contains(&name) || a == "-h" || a == "--help" {
+            front.push(a.clone());
+            if !a.contains('=') && a.starts_with("--") && a != "--help" {
+                if let Some(v) = args.get(i + 1) {
+                    front.push(v.clone());
+                    i += 1;
+                }
+            }
+        } else {
+            recipe.push(a.clone());
+        }
+        i += 1;
+    }
+    front.push("--".into());
+    front.extend(recipe);
+    front
+}
+
+/// Runs one `train` command line (without the program name) as `shiftgrad train` would.
+fn train_argv(argv: Vec<String>) -> Result<()> {
+    use shiftgrad::tensor::Error;
+    let full: Vec<String> = std::iter::once("shiftgrad".to_string())
+        .chain(argv)
+        .collect();
+    let matches = Cli::command()
+        .try_get_matches_from(&full)
+        .map_err(|e| Error::Other(format!("experiment: {}", e.render().to_string().trim())))?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Other(e.to_string()))?;
+    let (Command::Train(a), Some(m)) = (cli.command, matches.subcommand_matches("train")) else {
+        return Err(Error::Other("experiment: not a train command".into()));
+    };
+    match run_train(*a, m)? {
+        true => Ok(()),
+        false => Err(Error::Other(format!(
+            "experiment: `{}` failed",
+            full[1..].join(" ")
+        ))),
+    }
+}
+
+fn run_experiment(a: ExperimentArgs) -> Result<bool> {
+    use shiftgrad::tensor::Error;
+    for bad in [
+        "--out",
+        "--resume",
+        "--overwrite",
+        "--seed",
+        "--distributed",
+        "--sync-bn",
+    ] {
+        if a.recipe.iter().any(|r| r.split('=').next() == Some(bad)) {
+            return Err(Error::arg(
+                "experiment",
+                format!(
+                    "{bad} is not a recipe flag here (the experiment names, resumes and seeds its runs: --out DIR, --seeds LIST)"
+                ),
+            ));
+        }
+    }
+    // The recipe is parsed once as `train` would, for its epochs and the flags a resumed run
+    // takes (and to report a bad flag before any run starts).
+    let probe: Vec<String> = ["shiftgrad", "train"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(a.recipe.iter().cloned())
+        .collect();
+    let matches = Cli::command()
+        .try_get_matches_from(&probe)
+        .map_err(|e| Error::Other(format!("experiment: {}", e.render().to_string().trim())))?;
+    let Ok(Cli {
+        command: Command::Train(t),
+    }) = Cli::from_arg_matches(&matches)
+    else {
+        return Err(Error::Other(
+            "experiment: the recipe is not a train command".into(),
+        ));
+    };
+    let mut resume_flags = Vec::new();
+    if let Some(d) = &t.device {
+        resume_flags.extend(["--device".to_string(), d.clone()]);
+    }
+    if let Some(d) = &t.data {
+        resume_flags.extend(["--data".to_string(), d.display().to_string()]);
+    }
+    if t.quiet {
+        resume_flags.push("--quiet".into());
+    }
+    let spatial = a
+        .spatial
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<Vec<shiftgrad::nn::baselines::SpatialKind>>>()?;
+    let big_kernels = match a.big_kernels.is_empty() {
+        true => vec![None],
+        false => a
+            .big_kernels
+            .iter()
+            .flat_map(|s| s.split(';'))
+            .map(|set| {
+                set.split(',')
+                    .map(|k| {
+                        k.trim().parse::<usize>().map_err(|_| {
+                            Error::arg(
+                                "experiment",
+                                format!("--big-kernels: {set:?} is not a list of kernel sizes"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<usize>>>()
+                    .map(Some)
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    for &s in &a.sparsity {
+        cli::check_sparsity("experiment", s)?;
+    }
+    let option_list = |v: &[usize]| match v.is_empty() {
+        true => vec![None],
+        false => v.iter().map(|&x| Some(x)).collect(),
+    };
+    let grid = cli::experiment::Grid {
+        spatial,
+        seeds: a.seeds.clone(),
+        big_kernels,
+        sparsity: a.sparsity.clone(),
+        n_rep: option_list(&a.n_rep),
+        ghost_ratio: match a.ghost_ratio.is_empty() {
+            true => vec![None],
+            false => a.ghost_ratio.iter().map(|&x| Some(x)).collect(),
+        },
+    };
+    cli::experiment::run(
+        &grid,
+        &a.out,
+        &a.recipe,
+        t.epochs,
+        &resume_flags,
+        &mut train_argv,
+        &mut std::io::stdout(),
+    )?;
+    Ok(true)
 }
 
 /// Arguments of `shiftgrad train`.
@@ -743,6 +943,7 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
             cli::erf::run(&mut models, &args, &device, &mut stdout)?;
             Ok(true)
         }
+        Command::Experiment(a) => run_experiment(*a),
         Command::Devices => {
             let devices = shiftgrad::opencl::list_devices()
                 .map_err(|e| shiftgrad::tensor::Error::Device(e.to_string()))?;
@@ -854,7 +1055,7 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = Cli::command().get_matches_from(experiment_argv(std::env::args().collect()));
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match run(cli.command, &matches) {
         Ok(true) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod compare;
 pub mod equiv;
 pub mod erf;
+pub mod experiment;
 pub mod gradcheck;
 pub mod profile;
 
