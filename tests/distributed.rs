@@ -11,7 +11,6 @@ use shiftgrad::nn::StateDict;
 use shiftgrad::train::metrics::EpochMetrics;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shiftgrad");
 
@@ -38,35 +37,15 @@ fn ready(test: &str) -> bool {
     }
 }
 
+mod common;
+
 /// Fashion-MNIST, or a synthetic set in its format.
 fn data_dir() -> PathBuf {
-    use shiftgrad::nn::{data, synthetic};
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = data::data_dir(None);
-        if data::load(&dir, data::Split::Test).is_ok() {
-            return dir;
-        }
-        assert!(
-            !shiftgrad::opencl::required("SHIFTGRAD_REQUIRE_DATA"),
-            "SHIFTGRAD_REQUIRE_DATA=1 but Fashion-MNIST is not at {}",
-            dir.display()
-        );
-        let synth = tmp("synthetic-data");
-        synthetic::write(&synth, 1024, 256, 11).unwrap();
-        eprintln!(
-            "distributed tests: Fashion-MNIST not found at {}; using a synthetic set",
-            dir.display()
-        );
-        synth
-    })
-    .clone()
+    common::test_data("dist", 1024, 256, 11).dir.clone()
 }
 
 fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("shiftgrad-dist-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::tmp("dist", tag)
 }
 
 /// The recipe of every run here: one epoch of 16 steps (1024 images, global batch 64) of a

@@ -5,49 +5,26 @@
 
 use indicatif::ProgressBar;
 use shiftgrad::cli::erf::{erf_map, log_normalised, squares, ErfModel};
+use shiftgrad::nn::data;
 use shiftgrad::nn::resnet::ResNetConfig;
-use shiftgrad::nn::{data, synthetic};
 use shiftgrad::ops::parity::opencl_device;
 use shiftgrad::tensor::Device;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Output;
+
+mod common;
 
 fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("shiftgrad-erf-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::tmp("erf", tag)
 }
 
 /// Fashion-MNIST, or a synthetic set in its format.
 fn data_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = data::data_dir(None);
-        if data::load(&dir, data::Split::Test).is_ok() {
-            return dir;
-        }
-        assert!(
-            !shiftgrad::opencl::required("SHIFTGRAD_REQUIRE_DATA"),
-            "SHIFTGRAD_REQUIRE_DATA=1 but Fashion-MNIST is not at {}",
-            dir.display()
-        );
-        let synth = tmp("synthetic-data");
-        synthetic::write(&synth, 128, 64, 3).unwrap();
-        eprintln!(
-            "erf tests: Fashion-MNIST not found at {}; using a synthetic set",
-            dir.display()
-        );
-        synth
-    })
+    &common::test_data("erf", 128, 64, 3).dir
 }
 
 fn shiftgrad(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shiftgrad"))
-        .args(args)
-        .env("SHIFTGRAD_DEVICE", "cpu")
-        .output()
-        .expect("run shiftgrad")
+    common::shiftgrad_cpu(args)
 }
 
 fn text(o: &Output) -> String {

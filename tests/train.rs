@@ -11,52 +11,20 @@
 //! Runs on `$SHIFTGRAD_DEVICE`, else the CPU; the CLI cases run on the CPU.
 
 use shiftgrad::nn::{data, synthetic, StateDict};
-use shiftgrad::opencl::required;
 use shiftgrad::tensor::Device;
 use shiftgrad::train::config::{OptimName, RunConfig};
 use shiftgrad::train::metrics::EpochMetrics;
 use shiftgrad::train::{build_model, evaluate, load_checkpoint, read_meta, train, Start, TrainJob};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
-/// The data the tests train on.
-struct TestData {
-    dir: PathBuf,
-    /// Fashion-MNIST (true) or the synthetic set (false).
-    real: bool,
-}
+mod common;
+use common::TestData;
 
 fn test_data() -> &'static TestData {
-    static DATA: OnceLock<TestData> = OnceLock::new();
-    DATA.get_or_init(|| {
-        let dir = data::data_dir(None);
-        let found = data::load(&dir, data::Split::Test);
-        if found.is_ok() {
-            return TestData { dir, real: true };
-        }
-        if required("SHIFTGRAD_REQUIRE_DATA") {
-            panic!(
-                "SHIFTGRAD_REQUIRE_DATA=1 but Fashion-MNIST is not at {}: {}",
-                dir.display(),
-                found.err().map(|e| e.to_string()).unwrap_or_default()
-            );
-        }
-        let synth = tmp("synthetic-data");
-        synthetic::write(&synth, 600, 300, 11).unwrap();
-        // Written past the test harness's capture, so that a passing run shows it too.
-        let _ = writeln!(
-            std::io::stderr(),
-            "train tests: Fashion-MNIST not found at {}; using the synthetic data set written to {} (SHIFTGRAD_REQUIRE_DATA=1 fails instead)",
-            dir.display(),
-            synth.display()
-        );
-        TestData {
-            dir: synth,
-            real: false,
-        }
-    })
+    common::test_data("train", 600, 300, 11)
 }
 
 fn small_config() -> RunConfig {
@@ -98,9 +66,7 @@ fn tiny_config() -> RunConfig {
 }
 
 fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("shiftgrad-train-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::tmp("train", tag)
 }
 
 fn job(out: &Path, start: Start, device: &Device, stop_after: Option<usize>) -> TrainJob {
@@ -665,11 +631,7 @@ fn empty_and_small_data_sets() {
 }
 
 fn shiftgrad(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shiftgrad"))
-        .args(args)
-        .env("SHIFTGRAD_DEVICE", "cpu")
-        .output()
-        .expect("run shiftgrad")
+    common::shiftgrad_cpu(args)
 }
 
 /// Exit code 1, every fragment in stderr, and no panic; else what differs.

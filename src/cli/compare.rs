@@ -33,10 +33,11 @@ use std::path::{Path, PathBuf};
 pub const MERGED: &str = "sw-merged";
 
 /// One row of the comparison.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct LayerCost {
     /// The row's label: the kind, `sw-merged` or `sw*`.
     pub label: String,
+    #[serde(skip)]
     pub kind: SpatialKind,
     pub params: usize,
     pub forward_flops: u64,
@@ -340,19 +341,12 @@ pub struct TimedRow {
     pub backward_gflop_per_s: f64,
 }
 
-/// One row of `compare.json`.
+/// One row of `compare.json`: the counts, and the times where measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct PointRow {
-    pub label: String,
-    pub params: usize,
-    pub forward_flops: u64,
-    pub backward_flops: u64,
-    pub forward_macs: u64,
-    pub backward_macs: u64,
-    pub folded_params: usize,
-    pub folded_forward_flops: u64,
-    /// Measured with `--device` (per image: the timed batch's FLOPs over its size agree with
-    /// the rows' counts); absent otherwise.
+    #[serde(flatten)]
+    pub cost: LayerCost,
+    /// Measured with `--device`; absent otherwise.
     pub timed: Option<TimedRow>,
 }
 
@@ -435,14 +429,7 @@ pub fn sweep(s: &Sweep, out: &mut dyn Write) -> Result<Vec<Point>> {
                     None => None,
                 };
                 rows.push(PointRow {
-                    label: c.label.clone(),
-                    params: c.params,
-                    forward_flops: c.forward_flops,
-                    backward_flops: c.backward_flops,
-                    forward_macs: c.forward_macs,
-                    backward_macs: c.backward_macs,
-                    folded_params: c.folded_params,
-                    folded_forward_flops: c.folded_forward_flops,
+                    cost: c.clone(),
                     timed: t,
                 });
             }
@@ -559,14 +546,14 @@ fn csv(points: &[Point]) -> String {
                 p.height,
                 p.width,
                 p.batch,
-                r.label,
-                r.params,
-                r.forward_flops,
-                r.backward_flops,
-                r.forward_macs,
-                r.backward_macs,
-                r.folded_params,
-                r.folded_forward_flops
+                r.cost.label,
+                r.cost.params,
+                r.cost.forward_flops,
+                r.cost.backward_flops,
+                r.cost.forward_macs,
+                r.cost.backward_macs,
+                r.cost.folded_params,
+                r.cost.folded_forward_flops
             );
         }
     }
@@ -577,9 +564,6 @@ fn csv(points: &[Point]) -> String {
 /// one line per operator (and height), log scale; beside it the measured time (forward +
 /// backward of the timed batch) where the rows were timed.
 fn draw(path: &Path, points: &[Point]) -> Result<()> {
-    crate::train::plot::register_font();
-    let tmp = path.with_extension("png.tmp.png");
-    let err = |e: &dyn std::fmt::Display| Error::file(path, format!("drawing the comparison: {e}"));
     let timed = points
         .iter()
         .all(|p| p.rows.iter().all(|r| r.timed.is_some()));
@@ -591,8 +575,8 @@ fn draw(path: &Path, points: &[Point]) -> Result<()> {
     let labels: Vec<String> = {
         let mut l: Vec<String> = Vec::new();
         for r in points.iter().flat_map(|p| &p.rows) {
-            if !l.contains(&r.label) {
-                l.push(r.label.clone());
+            if !l.contains(&r.cost.label) {
+                l.push(r.cost.label.clone());
             }
         }
         l
@@ -600,7 +584,7 @@ fn draw(path: &Path, points: &[Point]) -> Result<()> {
     type Metric = fn(&PointRow) -> Option<f64>;
     let mut panels: Vec<(&str, Metric)> =
         vec![("training MFLOP per image (forward + backward)", |r| {
-            Some((r.forward_flops + r.backward_flops) as f64 * 1e-6)
+            Some((r.cost.forward_flops + r.cost.backward_flops) as f64 * 1e-6)
         })];
     if timed {
         panels.push(("measured ms (forward + backward of the batch)", |r| {
@@ -610,89 +594,85 @@ fn draw(path: &Path, points: &[Point]) -> Result<()> {
     let big_lo = points.iter().map(|p| p.big).min().unwrap_or(1) as f64;
     let big_hi = points.iter().map(|p| p.big).max().unwrap_or(1) as f64;
     let palette = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
-    {
-        let root = BitMapBackend::new(&tmp, (520 * panels.len() as u32, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let areas = root.split_evenly((1, panels.len()));
-        for ((title, metric), area) in panels.iter().zip(&areas) {
-            let values: Vec<f64> = points
-                .iter()
-                .flat_map(|p| p.rows.iter().filter_map(metric))
-                .filter(|v| v.is_finite() && *v > 0.0)
-                .collect();
-            let lo = values
-                .iter()
-                .copied()
-                .fold(f64::INFINITY, f64::min)
-                .min(1.0);
-            let hi = values.iter().copied().fold(1.0, f64::max);
-            let mut chart = ChartBuilder::on(area)
-                .caption(*title, ("sans-serif", 15))
-                .margin(12)
-                .x_label_area_size(35)
-                .y_label_area_size(60)
-                .build_cartesian_2d(
-                    (big_lo - 1.0)..(big_hi + 1.0),
-                    (lo * 0.8..hi * 1.25).log_scale(),
-                )
-                .map_err(|e| err(&e))?;
-            chart
-                .configure_mesh()
-                .x_desc("big kernel M")
-                .label_style(("sans-serif", 11))
-                .draw()
-                .map_err(|e| err(&e))?;
-            for (li, label) in labels.iter().enumerate() {
-                // The first row (sw) drawn widest, so a row with equal values on top of it
-                // (sw-merged: the same FLOPs) leaves it visible; heights after the first dashed.
-                let width = if li == 0 { 5 } else { 2 };
-                for (hi, &h) in heights.iter().enumerate() {
-                    let series: Vec<(f64, f64)> = points
-                        .iter()
-                        .filter(|p| p.height == h)
-                        .filter_map(|p| {
-                            let r = p.rows.iter().find(|r| &r.label == label)?;
-                            Some((p.big as f64, metric(r)?))
-                        })
-                        .filter(|(_, v)| v.is_finite() && *v > 0.0)
-                        .collect();
-                    if series.is_empty() {
-                        continue;
-                    }
-                    let color = palette[li % palette.len()];
-                    let name = match heights.len() {
-                        1 => label.clone(),
-                        _ => format!("{label} {h}x{h}"),
-                    };
-                    let style = color.stroke_width(width);
-                    let drawn = if hi == 0 {
-                        chart.draw_series(LineSeries::new(series.clone(), style))
-                    } else {
-                        chart.draw_series(DashedLineSeries::new(series.clone(), 8, 5, style))
-                    };
-                    drawn
-                        .map_err(|e| err(&e))?
-                        .label(name)
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
-                    chart
-                        .draw_series(
+    crate::train::plot::render(
+        path,
+        (520 * panels.len() as u32, 420),
+        "the comparison",
+        |root| {
+            let areas = root.split_evenly((1, panels.len()));
+            for ((title, metric), area) in panels.iter().zip(&areas) {
+                let values: Vec<f64> = points
+                    .iter()
+                    .flat_map(|p| p.rows.iter().filter_map(metric))
+                    .filter(|v| v.is_finite() && *v > 0.0)
+                    .collect();
+                let lo = values
+                    .iter()
+                    .copied()
+                    .fold(f64::INFINITY, f64::min)
+                    .min(1.0);
+                let hi = values.iter().copied().fold(1.0, f64::max);
+                let mut chart = ChartBuilder::on(area)
+                    .caption(*title, ("sans-serif", 15))
+                    .margin(12)
+                    .x_label_area_size(35)
+                    .y_label_area_size(60)
+                    .build_cartesian_2d(
+                        (big_lo - 1.0)..(big_hi + 1.0),
+                        (lo * 0.8..hi * 1.25).log_scale(),
+                    )?;
+                chart
+                    .configure_mesh()
+                    .x_desc("big kernel M")
+                    .label_style(("sans-serif", 11))
+                    .draw()?;
+                for (li, label) in labels.iter().enumerate() {
+                    // The first row (sw) drawn widest, so a row with equal values on top of it
+                    // (sw-merged: the same FLOPs) leaves it visible; heights after the first dashed.
+                    let width = if li == 0 { 5 } else { 2 };
+                    for (hi, &h) in heights.iter().enumerate() {
+                        let series: Vec<(f64, f64)> = points
+                            .iter()
+                            .filter(|p| p.height == h)
+                            .filter_map(|p| {
+                                let r = p.rows.iter().find(|r| &r.cost.label == label)?;
+                                Some((p.big as f64, metric(r)?))
+                            })
+                            .filter(|(_, v)| v.is_finite() && *v > 0.0)
+                            .collect();
+                        if series.is_empty() {
+                            continue;
+                        }
+                        let color = palette[li % palette.len()];
+                        let name = match heights.len() {
+                            1 => label.clone(),
+                            _ => format!("{label} {h}x{h}"),
+                        };
+                        let style = color.stroke_width(width);
+                        let drawn = if hi == 0 {
+                            chart.draw_series(LineSeries::new(series.clone(), style))
+                        } else {
+                            chart.draw_series(DashedLineSeries::new(series.clone(), 8, 5, style))
+                        };
+                        drawn?.label(name).legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 18, y)], style)
+                        });
+                        chart.draw_series(
                             series
                                 .into_iter()
                                 .map(|p| Circle::new(p, 3, color.filled())),
-                        )
-                        .map_err(|e| err(&e))?;
+                        )?;
+                    }
                 }
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperLeft)
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 11))
+                    .draw()?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 11))
-                .draw()
-                .map_err(|e| err(&e))?;
-        }
-        root.present().map_err(|e| err(&e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+            Ok(())
+        },
+    )
 }

@@ -355,56 +355,49 @@ fn write_npy(path: &Path, maps: &[Vec<f64>], size: usize) -> Result<()> {
 /// `erf.png`: each model's log-scaled, normalised map as a heat map (viridis), side by side,
 /// titled by model, with the 50 % square drawn on it.
 fn draw(path: &Path, maps: &[Vec<f64>], results: &[ErfResult], size: usize) -> Result<()> {
-    crate::train::plot::register_font();
-    let tmp = path.with_extension("png.tmp.png");
-    let err = |e: &dyn std::fmt::Display| Error::file(path, format!("drawing the ERF: {e}"));
     let panel = 360u32;
-    {
-        let root =
-            BitMapBackend::new(&tmp, (panel * maps.len() as u32, panel + 40)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let areas = root.split_evenly((1, maps.len()));
-        for ((map, r), area) in maps.iter().zip(results).zip(&areas) {
-            let scaled = log_normalised(map);
-            let mut chart = ChartBuilder::on(area)
-                .caption(&r.label, ("sans-serif", 12))
-                .margin(8)
-                .x_label_area_size(20)
-                .y_label_area_size(28)
-                .build_cartesian_2d(0..size, 0..size)
-                .map_err(|e| err(&e))?;
-            // Rows are drawn top-down, as in an image, and labelled so.
-            let row_label = |v: &usize| (size - v).to_string();
-            chart
-                .configure_mesh()
-                .disable_mesh()
-                .label_style(("sans-serif", 10))
-                .y_label_formatter(&row_label)
-                .draw()
-                .map_err(|e| err(&e))?;
-            chart
-                .draw_series((0..size * size).map(|i| {
+    crate::train::plot::render(
+        path,
+        (panel * maps.len() as u32, panel + 40),
+        "the ERF",
+        |root| {
+            let areas = root.split_evenly((1, maps.len()));
+            for ((map, r), area) in maps.iter().zip(results).zip(&areas) {
+                let scaled = log_normalised(map);
+                let mut chart = ChartBuilder::on(area)
+                    .caption(&r.label, ("sans-serif", 12))
+                    .margin(8)
+                    .x_label_area_size(20)
+                    .y_label_area_size(28)
+                    .build_cartesian_2d(0..size, 0..size)?;
+                // Rows are drawn top-down, as in an image, and labelled so.
+                let row_label = |v: &usize| (size - v).to_string();
+                chart
+                    .configure_mesh()
+                    .disable_mesh()
+                    .label_style(("sans-serif", 10))
+                    .y_label_formatter(&row_label)
+                    .draw()?;
+                chart.draw_series((0..size * size).map(|i| {
                     let (y, x) = (i / size, i % size);
                     let color = ViridisRGB.get_color(scaled[i] as f32);
                     // Row 0 at the top, as an image.
                     Rectangle::new([(x, size - 1 - y), (x + 1, size - y)], color.filled())
-                }))
-                .map_err(|e| err(&e))?;
-            if let Some(s) = r.squares.iter().find(|s| s.fraction == 0.5) {
-                let lo = size / 2 - s.side.min(size) / 2;
-                let hi = (lo + s.side).min(size);
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(lo, size - hi), (hi, size - lo)],
-                        WHITE.stroke_width(1),
-                    )))
-                    .map_err(|e| err(&e))?
-                    .label("50 %");
+                }))?;
+                if let Some(s) = r.squares.iter().find(|s| s.fraction == 0.5) {
+                    let lo = size / 2 - s.side.min(size) / 2;
+                    let hi = (lo + s.side).min(size);
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            [(lo, size - hi), (hi, size - lo)],
+                            WHITE.stroke_width(1),
+                        )))?
+                        .label("50 %");
+                }
             }
-        }
-        root.present().map_err(|e| err(&e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]

@@ -375,9 +375,6 @@ pub fn markdown(results: &[ConfigResult], seeds: usize, epochs: usize) -> String
 /// `results.png`: mean test accuracy against epoch per configuration; and the final mean test
 /// accuracy against the forward FLOPs per image, with the seeds' spread as error bars.
 fn draw(path: &Path, results: &[ConfigResult]) -> Result<()> {
-    crate::train::plot::register_font();
-    let tmp = path.with_extension("png.tmp.png");
-    let err = |e: &dyn std::fmt::Display| Error::file(path, format!("drawing the results: {e}"));
     let palette = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
     let epochs = results
         .iter()
@@ -403,33 +400,23 @@ fn draw(path: &Path, results: &[ConfigResult]) -> Result<()> {
         .collect();
     let lo = accs.iter().copied().fold(100.0, f64::min).floor() - 1.0;
     let hi = accs.iter().copied().fold(0.0, f64::max).ceil() + 1.0;
-    {
-        let root = BitMapBackend::new(&tmp, (1000, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
+    crate::train::plot::render(path, (1000, 420), "the results", |root| {
         let (left, right) = root.split_horizontally(500);
         let mut chart = ChartBuilder::on(&left)
             .caption("test accuracy (%), mean over seeds", ("sans-serif", 16))
             .margin(12)
             .x_label_area_size(35)
             .y_label_area_size(45)
-            .build_cartesian_2d(0.5..epochs as f64 + 0.5, lo.max(0.0)..hi.min(100.0))
-            .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .draw()
-            .map_err(|e| err(&e))?;
+            .build_cartesian_2d(0.5..epochs as f64 + 0.5, lo.max(0.0)..hi.min(100.0))?;
+        chart.configure_mesh().x_desc("epoch").draw()?;
         for (i, r) in results.iter().enumerate() {
             let color = palette[i % palette.len()];
             let pts = by_epoch(r);
             chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                .map_err(|e| err(&e))?
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
                 .label(r.label.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
-            chart
-                .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| err(&e))?;
+            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
         }
         chart
             .configure_series_labels()
@@ -437,8 +424,7 @@ fn draw(path: &Path, results: &[ConfigResult]) -> Result<()> {
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .label_font(("sans-serif", 11))
-            .draw()
-            .map_err(|e| err(&e))?;
+            .draw()?;
 
         let flops: Vec<f64> = results
             .iter()
@@ -461,38 +447,31 @@ fn draw(path: &Path, results: &[ConfigResult]) -> Result<()> {
             .margin(12)
             .x_label_area_size(35)
             .y_label_area_size(45)
-            .build_cartesian_2d(0.0..f_hi, a_lo.max(0.0)..a_hi.min(100.0))
-            .map_err(|e| err(&e))?;
+            .build_cartesian_2d(0.0..f_hi, a_lo.max(0.0)..a_hi.min(100.0))?;
         chart
             .configure_mesh()
             .x_desc("forward MFLOP per image")
             .y_desc("test accuracy (%)")
-            .draw()
-            .map_err(|e| err(&e))?;
+            .draw()?;
         for (i, r) in results.iter().enumerate() {
             let color = palette[i % palette.len()];
             let (x, y) = (flops[i], 100.0 * r.test_accuracy_mean);
-            chart
-                .draw_series(std::iter::once(ErrorBar::new_vertical(
-                    x,
-                    finals[i].0,
-                    y,
-                    finals[i].1,
-                    color.filled(),
-                    8,
-                )))
-                .map_err(|e| err(&e))?;
-            chart
-                .draw_series(std::iter::once(
-                    EmptyElement::at((x, y))
-                        + Circle::new((0, 0), 4, color.filled())
-                        + Text::new(r.label.clone(), (6, -12), ("sans-serif", 11)),
-                ))
-                .map_err(|e| err(&e))?;
+            chart.draw_series(std::iter::once(ErrorBar::new_vertical(
+                x,
+                finals[i].0,
+                y,
+                finals[i].1,
+                color.filled(),
+                8,
+            )))?;
+            chart.draw_series(std::iter::once(
+                EmptyElement::at((x, y))
+                    + Circle::new((0, 0), 4, color.filled())
+                    + Text::new(r.label.clone(), (6, -12), ("sans-serif", 11)),
+            ))?;
         }
-        root.present().map_err(|e| err(&e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,32 @@ use shiftgrad_tensor::{Error, Result};
 use std::path::Path;
 use std::sync::Once;
 
-pub(crate) fn register_font() {
+/// The error a drawing closure returns (plotters' errors convert into it with `?`).
+pub(crate) type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+/// Draws a `size` PNG with `draw` (on a white background, the font registered) into a
+/// temporary file beside `path`, then renames it into place; an error names `path` and
+/// `what` was drawn.
+pub(crate) fn render(
+    path: &Path,
+    size: (u32, u32),
+    what: &str,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> DrawResult,
+) -> Result<()> {
+    register_font();
+    let tmp = path.with_extension("png.tmp.png");
+    let drawn: DrawResult = (|| {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present()?;
+        Ok(())
+    })();
+    drawn.map_err(|e| Error::file(path, format!("drawing {what}: {e}")))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+}
+
+fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = plotters::style::register_font(
@@ -21,12 +46,7 @@ pub(crate) fn register_font() {
 
 /// Draws the curves of `history` to `path` (written to a temporary file, then renamed).
 pub fn draw(path: &Path, history: &[EpochMetrics]) -> Result<()> {
-    register_font();
-    let tmp = path.with_extension("png.tmp.png");
-    let err = |e: &dyn std::fmt::Display| Error::file(path, format!("drawing the curves: {e}"));
-    {
-        let root = BitMapBackend::new(&tmp, (1000, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
+    render(path, (1000, 420), "the curves", |root| {
         let (left, right) = root.split_horizontally(500);
         let epochs = history.len().max(1) as f64;
         let xs: Vec<f64> = history.iter().map(|m| m.epoch as f64).collect();
@@ -85,56 +105,43 @@ pub fn draw(path: &Path, history: &[EpochMetrics]) -> Result<()> {
                 .margin(12)
                 .x_label_area_size(35)
                 .y_label_area_size(50)
-                .build_cartesian_2d(x_lo..epochs + 0.25, lo.max(0.0)..hi)
-                .map_err(|e| err(&e))?;
-            chart
-                .configure_mesh()
-                .x_desc("epoch")
-                .draw()
-                .map_err(|e| err(&e))?;
+                .build_cartesian_2d(x_lo..epochs + 0.25, lo.max(0.0)..hi)?;
+            chart.configure_mesh().x_desc("epoch").draw()?;
             if name == "loss" && !steps.is_empty() {
                 let light = RGBColor(140, 170, 230);
                 chart
                     .draw_series(LineSeries::new(
                         steps.iter().copied(),
                         light.stroke_width(1),
-                    ))
-                    .map_err(|e| err(&e))?
+                    ))?
                     .label(format!("train, every {LOSS_WINDOW} steps"))
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], light));
                 if steps.len() < 20 {
                     // Too few windows for a line to show (a short run): dots.
-                    chart
-                        .draw_series(steps.iter().map(|&p| Circle::new(p, 2, light.filled())))
-                        .map_err(|e| err(&e))?;
+                    chart.draw_series(steps.iter().map(|&p| Circle::new(p, 2, light.filled())))?;
                 }
             }
             for (series, color, label) in [(train, BLUE, "train"), (test, RED, "test")] {
                 let points: Vec<(f64, f64)> = xs.iter().copied().zip(series).collect();
                 chart
-                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                    .map_err(|e| err(&e))?
+                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
                     .label(label)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
                 // Points as well as lines: a one-epoch run has no line to draw.
-                chart
-                    .draw_series(
-                        points
-                            .into_iter()
-                            .map(|p| Circle::new(p, 4, color.filled())),
-                    )
-                    .map_err(|e| err(&e))?;
+                chart.draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 4, color.filled())),
+                )?;
             }
             chart
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
-                .draw()
-                .map_err(|e| err(&e))?;
+                .draw()?;
         }
-        root.present().map_err(|e| err(&e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+        Ok(())
+    })
 }
 
 /// One shift-wise layer's mask for [`draw_masks`]: its name, `R` rows of `nk` slots.
@@ -152,40 +159,35 @@ pub struct LayerMask {
 /// panel draws `stage_densities` (live kernels over all kernels of each stage) as bars.
 /// Written to a temporary file, then renamed.
 pub fn draw_masks(path: &Path, layers: &[LayerMask], stage_densities: &[f64]) -> Result<()> {
-    register_font();
-    let tmp = path.with_extension("png.tmp.png");
-    let err = |e: &dyn std::fmt::Display| Error::file(path, format!("drawing the masks: {e}"));
     let panels = layers.len() + 1;
     let cols = panels.clamp(1, 6);
     let rows = panels.div_ceil(cols).max(1);
     let (cell_w, cell_h) = (220u32, 380u32);
-    {
-        let root = BitMapBackend::new(&tmp, (cell_w * cols as u32, cell_h * rows as u32))
-            .into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let areas = root.split_evenly((rows, cols));
-        for (layer, area) in layers.iter().zip(&areas) {
-            let live = layer.live.iter().filter(|&&b| b).count();
-            let density = live as f64 / layer.live.len().max(1) as f64;
-            let title = format!("{} ({:.0} % live)", layer.name, 100.0 * density);
-            let mut chart = ChartBuilder::on(area)
-                .caption(title, ("sans-serif", 13))
-                .margin(6)
-                .x_label_area_size(22)
-                .y_label_area_size(30)
-                .build_cartesian_2d(0..layer.nk, 0..layer.reps)
-                .map_err(|e| err(&e))?;
-            chart
-                .configure_mesh()
-                .disable_mesh()
-                .x_desc("slot")
-                .y_desc("rep channel")
-                .label_style(("sans-serif", 10))
-                .draw()
-                .map_err(|e| err(&e))?;
-            let cells = (0..layer.reps).flat_map(|o| (0..layer.nk).map(move |j| (o, j)));
-            chart
-                .draw_series(cells.map(|(o, j)| {
+    render(
+        path,
+        (cell_w * cols as u32, cell_h * rows as u32),
+        "the masks",
+        |root| {
+            let areas = root.split_evenly((rows, cols));
+            for (layer, area) in layers.iter().zip(&areas) {
+                let live = layer.live.iter().filter(|&&b| b).count();
+                let density = live as f64 / layer.live.len().max(1) as f64;
+                let title = format!("{} ({:.0} % live)", layer.name, 100.0 * density);
+                let mut chart = ChartBuilder::on(area)
+                    .caption(title, ("sans-serif", 13))
+                    .margin(6)
+                    .x_label_area_size(22)
+                    .y_label_area_size(30)
+                    .build_cartesian_2d(0..layer.nk, 0..layer.reps)?;
+                chart
+                    .configure_mesh()
+                    .disable_mesh()
+                    .x_desc("slot")
+                    .y_desc("rep channel")
+                    .label_style(("sans-serif", 10))
+                    .draw()?;
+                let cells = (0..layer.reps).flat_map(|o| (0..layer.nk).map(move |j| (o, j)));
+                chart.draw_series(cells.map(|(o, j)| {
                     let on = layer.live[o * layer.nk + j];
                     let color = if on {
                         RGBColor(30, 60, 140)
@@ -193,36 +195,34 @@ pub fn draw_masks(path: &Path, layers: &[LayerMask], stage_densities: &[f64]) ->
                         RGBColor(235, 235, 235)
                     };
                     Rectangle::new([(j, o), (j + 1, o + 1)], color.filled())
-                }))
-                .map_err(|e| err(&e))?;
-        }
-        if let Some(area) = areas.get(layers.len()) {
-            let stages = stage_densities.len().max(1);
-            let mut chart = ChartBuilder::on(area)
-                .caption("density by stage", ("sans-serif", 13))
-                .margin(6)
-                .x_label_area_size(22)
-                .y_label_area_size(34)
-                // An integer range is inclusive as a discrete axis: stages values 0 ..= stages - 1.
-                .build_cartesian_2d((0..stages - 1).into_segmented(), 0.0..100.0)
-                .map_err(|e| err(&e))?;
-            let stage_label = |v: &SegmentValue<usize>| match v {
-                SegmentValue::CenterOf(s) | SegmentValue::Exact(s) if *s < stages => s.to_string(),
-                _ => String::new(),
-            };
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .light_line_style(WHITE)
-                .y_labels(6)
-                .x_label_formatter(&stage_label)
-                .x_desc("stage")
-                .y_desc("% live")
-                .label_style(("sans-serif", 10))
-                .draw()
-                .map_err(|e| err(&e))?;
-            chart
-                .draw_series(stage_densities.iter().enumerate().map(|(s, &d)| {
+                }))?;
+            }
+            if let Some(area) = areas.get(layers.len()) {
+                let stages = stage_densities.len().max(1);
+                let mut chart = ChartBuilder::on(area)
+                    .caption("density by stage", ("sans-serif", 13))
+                    .margin(6)
+                    .x_label_area_size(22)
+                    .y_label_area_size(34)
+                    // An integer range is inclusive as a discrete axis: stages values 0 ..= stages - 1.
+                    .build_cartesian_2d((0..stages - 1).into_segmented(), 0.0..100.0)?;
+                let stage_label = |v: &SegmentValue<usize>| match v {
+                    SegmentValue::CenterOf(s) | SegmentValue::Exact(s) if *s < stages => {
+                        s.to_string()
+                    }
+                    _ => String::new(),
+                };
+                chart
+                    .configure_mesh()
+                    .disable_x_mesh()
+                    .light_line_style(WHITE)
+                    .y_labels(6)
+                    .x_label_formatter(&stage_label)
+                    .x_desc("stage")
+                    .y_desc("% live")
+                    .label_style(("sans-serif", 10))
+                    .draw()?;
+                chart.draw_series(stage_densities.iter().enumerate().map(|(s, &d)| {
                     let mut bar = Rectangle::new(
                         [
                             (SegmentValue::Exact(s), 0.0),
@@ -232,10 +232,9 @@ pub fn draw_masks(path: &Path, layers: &[LayerMask], stage_densities: &[f64]) ->
                     );
                     bar.set_margin(0, 0, 8, 8);
                     bar
-                }))
-                .map_err(|e| err(&e))?;
-        }
-        root.present().map_err(|e| err(&e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+                }))?;
+            }
+            Ok(())
+        },
+    )
 }

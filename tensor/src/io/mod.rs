@@ -306,20 +306,21 @@ impl NpzWriter {
 
     /// Adds an int32 array.
     pub fn int32(&mut self, name: &str, dims: &[usize], data: &[i32]) -> Result<()> {
-        if Shape::checked_numel(dims) != Some(data.len()) {
-            return Err(Error::shape(
-                "npz",
-                format!(
-                    "{name}: shape {dims:?} does not hold {} elements",
-                    data.len()
-                ),
-            ));
-        }
-        self.add(name, dims, data)
+        self.int_array(name, dims, data)
     }
 
     /// Adds an int64 array (as PyTorch stores counters such as `num_batches_tracked`).
     pub fn int64(&mut self, name: &str, dims: &[usize], data: &[i64]) -> Result<()> {
+        self.int_array(name, dims, data)
+    }
+
+    /// Adds an integer array after checking that `dims` holds its elements.
+    fn int_array<S: npyz::AutoSerialize + Copy>(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        data: &[S],
+    ) -> Result<()> {
         if Shape::checked_numel(dims) != Some(data.len()) {
             return Err(Error::shape(
                 "npz",
