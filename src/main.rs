@@ -922,6 +922,23 @@ fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
             Ok(true)
         }
         Command::Erf(a) => {
+            let m = matches
+                .subcommand_matches("erf")
+                .ok_or_else(|| shiftgrad::tensor::Error::Other("erf: no arguments".into()))?;
+            let net_flags = <NetArgs as clap::Args>::augment_args(clap::Command::new("erf"));
+            let mut given_net = net_flags
+                .get_arguments()
+                .filter(|f| given(m, f.get_id().as_str()))
+                .map(|f| format!("--{}", f.get_long().unwrap_or(f.get_id().as_str())))
+                .chain(given(m, "seed").then(|| "--seed".to_string()));
+            if let (false, Some(flag)) = (a.checkpoint.is_empty(), given_net.next()) {
+                return Err(shiftgrad::tensor::Error::arg(
+                    "erf",
+                    format!(
+                        "{flag} describes an untrained network; a --checkpoint carries its own"
+                    ),
+                ));
+            }
             let device = train_device(a.device.as_deref())?;
             let mut models = if a.checkpoint.is_empty() {
                 let mut net = a.net.network()?;

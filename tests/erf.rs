@@ -203,7 +203,11 @@ fn bad_erf_flags_are_clear_errors() {
     let out = tmp("bad");
     let dir = data_dir().to_str().unwrap().to_string();
     let o_dir = out.to_str().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--checkpoint", "/nonexistent/run", "--spatial", "small"],
+            "--spatial describes an untrained network",
+        ),
         (&["--size", "4"], "--size must be between 8 and 1024"),
         (&["--images", "0"], "--images must be between 1"),
         (
