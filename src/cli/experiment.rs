@@ -8,7 +8,9 @@
 //! `train` flag), so the same seed gives every configuration the same data order and
 //! augmentation (they are drawn from the seed and the epoch only). Runs are resumable: a
 //! finished run (its checkpoint at the recipe's epochs) is skipped, an unfinished one resumes
-//! (`train --resume`, to the recipe's epochs), a missing one starts.
+//! (`train --resume`, to the recipe's epochs), a missing one starts. A run keeps the
+//! configuration of its checkpoint: a changed recipe does not retrain existing runs (only a
+//! larger `--epochs` extends them).
 //!
 //! Results come from each run's own files (`checkpoint.npz`, `summary.json`): parameters as
 //! trained (live ones in a sparse run) and deployed (sw: the P paths merged into one bank;
