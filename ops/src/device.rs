@@ -95,6 +95,21 @@ pub fn u32_arg(op: &'static str, n: usize) -> Result<Arg<'static>> {
     })
 }
 
+/// Checks that every element count in `sizes` (the tensors a kernel indexes) fits the
+/// kernels' 32-bit `int` indices.
+pub fn check_i32_indices(op: &'static str, sizes: &[u128]) -> Result<()> {
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    if largest > i32::MAX as u128 {
+        return Err(Error::arg(
+            op,
+            format!(
+                "a tensor of {largest} elements is too large for the OpenCL kernels' 32-bit indices"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Rounds `n` up to a multiple of `m` (global sizes for fixed work-groups).
 pub fn round_up(n: usize, m: usize) -> usize {
     n.div_ceil(m) * m
@@ -123,4 +138,22 @@ pub fn with_gpu_shaped<R>(on: bool, f: impl FnOnce() -> R) -> R {
     let r = f();
     GPU_SHAPED.with(|g| g.set(before));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_check_refuses_counts_past_i32() {
+        let max = i32::MAX as u128;
+        assert!(check_i32_indices("op", &[0, max]).is_ok());
+        let e = check_i32_indices("op", &[1, max + 1])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("op") && e.contains(&format!("{}", max + 1)),
+            "{e}"
+        );
+    }
 }

@@ -3,10 +3,12 @@
 //! [`LiveChannels`] object and cached, like the shift-add's tables (the same cache).
 
 use super::Dims;
-use crate::device::{buf, gpu_shaped, launch, output, round_up, vector_program, zeros};
+use crate::device::{
+    buf, check_i32_indices, gpu_shaped, launch, output, round_up, vector_program, zeros,
+};
 use crate::shift_add::{device_live, LiveChannels};
 use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
-use shiftgrad_tensor::{Error, Real, Result, Tensor};
+use shiftgrad_tensor::{Real, Result, Tensor};
 use std::rc::Rc;
 
 const SOURCE: &str = concat!(
@@ -51,22 +53,14 @@ unsafe impl KernelParams for Params {}
 impl Params {
     /// The sizes as kernel ints; every tensor's element count must fit in an `i32`.
     fn new(d: &Dims) -> Result<Params> {
-        let largest = [
-            d.batch as u128 * d.live as u128 * d.hp() as u128 * d.wp() as u128,
-            d.batch as u128 * d.reps as u128 * d.h as u128 * d.w as u128,
-            d.reps as u128 * d.nk as u128 * d.k as u128 * d.k as u128,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-        if largest > i32::MAX as u128 {
-            return Err(Error::arg(
-                OP,
-                format!(
-                    "a tensor of {largest} elements is too large for the kernels' 32-bit indices"
-                ),
-            ));
-        }
+        check_i32_indices(
+            OP,
+            &[
+                d.batch as u128 * d.live as u128 * d.hp() as u128 * d.wp() as u128,
+                d.batch as u128 * d.reps as u128 * d.h as u128 * d.w as u128,
+                d.reps as u128 * d.nk as u128 * d.k as u128 * d.k as u128,
+            ],
+        )?;
         let i = |n: usize| n as i32;
         Ok(Params {
             batch: i(d.batch),

@@ -27,7 +27,9 @@
 
 use super::cpu::Dims;
 use super::{LiveChannels, ShiftTables};
-use crate::device::{buf, dev_err, gpu_shaped, launch, output, round_up, vector_program, zeros};
+use crate::device::{
+    buf, check_i32_indices, dev_err, gpu_shaped, launch, output, round_up, vector_program, zeros,
+};
 use shiftgrad_tensor::opencl::{Arg, Buffer, Context, KernelParams, Program};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
 use std::cell::RefCell;
@@ -75,15 +77,7 @@ impl Params {
         let y_len = b * d.channels() as u128 * d.hp() as u128 * d.wp() as u128;
         let out_len = b * d.reps as u128 * d.h as u128 * d.w as u128;
         let bank = d.reps as u128 * d.nk as u128 * 2 * d.groups as u128;
-        let largest = y_len.max(out_len).max(bank);
-        if largest > i32::MAX as u128 {
-            return Err(Error::arg(
-                OP,
-                format!(
-                    "a tensor of {largest} elements is too large for the OpenCL kernels' 32-bit indices"
-                ),
-            ));
-        }
+        check_i32_indices(OP, &[y_len, out_len, bank])?;
         let i = |n: usize| n as i32;
         Ok(Params {
             batch: i(d.batch),

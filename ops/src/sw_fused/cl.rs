@@ -4,12 +4,12 @@
 //! the device's local memory, the unfused kernels (`bank_conv_*`, `shift_add_*`).
 
 use crate::bank_conv::{self, Dims as BankDims};
-use crate::device::{buf, launch, output, round_up, vector_program, zeros};
+use crate::device::{buf, check_i32_indices, launch, output, round_up, vector_program, zeros};
 use crate::shift_add::cl::{device_live, device_tables};
 use crate::shift_add::cpu::Dims as ShiftDims;
 use crate::shift_add::{self, LiveChannels, ShiftTables};
 use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
-use shiftgrad_tensor::{Error, Real, Result, Tensor};
+use shiftgrad_tensor::{Real, Result, Tensor};
 use std::rc::Rc;
 
 const SOURCE: &str = concat!(
@@ -61,22 +61,14 @@ impl Params {
     /// The sizes (layout fields zero); every tensor's elements, the backward's partial weight
     /// gradients (B * L * k * k) included, must fit the kernels' 32-bit indices.
     fn new(bd: &BankDims, tables: &ShiftTables) -> Result<Params> {
-        let largest = [
-            bd.batch as u128 * bd.reps as u128 * bd.h as u128 * bd.w as u128,
-            (bd.reps * bd.nk * bd.k * bd.k) as u128,
-            bd.batch as u128 * bd.live as u128 * (bd.k * bd.k) as u128,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-        if largest > i32::MAX as u128 {
-            return Err(Error::arg(
-                OP,
-                format!(
-                    "a tensor of {largest} elements is too large for the kernels' 32-bit indices"
-                ),
-            ));
-        }
+        check_i32_indices(
+            OP,
+            &[
+                bd.batch as u128 * bd.reps as u128 * bd.h as u128 * bd.w as u128,
+                (bd.reps * bd.nk * bd.k * bd.k) as u128,
+                bd.batch as u128 * bd.live as u128 * (bd.k * bd.k) as u128,
+            ],
+        )?;
         let i = |n: usize| n as i32;
         Ok(Params {
             batch: i(bd.batch),
