@@ -580,7 +580,155 @@ __kernel void conv2d_pointwise(__global const real* in, __global const real* a,
 }
 #endif
 
+#ifdef CONV_POINTWISE_WGRAD
+// The weight gradient of a pointwise product (a 1x1 convolution with stride 1, no padding and
+// one group; or any convolution with one group, its input unfolded by conv2d_im2col):
+// dw[r, k] = sum_n sum_q dy[n, r, q] * in[n, k, q] over the P positions q, for R rows of dy
+// (the output channels) and K rows of in (the input channels, or the unfolded (channel, ky,
+// kx) rows).
+//
+// Work-item (s*R/CB + rb)*kblocks + kb: rows rb*CB .. rb*CB+CB-1 of dy times rows kb*TB ..
+// kb*TB+TB-1 of in (the last block repeats row K-1 and stores it once), summed over the
+// samples of chunk s. Both operands are read along q, VW positions at a time: per step CB + TB
+// vector loads feed CB*TB multiply-adds into vector accumulators, whose lanes are added in a
+// fixed order at the end. The positions past the last full segment of a plane are one
+// gathered segment, zero beyond P. With one chunk the sums go straight to dw; otherwise to
+// partial sums (chunk-major) that conv2d_sum_chunks adds in order.
+__kernel void conv2d_pointwise_wgrad(__global const real* dy, __global const real* in,
+                                     __global real* out, const int N, const int K, const int R,
+                                     const int P, const int chunk, const int chunks) {
+    const int kblocks = (K + TB - 1) / TB;
+    const int gid = get_global_id(0);
+    const int kb = gid % kblocks;
+    const int z = gid / kblocks;
+    const int rblocks = R / CB;
+    if (z >= chunks * rblocks) {
+        return;
+    }
+    const int s = z / rblocks;
+    const int r0 = (z - s * rblocks) * CB;
+    int ks[TB];
+#pragma unroll
+    for (int t = 0; t < TB; t++) {
+        ks[t] = min(kb * TB + t, K - 1);
+    }
+    vec acc[CB][TB];
+#pragma unroll
+    for (int c = 0; c < CB; c++) {
+#pragma unroll
+        for (int t = 0; t < TB; t++) {
+            acc[c][t] = (vec)(real)0;
+        }
+    }
+    const int full = P / VW * VW;
+    const int n1 = min(N, (s + 1) * chunk);
+    for (int n = s * chunk; n < n1; n++) {
+        __global const real* d = dy + (n * R + r0) * P;
+        __global const real* x = in + n * K * P;
+        for (int q = 0; q < full; q += VW) {
+            vec dv[CB];
+#pragma unroll
+            for (int c = 0; c < CB; c++) {
+                dv[c] = vload8(0, d + c * P + q);
+            }
+#pragma unroll
+            for (int t = 0; t < TB; t++) {
+                const vec xv = vload8(0, x + ks[t] * P + q);
+#pragma unroll
+                for (int c = 0; c < CB; c++) {
+                    acc[c][t] += dv[c] * xv;
+                }
+            }
+        }
+        if (full < P) {
+            vec dv[CB];
+#pragma unroll
+            for (int c = 0; c < CB; c++) {
+                dv[c] = gather_row(d + c * P, full, 1, P);
+            }
+#pragma unroll
+            for (int t = 0; t < TB; t++) {
+                const vec xv = gather_row(x + ks[t] * P, full, 1, P);
+#pragma unroll
+                for (int c = 0; c < CB; c++) {
+                    acc[c][t] += dv[c] * xv;
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < TB; t++) {
+        if (kb * TB + t < K) {
+#pragma unroll
+            for (int c = 0; c < CB; c++) {
+                out[(s * R + r0 + c) * K + ks[t]] = lane_sum(acc[c][t]);
+            }
+        }
+    }
+}
+#endif
+
 #ifdef CONV_UTIL
+// The input unfolded for a product with the weight (one group):
+// col[n, (ci*KH + ky)*KW + kx, oy*Wo + ox] = x[n, ci, oy*sh + ky - top, ox*sw + kx - left], zero
+// where that lies in the padding; (rows, N, Ho*Wo) instead where !sample_major. One work-item
+// per unfolded plane (n, ci, ky, kx), row after row, VW columns at a time: a masked segment
+// load (lane by lane at the ends of the buffer) and a store.
+__kernel void conv2d_im2col(__global const real* x, __global real* col, const ConvParams p,
+                            const int sample_major) {
+    const int gid = get_global_id(0);
+    const int rows = p.c_in * p.kh * p.kw;
+    const int u = gid % rows;
+    const int n = gid / rows;
+    if (n >= p.n) {
+        return;
+    }
+    const int kx = u % p.kw;
+    const int ky = u / p.kw % p.kh;
+    const int ci = u / p.kw / p.kh;
+    const int row = sample_major ? n * rows + u : u * p.n + n;
+    __global real* dst = col + row * p.ho * p.wo;
+    const int plane_at = (n * p.c_in + ci) * p.h * p.w;
+    for (int oy = 0; oy < p.ho; oy++, dst += p.wo) {
+        const int iy = oy * p.sh + ky - p.top;
+        if (iy < 0 || iy >= p.h) {
+            for (int ox = 0; ox < p.wo; ox++) {
+                dst[ox] = (real)0;
+            }
+            continue;
+        }
+        const int at = plane_at + iy * p.w;
+        __global const real* src = x + at;
+        for (int ox0 = 0; ox0 < p.wo; ox0 += VW) {
+            const int i0 = ox0 * STEP + kx - p.left;
+            const bool safe = at + i0 >= 0 && at + i0 + VW * STEP <= p.src_len;
+            const vec v = safe ? load_masked(src, i0, STEP, p.w) : gather_row(src, i0, STEP, p.w);
+            store_row(dst + ox0, v, min(VW, p.wo - ox0), 1);
+        }
+    }
+}
+
+// The first two axes of src (A, B, L) swapped: dst[b, a, l] = src[a, b, l]. One work-item per
+// row (b, a) of L elements, VW at a time.
+__kernel void conv2d_swap_axes(__global const real* src, __global real* dst, const int A,
+                               const int B, const int L) {
+    const int gid = get_global_id(0);
+    if (gid >= A * B) {
+        return;
+    }
+    const int a = gid % A;
+    const int b = gid / A;
+    __global const real* s = src + (a * B + b) * L;
+    __global real* d = dst + gid * L;
+    int l = 0;
+    for (; l + VW <= L; l += VW) {
+        vstore8(vload8(0, s + l), 0, d + l);
+    }
+    for (; l < L; l++) {
+        d[l] = s[l];
+    }
+}
+
 // The weight (G, C_out/G, C_in/G, KH, KW) permuted for the forward (to_data = 0):
 // (G, C_in/G, KHP, KW, C_out/G), or for the data gradient (to_data = 1): (G, C_out/G, KHP, KW,
 // C_in/G), where KHP = KH + 2*pad_rows and the pad_rows rows above and below each kernel are

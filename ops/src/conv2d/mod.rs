@@ -32,6 +32,8 @@
 pub(crate) mod cases;
 mod cl;
 mod cpu;
+
+pub use cl::{with_direct, DIRECT_ENV};
 #[cfg(test)]
 mod tests;
 
