@@ -28,6 +28,12 @@
 //!   channel-major) and dy copied channel-major: about 1.5-2x faster than the direct kernel
 //!   at the network's sizes, measured with `shiftgrad profile`. [`DIRECT_ENV`] (or
 //!   [`with_direct`]) forces the direct kernel, the twin the parity suite compares against;
+//! * depthwise convolutions with stride 1 and kernels up to [`DEPTHWISE_MAX_KERNEL`] a side
+//!   (the small variant's 3x3): one work-item per plane, the taps unrolled with the plane's
+//!   weights in registers, one segment load and one multiply-add per tap and output segment
+//!   (the row-blocked kernel multiplies zero weights where its rows overlap); the data
+//!   gradient is the same kernel over dy with the kernel flipped, and the weight gradient
+//!   holds the KH x KW taps' accumulators per (channel, sample chunk);
 //! * bias gradient: per (channel, chunk) partial sums, then the same second kernel.
 //!
 //! `CB`, `RB` and `TB` are compile-time constants (the accumulators must be registers, which a
@@ -102,9 +108,11 @@ struct ClParams {
 // SAFETY: #[repr(C)], nineteen i32 fields (no padding, no pointers), mirrored by ConvParams.
 unsafe impl KernelParams for ClParams {}
 
-/// Set (to anything) to run every weight gradient on the direct kernel `conv2d_weight_grad`,
-/// none as a pointwise product (see [`unfolds`]): the twin the parity tests compare against,
-/// and a switch for measuring both.
+/// Set (to anything) to run every convolution on the row-blocked direct kernels
+/// (`conv2d_forward`, `conv2d_data_grad`, `conv2d_weight_grad`; the pointwise forward and data
+/// gradient stay): no weight gradient as a pointwise product (see [`unfolds`]), no
+/// plane-per-work-item depthwise kernel. The twin the parity tests compare against, and a
+/// switch for measuring both.
 pub const DIRECT_ENV: &str = "SHIFTGRAD_CONV_DIRECT";
 
 /// Below this many unfolded rows (`C_in * KH * KW`) a convolution stays on the direct kernels:
@@ -134,7 +142,85 @@ pub fn with_direct<R>(on: bool, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// Whether the direct weight-gradient kernel is forced ([`with_direct`], else [`DIRECT_ENV`]).
+/// Depthwise convolutions with stride 1 and kernels up to this size (both sides) run
+/// `conv2d_depthwise` / `conv2d_depthwise_wgrad`: the small variant's 3x3 and SLaK's 5x5.
+const DEPTHWISE_MAX_KERNEL: usize = 5;
+
+/// Work-items the depthwise weight gradient aims for (channels times sample chunks).
+const DEPTHWISE_WGRAD_ITEMS: usize = 256;
+
+/// Whether `g` runs the plane-per-work-item depthwise kernels: one input and one output
+/// channel per group, stride 1, a kernel of at most [`DEPTHWISE_MAX_KERNEL`] a side, and the
+/// direct kernels not forced.
+fn small_depthwise(g: &Geometry) -> bool {
+    !direct()
+        && g.cig() == 1
+        && g.cog() == 1
+        && g.p.stride == (1, 1)
+        && g.kh <= DEPTHWISE_MAX_KERNEL
+        && g.kw <= DEPTHWISE_MAX_KERNEL
+}
+
+/// The program of the depthwise kernels for a `kh x kw` kernel.
+fn depthwise_program<T: Real>(ctx: &Context, kh: usize, kw: usize) -> Result<Program> {
+    vector_program::<T>(
+        ctx,
+        OP,
+        SOURCE,
+        &[
+            ("CONV_DEPTHWISE", String::new()),
+            ("KH", kh.to_string()),
+            ("KW", kw.to_string()),
+        ],
+    )
+}
+
+/// `conv2d_depthwise` over `src` into `out`: planes of `input` (height, width) read, planes of
+/// `output` written, the window offset by `(top, left)`, the kernel flipped where `flip`.
+#[allow(clippy::too_many_arguments)]
+fn depthwise<T: Real>(
+    ctx: &Context,
+    g: &Geometry,
+    src: &Tensor<T>,
+    w: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    out: &Tensor<T>,
+    (input, output, top, left): ((usize, usize), (usize, usize), i64, i64),
+    flip: bool,
+) -> Result<()> {
+    let p = depthwise_program::<T>(ctx, g.kh, g.kw)?;
+    let planes = g.n * g.c_in;
+    let i64_arg = |v: i64| {
+        i32::try_from(v)
+            .map(Arg::I32)
+            .map_err(|_| Error::arg(OP, format!("padding {v} is too large")))
+    };
+    launch_1d(
+        ctx,
+        &p,
+        "conv2d_depthwise",
+        planes,
+        REDUCE_GROUP,
+        &[
+            buf(src),
+            buf(w),
+            buf(bias.unwrap_or(w)),
+            Arg::I32(bias.is_some() as i32),
+            buf(out),
+            Arg::I32(int(planes)?),
+            Arg::I32(int(g.c_in)?),
+            Arg::I32(int(input.0)?),
+            Arg::I32(int(input.1)?),
+            Arg::I32(int(output.0)?),
+            Arg::I32(int(output.1)?),
+            i64_arg(top)?,
+            i64_arg(left)?,
+            Arg::I32(flip as i32),
+        ],
+    )
+}
+
+/// Whether the direct kernels are forced ([`with_direct`], else [`DIRECT_ENV`]).
 fn direct() -> bool {
     DIRECT
         .with(|d| d.get())
@@ -495,6 +581,12 @@ pub fn forward<T: Real>(
         pointwise(ctx, x, &wt, b, &y, dims)?;
         return Ok(y);
     }
+    if small_depthwise(g) {
+        let (top, left) = (g.p.pad[0] as i64, g.p.pad[2] as i64);
+        let sizes = ((g.h, g.w), (g.ho, g.wo), top, left);
+        depthwise(ctx, g, x, w, b, &y, sizes, false)?;
+        return Ok(y);
+    }
     let kg = kernel_geometry(g);
     let cb = block(g.cog(), 8);
     let wf = permuted_weight(ctx, g, w, false, (rows_per_item(cb) - 1) * g.p.stride.0)?;
@@ -540,6 +632,14 @@ pub fn data_grad<T: Real>(
         return Ok(dx);
     }
 
+    if small_depthwise(g) {
+        // The forward's sum over dy with the kernel flipped and the window mirrored.
+        let top = (g.kh - 1) as i64 - g.p.pad[0] as i64;
+        let left = (g.kw - 1) as i64 - g.p.pad[2] as i64;
+        let sizes = ((g.ho, g.wo), (g.h, g.w), top, left);
+        depthwise(ctx, g, dy, w, None, &dx, sizes, true)?;
+        return Ok(dx);
+    }
     let kg = kernel_geometry(g);
     let cb = block(g.cig(), 8);
     let wd = permuted_weight(ctx, g, w, true, rows_per_item(cb) - 1)?;
@@ -616,6 +716,46 @@ pub fn weight_grad<T: Real>(
         let dyt = swap_axes(ctx, dy, (g.n, g.c_out, plane))?;
         let dims = (1, unfolded_rows(g), g.c_out, g.n * plane);
         pointwise_wgrad(ctx, &dyt, &col, &dw, dims)?;
+        return Ok(dw);
+    }
+    if small_depthwise(g) {
+        let c = g.c_in;
+        let chunks = DEPTHWISE_WGRAD_ITEMS
+            .div_ceil(c.max(1))
+            .clamp(1, g.n.max(1));
+        let chunk = g.n.div_ceil(chunks).max(1);
+        let chunks = g.n.div_ceil(chunk).max(1);
+        let part = if chunks > 1 {
+            Some(output::<T>(ctx, [chunks * len])?)
+        } else {
+            None
+        };
+        let p = depthwise_program::<T>(ctx, g.kh, g.kw)?;
+        launch_1d(
+            ctx,
+            &p,
+            "conv2d_depthwise_wgrad",
+            c * chunks,
+            REDUCE_GROUP,
+            &[
+                buf(dy),
+                buf(x),
+                buf(part.as_ref().unwrap_or(&dw)),
+                Arg::I32(int(g.n)?),
+                Arg::I32(int(c)?),
+                Arg::I32(int(g.h)?),
+                Arg::I32(int(g.w)?),
+                Arg::I32(int(g.ho)?),
+                Arg::I32(int(g.wo)?),
+                Arg::I32(int(g.p.pad[0])?),
+                Arg::I32(int(g.p.pad[2])?),
+                Arg::I32(int(chunk)?),
+                Arg::I32(int(chunks)?),
+            ],
+        )?;
+        if let Some(part) = &part {
+            sum_chunks(ctx, part, &dw, len, chunks)?;
+        }
         return Ok(dw);
     }
     let kg = kernel_geometry(g);
