@@ -18,7 +18,9 @@
 //! burn. We rejected im2col + matmul: the column matrix is `KH*KW` times the input (255 times
 //! for the 51x5 depthwise kernels of SW layers), which would dominate every memory measurement,
 //! and depthwise convolutions gain nothing from a matmul. We also rejected composing conv from
-//! pad/expand/mul/sum (tinygrad) for the same reason.
+//! pad/expand/mul/sum (tinygrad) for the same reason. (On OpenCL one case does unfold: the
+//! weight gradient of a convolution with one group and a long channel sum, the 3x3 stride-2
+//! down-sampling ones, whose column matrix is 2.25 times the input, transient; see `cl.rs`.)
 //!
 //! On an OpenCL device the same three computations (and the bias sum) run as the kernels of
 //! `conv2d.cl`, launched from `cl.rs`: every one a gather (each output element written by one
