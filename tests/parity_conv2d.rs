@@ -14,6 +14,7 @@
 
 use proptest::prelude::*;
 use shiftgrad::autograd::Var;
+use shiftgrad::ops::device::with_gpu_shaped;
 use shiftgrad::ops::parity::{compare, deterministic, fp64, opencl_device};
 use shiftgrad::ops::suite::all_cases;
 use shiftgrad::ops::{conv2d, Conv2dParams};
@@ -140,9 +141,10 @@ fn case() -> impl Strategy<Value = Case> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
     #[test]
-    fn conv2d_matches_cpu_f32(c in case(), seed in 0u64..1000) {
+    fn conv2d_matches_cpu_f32(c in case(), seed in 0u64..1000, gpu in any::<bool>()) {
         let Some(dev) = device() else { return Ok(()) };
-        let e = c.error::<f32>(&dev, seed);
+        // Either form of the kernels: the row-blocked ones or the GPU-shaped ones.
+        let e = with_gpu_shaped(gpu, || c.error::<f32>(&dev, seed));
         // Measured: at most 2.3e-7 over 32 random cases.
         prop_assert!(e <= 2e-6, "f32 {c:?}: {e:e}");
     }
@@ -151,10 +153,10 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn conv2d_matches_cpu_f64(c in case(), seed in 0u64..1000) {
+    fn conv2d_matches_cpu_f64(c in case(), seed in 0u64..1000, gpu in any::<bool>()) {
         let Some(dev) = device() else { return Ok(()) };
         if fp64(&dev, "f64 parity") {
-            let e = c.error::<f64>(&dev, seed);
+            let e = with_gpu_shaped(gpu, || c.error::<f64>(&dev, seed));
             // Measured: at most 3.4e-16.
             prop_assert!(e <= 5e-15, "f64 {c:?}: {e:e}");
         }
@@ -219,9 +221,16 @@ fn network_shapes_match_cpu() {
         }
         let f = |v: &[Var<f32>]| conv2d(&v[0], &v[1], v.get(2), p);
         let wrt = vec![true; inputs.len()];
-        let r = compare(&dev, &f, &inputs, &wrt, i as u64).unwrap();
-        // Measured: at most 6.2e-7 (per channel).
-        assert!(r.max() <= 5e-6, "{x:?} {w:?} {p:?}: {r:?}");
+        // The row-blocked kernels, then the GPU-shaped ones (`device::gpu_shaped`).
+        for gpu in [false, true] {
+            let r = with_gpu_shaped(gpu, || compare(&dev, &f, &inputs, &wrt, i as u64)).unwrap();
+            eprintln!(
+                "network shape {x:?} {w:?} gpu-shaped {gpu}: {:.3e}",
+                r.max()
+            );
+            // Measured: at most 6.8e-7 (per channel).
+            assert!(r.max() <= 5e-6, "{x:?} {w:?} {p:?} gpu-shaped {gpu}: {r:?}");
+        }
     }
 }
 
@@ -309,8 +318,9 @@ fn degenerate_shapes_match_cpu() {
     }
 }
 
-/// Two runs give bitwise the same output and gradients, including the chunked (two-pass)
-/// weight and bias gradients of a layer with few output channels.
+/// Two runs give bitwise the same output and gradients, with either form of the kernels,
+/// including the chunked (two-pass) weight and bias gradients of a layer with few output
+/// channels.
 #[test]
 fn conv2d_is_deterministic() {
     let Some(dev) = device() else { return };
@@ -327,7 +337,10 @@ fn conv2d_is_deterministic() {
             init::normal([w[0]], 0.0, 1.0, &mut rng),
         ];
         let f = |v: &[Var<f32>]| conv2d(&v[0], &v[1], v.get(2), p);
-        assert!(deterministic(&dev, &f, &inputs, &[true; 3]).unwrap());
+        for gpu in [false, true] {
+            let same = with_gpu_shaped(gpu, || deterministic(&dev, &f, &inputs, &[true; 3]));
+            assert!(same.unwrap(), "gpu-shaped {gpu}");
+        }
     }
 }
 

@@ -51,6 +51,13 @@
 //! meets zero weights in the output rows of a work-item it does not reach, which costs less
 //! than a branch per row and tap (a small kernel per call permutes the weight).
 //!
+//! On a GPU (or with `SHIFTGRAD_GPU_KERNELS` set, `device::gpu_shaped`) every convolution runs
+//! the GPU-shaped kernels of `conv2d.cl` instead (`conv2d_*_items`): an element per
+//! work-item for the forward and the data gradient, consecutive work-items on consecutive
+//! columns, and a work-group tree per weight element for the weight gradient. They are
+//! plain gathers with no blocking for any one device; the parity suite runs both forms.
+//! (They were not timed on a GPU: none was at hand.)
+//!
 //! We rejected a single kernel with run-time blocking (its accumulators spill to memory),
 //! a padded copy of the input (masked loads cost less than the extra pass and memory), atomics
 //! for the weight gradient (not deterministic), and `__local` tiles: on a CPU device local
@@ -59,7 +66,7 @@
 //! at every barrier.
 
 use super::Geometry;
-use crate::device::{buf, launch, output, round_up, vector_program};
+use crate::device::{buf, gpu_shaped, launch, output, round_up, vector_program};
 use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
 
@@ -218,6 +225,29 @@ fn depthwise<T: Real>(
             Arg::I32(flip as i32),
         ],
     )
+}
+
+/// Work-items per work-group of the GPU-shaped kernels (`WG_DW` in conv2d.cl for the weight
+/// gradient).
+const ITEMS_GROUP: usize = 64;
+
+/// Runs the GPU-shaped kernel `kernel` (`conv2d_*_items`) over `items` work-items, or
+/// work-groups of [`ITEMS_GROUP`] for the weight gradient (`per_group`).
+fn launch_items<T: Real>(
+    ctx: &Context,
+    kernel: &str,
+    items: usize,
+    per_group: bool,
+    args: &[Arg<'_>],
+) -> Result<()> {
+    let p = vector_program::<T>(ctx, OP, SOURCE, &[("CONV_ITEMS", String::new())])?;
+    let global = if per_group {
+        items * ITEMS_GROUP
+    } else {
+        round_up(items, ITEMS_GROUP)
+    };
+    int(global)?;
+    launch(ctx, &p, kernel, [global], Some([ITEMS_GROUP]), args)
 }
 
 /// Whether the direct kernels are forced ([`with_direct`], else [`DIRECT_ENV`]).
@@ -574,6 +604,18 @@ pub fn forward<T: Real>(
         return Ok(y);
     }
     let params = ClParams::new(g)?;
+    if gpu_shaped(ctx) {
+        let args = [
+            buf(x),
+            buf(w),
+            buf(b.unwrap_or(w)),
+            Arg::I32(b.is_some() as i32),
+            buf(&y),
+            Arg::params(&params),
+        ];
+        launch_items::<T>(ctx, "conv2d_forward_items", g.y_numel(), false, &args)?;
+        return Ok(y);
+    }
     if is_pointwise(g) && g.p.groups == 1 {
         // The transposed weight, (C_in, C_out).
         let wt = permuted_weight(ctx, g, w, false, 0)?;
@@ -625,6 +667,11 @@ pub fn data_grad<T: Real>(
         return Ok(dx);
     }
     let params = ClParams::new(g)?;
+    if gpu_shaped(ctx) {
+        let args = [buf(dy), buf(w), buf(&dx), Arg::params(&params)];
+        launch_items::<T>(ctx, "conv2d_data_grad_items", g.x_numel(), false, &args)?;
+        return Ok(dx);
+    }
     if is_pointwise(g) && g.p.groups == 1 {
         // dx[n, ci, q] = sum_co w[co, ci] * dy[n, co, q]: w is already (C_out, C_in).
         let dims = (g.n, g.c_out, g.c_in, g.h * g.w);
@@ -693,6 +740,12 @@ pub fn weight_grad<T: Real>(
     let dw = output::<T>(ctx, [g.c_out, g.cig(), g.kh, g.kw])?;
     let len = g.w_numel();
     if len == 0 {
+        return Ok(dw);
+    }
+    if gpu_shaped(ctx) {
+        let params = ClParams::new(g)?;
+        let args = [buf(dy), buf(x), buf(&dw), Arg::params(&params)];
+        launch_items::<T>(ctx, "conv2d_weight_grad_items", len, true, &args)?;
         return Ok(dw);
     }
     if is_pointwise(g) && g.p.groups == 1 && !direct() {
