@@ -8,6 +8,7 @@
 //! `cargo test --release --features opencl --test parity_norm -- --ignored --nocapture`
 
 use proptest::prelude::*;
+use shiftgrad::ops::device::with_gpu_shaped;
 use shiftgrad::ops::parity::{compare, deterministic, fp64, opencl_device, ParityReport};
 use shiftgrad::ops::suite::all_cases;
 use shiftgrad::ops::{
@@ -236,17 +237,20 @@ proptest! {
     #[test]
     fn batch_norm_matches_cpu(
         n in 1usize..5, c in 1usize..6, h in 1usize..13, w in 1usize..13,
-        momentum in 0.0f64..1.0, seed in 0u64..1000,
+        momentum in 0.0f64..1.0, seed in 0u64..1000, gpu in any::<bool>(),
     ) {
         // With 2 values per channel the training dx is zero up to eps (xhat = +-1 and the
         // projection removes both directions), so both sides are rounding noise; with 3 it is
         // often nearly so. From 4 values on the comparison measures the kernels.
         prop_assume!(n * h * w >= 4);
         let Some(dev) = opencl_device() else { return Ok(()) };
-        check_bn::<f32>(&dev, [n, c, h, w], momentum, seed, F32_TOL);
-        if fp64(&dev, "f64 parity") {
-            check_bn::<f64>(&dev, [n, c, h, w], momentum, seed, F64_TOL);
-        }
+        // Either form of the kernels: segments of 64 elements per work-item, or GPU-shaped.
+        with_gpu_shaped(gpu, || {
+            check_bn::<f32>(&dev, [n, c, h, w], momentum, seed, F32_TOL);
+            if fp64(&dev, "f64 parity") {
+                check_bn::<f64>(&dev, [n, c, h, w], momentum, seed, F64_TOL);
+            }
+        });
     }
 
     #[test]
@@ -335,6 +339,21 @@ fn mixed_devices_are_an_error() {
     let x2 = Var::constant(Tensor::<f32>::ones([3, 16]).to_device(&dev).unwrap());
     let err = linear(&x2, &host_w, None).unwrap_err();
     assert!(err.to_string().contains("different devices"), "{err}");
+}
+
+/// The GPU-shaped batch-norm (`device::gpu_shaped`: the same kernels with an element per
+/// work-item) at the network's sizes, against the CPU, in both modes.
+#[test]
+fn gpu_shaped_batch_norm_matches_cpu() {
+    let Some(dev) = opencl_device() else { return };
+    with_gpu_shaped(true, || {
+        for (i, dims) in [[16, 32, 28, 28], [64, 8, 7, 7], [3, 5, 13, 11]]
+            .into_iter()
+            .enumerate()
+        {
+            check_bn::<f32>(&dev, dims, 0.1, 60 + i as u64, F32_TOL);
+        }
+    });
 }
 
 #[test]

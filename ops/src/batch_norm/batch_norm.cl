@@ -28,7 +28,9 @@
 #pragma OPENCL FP_CONTRACT OFF
 
 #define WG 64
-#define SEG 64
+#ifndef SEG
+#define SEG 64  // 1 for the GPU-shaped form (cl.rs): an element per work-item
+#endif
 #define LANES 8
 
 // Mirrors BnParams in cl.rs (widest fields first, no padding).

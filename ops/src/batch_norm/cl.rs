@@ -3,7 +3,7 @@
 //! `T` tensors of C elements; the running statistics are updated in place by the statistics
 //! kernel, so a training step never reads anything back.
 
-use crate::device::{buf, launch, output, program};
+use crate::device::{buf, dev_err, gpu_shaped, launch, output};
 use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
 
@@ -12,8 +12,18 @@ use super::OP;
 const SOURCE: &str = include_str!("batch_norm.cl");
 /// Work-group size of the per-channel reductions (`WG` in the .cl file).
 const WG: usize = 64;
-/// Elements per segment (`SEG` in the .cl file).
-const SEG: usize = 64;
+/// Elements per segment (`SEG` in the .cl file): runs of 64 contiguous elements per work-item
+/// for CPU devices; one element per work-item for the GPU-shaped form (`device::gpu_shaped`),
+/// so that consecutive work-items read consecutive elements (the same kernels, built with
+/// `SEG = 1`: the element-wise passes give bitwise the same values, the channel sums are
+/// grouped differently and agree to rounding).
+fn seg(ctx: &Context) -> usize {
+    if gpu_shaped(ctx) {
+        1
+    } else {
+        64
+    }
+}
 
 /// Mirrors `BnParams` in batch_norm.cl: the reals first, then the sizes, so there is no
 /// padding for either `T`.
@@ -61,12 +71,16 @@ impl<T: Real> BnParams<T> {
 }
 
 fn prog<T: Real>(ctx: &Context) -> Result<Program> {
-    program::<T>(ctx, "batch_norm", SOURCE)
+    let defines = [
+        ("real", T::DTYPE.cl_name().to_string()),
+        ("SEG", seg(ctx).to_string()),
+    ];
+    ctx.program("batch_norm", SOURCE, &defines).map_err(dev_err)
 }
 
 /// The element-wise range: (segments per plane, N*C).
-fn plane_range([n, c, h, w]: [usize; 4]) -> [usize; 2] {
-    [(h * w).div_ceil(SEG), n * c]
+fn plane_range(ctx: &Context, [n, c, h, w]: [usize; 4]) -> [usize; 2] {
+    [(h * w).div_ceil(seg(ctx)), n * c]
 }
 
 /// Per-channel statistics on the device: mean and `1 / sqrt(var + eps)`, C elements each.
@@ -169,7 +183,7 @@ fn normalize<T: Real>(
         ctx,
         p,
         "bn_normalize",
-        plane_range(dims),
+        plane_range(ctx, dims),
         None,
         &[
             buf(x),
@@ -313,7 +327,7 @@ pub fn grad_input_train<T: Real>(
         ctx,
         &p,
         "bn_grad_input_train",
-        plane_range(dims),
+        plane_range(ctx, dims),
         None,
         &[
             buf(dy),
@@ -345,7 +359,7 @@ pub fn grad_input_eval<T: Real>(
         ctx,
         &p,
         "bn_grad_input_eval",
-        plane_range(dims),
+        plane_range(ctx, dims),
         None,
         &[
             buf(dy),
