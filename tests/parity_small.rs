@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use rand::Rng;
 use shiftgrad::ops::parity::{compare, deterministic, fp64, opencl_device, ParityFn};
 use shiftgrad::ops::{
-    adamw_step, add, add_n, concat_channels, gather_channels, mul, reshape, sgd_step, Var,
+    adamw_step, add, add_n, add_relu, concat_channels, gather_channels, mul, reshape, sgd_step, Var,
 };
 use shiftgrad::tensor::compare as cmp;
 use shiftgrad::tensor::{init, Device, Real, Result, Tensor};
@@ -109,6 +109,12 @@ proptest! {
             add_n(&xs)
         });
         check_both(&dev, "add_n", f32_fn, f64_fn, &dims, &wrt, seed)?;
+        // The same sums activated in one op (more than 8 terms: add_n's passes, then relu).
+        let (f32_fn, f64_fn) = both!(|v| {
+            let xs: Vec<&Var<_>> = pick.iter().map(|&i| &v[i]).collect();
+            add_relu(&xs)
+        });
+        check_both(&dev, "add_relu", f32_fn, f64_fn, &dims, &wrt, seed)?;
     }
 
     #[test]
@@ -327,6 +333,7 @@ fn gradcheck_suite_cases_pass_on_the_device() {
     let Some(dev) = device() else { return };
     let mine = [
         "add",
+        "add_relu",
         "mul",
         "gather_channels",
         "concat_channels",
@@ -336,7 +343,7 @@ fn gradcheck_suite_cases_pass_on_the_device() {
         .into_iter()
         .filter(|c| mine.contains(&c.op))
         .collect();
-    assert!(cases.len() >= 9, "expected every case of {mine:?}");
+    assert!(cases.len() >= 10, "expected every case of {mine:?}");
     for case in &cases {
         let report = case.run_on(&dev).unwrap();
         assert!(report.passed(), "{} {}: {report:?}", case.op, case.config);

@@ -15,7 +15,7 @@ use crate::module::{join, Mode, Module, ParamRef, StateDict};
 use crate::reparam::Folded;
 use crate::shiftwise::{ShiftWiseConv, SwConfig};
 use shiftgrad_autograd::Var;
-use shiftgrad_ops::add_n;
+use shiftgrad_ops::{add_n, add_relu, relu};
 use shiftgrad_tensor::{init, Device, Error, Real, Result};
 
 /// Which spatial operator.
@@ -144,22 +144,39 @@ impl<T: Real> Spatial<T> {
     }
 }
 
-impl<T: Real> Module<T> for Spatial<T> {
-    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+impl<T: Real> Spatial<T> {
+    /// `relu(self.forward(x))`, the relu fused with the operator's final sum (the identity
+    /// path included) into one op (`ops::add_relu`) where there is one: what SW-ResNet blocks
+    /// apply.
+    pub fn forward_relu(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        self.forward_act(x, mode, true)
+    }
+
+    /// The forward, activated (relu) where `activate`.
+    fn forward_act(&mut self, x: &Var<T>, mode: Mode, activate: bool) -> Result<Var<T>> {
+        let sum = |xs: &[&Var<T>]| if activate { add_relu(xs) } else { add_n(xs) };
         match self {
+            Spatial::Sw(sw) if activate => sw.forward_relu(x, mode),
             Spatial::Sw(sw) => sw.forward(x, mode),
             Spatial::Dense(d) | Spatial::Small(d) => {
                 let y = d.forward(x, mode)?;
-                add_n(&[&y, x])
+                sum(&[&y, x])
             }
             Spatial::Slak { tall, wide, small } => {
                 let a = tall.forward(x, mode)?;
                 let b = wide.forward(x, mode)?;
                 let c = small.forward(x, mode)?;
-                add_n(&[&a, &b, &c, x])
+                sum(&[&a, &b, &c, x])
             }
+            Spatial::Folded(f) if activate => relu(&f.forward(x, mode)?),
             Spatial::Folded(f) => f.forward(x, mode),
         }
+    }
+}
+
+impl<T: Real> Module<T> for Spatial<T> {
+    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        self.forward_act(x, mode, false)
     }
     fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
         match self {

@@ -22,7 +22,7 @@ use crate::shiftwise::{ShiftWiseConv, SwConfig};
 use rand::Rng as _;
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::pool::global_avg_pool;
-use shiftgrad_ops::{add, relu, Conv2dParams};
+use shiftgrad_ops::{add_relu, relu, Conv2dParams};
 use shiftgrad_tensor::{init, Device, Error, Real, Result};
 
 /// The architecture and its hyper-parameters.
@@ -278,9 +278,10 @@ impl<T: Real> SwResNet<T> {
                 h = relu(&down.forward(&h, mode)?)?;
             }
             for block in &mut stage.blocks {
-                let s = relu(&block.spatial.forward(&h, mode)?)?;
+                // relu(spatial(h)) and relu(h + s) each as one op (`ops::add_relu`).
+                let s = block.spatial.forward_relu(&h, mode)?;
                 let s = block.bn.forward(&block.pw.forward(&s, mode)?, mode)?;
-                h = relu(&add(&h, &s)?)?;
+                h = add_relu(&[&h, &s])?;
             }
         }
         Ok(h)

@@ -38,7 +38,9 @@ use shiftgrad_autograd::Var;
 use shiftgrad_ops::bank_conv::bank_conv;
 use shiftgrad_ops::shift_add::{shift_add, shift_add_sparse, LiveChannels, ShiftTables};
 use shiftgrad_ops::sw_fused::sw_fused;
-use shiftgrad_ops::{add_n, concat_channels, conv2d, gather_channels, Conv2dParams};
+use shiftgrad_ops::{
+    add_n, add_relu, concat_channels, conv2d, gather_channels, relu, Conv2dParams,
+};
 use shiftgrad_tensor::opencl::region;
 use shiftgrad_tensor::{init, Device, Error, Real, Result, Tensor};
 use std::rc::Rc;
@@ -264,26 +266,35 @@ impl<T: Real> ShiftWiseConv<T> {
     /// Steps 4-5 of SPEC 1.5: the three batch-norms, the residual, and the ghost channels.
     fn finish(
         &mut self,
-        h: Var<T>,
-        v: Var<T>,
-        i: Var<T>,
+        (h, v, i): (Var<T>, Var<T>, Var<T>),
         x_r: Var<T>,
         x_g: Option<Var<T>>,
         mode: Mode,
+        activate: bool,
     ) -> Result<Var<T>> {
         let h = self.bn_h.forward(&h, mode)?;
         let v = self.bn_v.forward(&v, mode)?;
         let i = self.bn_i.forward(&i, mode)?;
-        let z = add_n(&[&h, &v, &i, &x_r])?;
-        match x_g {
-            Some(g) => concat_channels(&[&z, &g]),
-            None => Ok(z),
+        // With `activate` (forward_relu), relu of the whole output: the sum and its relu in
+        // one op where there are no ghost channels.
+        match (x_g, activate) {
+            (Some(g), false) => concat_channels(&[&add_n(&[&h, &v, &i, &x_r])?, &g]),
+            (Some(g), true) => relu(&concat_channels(&[&add_n(&[&h, &v, &i, &x_r])?, &g])?),
+            (None, false) => add_n(&[&h, &v, &i, &x_r]),
+            (None, true) => add_relu(&[&h, &v, &i, &x_r]),
         }
     }
 }
 
-impl<T: Real> Module<T> for ShiftWiseConv<T> {
-    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+impl<T: Real> ShiftWiseConv<T> {
+    /// `relu(self.forward(x))`, the relu fused with the layer's final sum where it can be
+    /// (`ops::add_relu`): what SW-ResNet blocks apply.
+    pub fn forward_relu(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        self.forward_act(x, mode, true)
+    }
+
+    /// The forward, activated (relu) where `activate`.
+    fn forward_act(&mut self, x: &Var<T>, mode: Mode, activate: bool) -> Result<Var<T>> {
         let (x_r, x_g) = self.split(x)?;
         let p = self.bank_params();
         // Profiling regions (`shiftgrad profile`): the bank convolution, then the shift-add.
@@ -306,7 +317,7 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
             let fused = region::enter(REGION_FUSED);
             let (h, v, i) = sw_fused(&x_r, &merged, &self.tables, &live)?;
             drop(fused);
-            return self.finish(h, v, i, x_r, x_g, mode);
+            return self.finish((h, v, i), x_r, x_g, mode, activate);
         }
         let bank = region::enter(REGION_BANK);
         if let Some(live) = self.sparse_live().cloned() {
@@ -327,7 +338,7 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
             let shift = region::enter(REGION_SHIFT_ADD);
             let (h, v, i) = shift_add_sparse(&y, &self.tables, &live)?;
             drop(shift);
-            return self.finish(h, v, i, x_r, x_g, mode);
+            return self.finish((h, v, i), x_r, x_g, mode, activate);
         }
         let y = if self.banks.len() == 1 {
             conv2d(&x_r, &self.banks[0], None, p)?
@@ -346,7 +357,13 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
         let shift = region::enter(REGION_SHIFT_ADD);
         let (h, v, i) = shift_add(&y, &self.tables)?;
         drop(shift);
-        self.finish(h, v, i, x_r, x_g, mode)
+        self.finish((h, v, i), x_r, x_g, mode, activate)
+    }
+}
+
+impl<T: Real> Module<T> for ShiftWiseConv<T> {
+    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        self.forward_act(x, mode, false)
     }
 
     fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {

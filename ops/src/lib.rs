@@ -40,7 +40,7 @@ pub use linear::linear;
 pub use optim_step::{adamw_step, sgd_step};
 pub use pool::global_avg_pool;
 pub use reduce::{mean, sum};
-pub use relu::relu;
+pub use relu::{add_relu, relu};
 pub use reshape::reshape;
 pub use shift_add::{shift_add, ShiftTables};
 pub use shiftgrad_autograd::{no_grad, Var};

@@ -20,8 +20,8 @@
 //! recorded in the backward is that of the gradients actually computed.
 
 pub(crate) mod cases;
-mod cl;
-mod cpu;
+pub(crate) mod cl;
+pub(crate) mod cpu;
 #[cfg(test)]
 mod tests;
 

@@ -3,6 +3,12 @@
 //!
 //! The backward reads the saved output rather than the input: the output is kept anyway by
 //! the graph, so relu saves nothing of its own.
+//!
+//! `add_relu(xs)` is `relu(add_n(xs))` as one op (the residual sums of SW-ResNet blocks and
+//! their spatial operators all end in a relu): on OpenCL one pass writes the activated sum
+//! (`add_relu` in relu.cl), so neither the sum nor a second output is stored, and the backward
+//! masks `dy` once and hands that to every input (copies past the first). The CPU reference
+//! composes `add_n` and relu, written as the two ops are.
 
 pub(crate) mod cases;
 mod cl;
@@ -21,6 +27,85 @@ pub fn cost<T: Real>(n: usize) -> Cost {
         forward: Work::new(n as u64, bytes::<T>(2 * n)),
         backward: Work::new(n as u64, bytes::<T>(3 * n)),
     }
+}
+
+/// Cost of `add_relu` of `k` tensors of `n` elements: the sum's `(k - 1) * n` additions and
+/// relu's `n` comparisons, reading `k * n` and writing `n` in one pass; backward the mask's
+/// `n` (reads `dy` and `y`, writes one gradient) and a copy for every further input that
+/// needs one.
+pub fn add_relu_cost<T: Real>(k: usize, n: usize) -> Cost {
+    Cost {
+        forward: Work::new((k * n) as u64, bytes::<T>((k + 1) * n)),
+        backward: add_relu_backward_work::<T>(k, n),
+    }
+}
+
+fn add_relu_backward_work<T: Real>(needed: usize, n: usize) -> Work {
+    if needed == 0 {
+        return Work::new(0, 0);
+    }
+    Work::new(n as u64, bytes::<T>((3 + 2 * (needed - 1)) * n))
+}
+
+/// `relu(x_0 + ... + x_{k-1})`, the sum in argument order (as `add_n`), in one op (op name
+/// "add_relu"); shapes must be equal.
+pub fn add_relu<T: Real>(xs: &[&Var<T>]) -> Result<Var<T>> {
+    let Some(first) = xs.first() else {
+        return Err(shiftgrad_tensor::Error::arg(
+            "add_relu",
+            "needs at least one input, got none",
+        ));
+    };
+    let shape = first.shape();
+    for (i, x) in xs.iter().enumerate().skip(1) {
+        if x.shape() != shape {
+            return Err(shiftgrad_tensor::Error::shape(
+                "add_relu",
+                format!(
+                    "input {i} has shape {}, input 0 has shape {shape}",
+                    x.shape()
+                ),
+            ));
+        }
+    }
+    let n = shape.numel();
+    let c = add_relu_cost::<T>(xs.len(), n);
+    let y = {
+        let values: Vec<_> = xs.iter().map(|x| x.value()).collect();
+        let refs: Vec<&shiftgrad_tensor::Tensor<T>> = values.iter().map(|v| &**v).collect();
+        match crate::device::common_device("add_relu", &refs)? {
+            Device::Cpu => cpu::forward(&crate::elementwise::cpu::add_n(&refs)),
+            Device::OpenCl(ctx) => cl::add_relu(&ctx, &refs)?,
+        }
+    };
+    c.forward.record();
+    Ok(Var::from_op("add_relu", y, xs, move |ctx| {
+        let needed = ctx.needs.iter().filter(|&&b| b).count();
+        add_relu_backward_work::<T>(needed, n).record();
+        if needed == 0 {
+            return Ok(vec![None; ctx.needs.len()]);
+        }
+        let g = match ctx.output.device() {
+            Device::Cpu => cpu::backward(ctx.grad_out, ctx.output)?,
+            Device::OpenCl(c) => cl::backward(&c, ctx.grad_out, ctx.output)?,
+        };
+        // The last input that needs a gradient takes g, the others copies of it.
+        let mut remaining = needed;
+        let mut g = Some(g);
+        ctx.needs
+            .iter()
+            .map(|&need| {
+                if !need {
+                    return Ok(None);
+                }
+                remaining -= 1;
+                match remaining {
+                    0 => Ok(g.take()),
+                    _ => g.as_ref().map(|t| t.try_clone()).transpose(),
+                }
+            })
+            .collect()
+    }))
 }
 
 /// `max(x, 0)` element-wise.
