@@ -19,11 +19,16 @@ pub const MAX_INPUTS: usize = 8;
 
 /// `xs[0] + ... + xs[k-1]` (shapes already checked, `k >= 1`, all on `ctx`).
 pub fn add_n<T: Real>(ctx: &Context, xs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+    add_n_act(ctx, xs, false)
+}
+
+/// The sum of `xs`, activated by relu where `relu` (in the last pass: `ops::add_relu`).
+pub fn add_n_act<T: Real>(ctx: &Context, xs: &[&Tensor<T>], relu: bool) -> Result<Tensor<T>> {
     let p = program::<T>(ctx, "elementwise", SOURCE)?;
     let y = output::<T>(ctx, xs[0].shape().clone())?;
     let n = xs[0].numel();
     let n_arg = u32_arg("add", n)?;
-    if let [a, b] = xs {
+    if let ([a, b], false) = (xs, relu) {
         launch(
             ctx,
             &p,
@@ -38,7 +43,7 @@ pub fn add_n<T: Real>(ctx: &Context, xs: &[&Tensor<T>]) -> Result<Tensor<T>> {
     let mut rest = xs;
     let mut first = true;
     while !rest.is_empty() {
-        let mut args: Vec<Arg<'_>> = Vec::with_capacity(MAX_INPUTS + 3);
+        let mut args: Vec<Arg<'_>> = Vec::with_capacity(MAX_INPUTS + 4);
         let take = if first {
             MAX_INPUTS.min(rest.len())
         } else {
@@ -50,9 +55,15 @@ pub fn add_n<T: Real>(ctx: &Context, xs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         // Unused slots repeat x0 (always a valid load); the kernel adds only the first k.
         let x0 = args[0];
         args.resize(MAX_INPUTS, x0);
-        args.extend([buf(&y), Arg::U32(k as u32), n_arg]);
-        launch(ctx, &p, "add_n", [n], None, &args)?;
         rest = &rest[take..];
+        let last = rest.is_empty();
+        args.extend([
+            buf(&y),
+            Arg::U32(k as u32),
+            n_arg,
+            Arg::U32((relu && last) as u32),
+        ]);
+        launch(ctx, &p, "add_n", [n], None, &args)?;
         first = false;
     }
     Ok(y)

@@ -24,11 +24,14 @@
 // discarded by the select, which keeps the sum exact (adding a zero instead would turn -0
 // into +0). y may be the same buffer as x0 (a chained pass): each work-item reads its element
 // before writing it.
+//
+// With `relu` set the sum is activated as relu.cl's relu_forward does (NaN kept): the one pass
+// of `add_relu` (relu/mod.rs), or its last pass.
 __kernel void add_n(__global const real* x0, __global const real* x1,
                     __global const real* x2, __global const real* x3,
                     __global const real* x4, __global const real* x5,
                     __global const real* x6, __global const real* x7,
-                    __global real* y, const uint k, const uint n) {
+                    __global real* y, const uint k, const uint n, const uint relu) {
     const size_t i = get_global_id(0);
     if (i < n) {
         // All eight loads happen unconditionally (a load inside `?:` would be a branch).
@@ -42,7 +45,7 @@ __kernel void add_n(__global const real* x0, __global const real* x1,
         acc = k > 5 ? acc + v5 : acc;
         acc = k > 6 ? acc + v6 : acc;
         acc = k > 7 ? acc + v7 : acc;
-        y[i] = acc;
+        y[i] = (relu == 0 || acc > (real)0 || isnan(acc)) ? acc : (real)0;
     }
 }
 

@@ -28,7 +28,7 @@ mod tests;
 use crate::cost::{bytes, Cost, Work};
 use crate::device::common_device;
 use shiftgrad_autograd::Var;
-use shiftgrad_tensor::{Device, Error, Real, Result, Tensor};
+use shiftgrad_tensor::{Device, Error, Real, Result, Shape, Tensor};
 
 /// Cost of `add_n` of `k` tensors of `n` elements each (`add` is `k = 2`).
 /// Forward: `(k - 1) * n` additions, reads `k * n`, writes `n`.
@@ -68,16 +68,17 @@ pub fn add<T: Real>(a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
     add_n(&[a, b])
 }
 
-/// The sum of several same-shape tensors, computed in one pass (op name "add").
-pub fn add_n<T: Real>(xs: &[&Var<T>]) -> Result<Var<T>> {
+/// The shape shared by the inputs of a sum (`op` names it in errors): at least one input, all
+/// of the same shape.
+pub(crate) fn sum_shape<T: Real>(op: &'static str, xs: &[&Var<T>]) -> Result<Shape> {
     let Some(first) = xs.first() else {
-        return Err(Error::arg("add", "needs at least one input, got none"));
+        return Err(Error::arg(op, "needs at least one input, got none"));
     };
     let shape = first.shape();
     for (i, x) in xs.iter().enumerate().skip(1) {
         if x.shape() != shape {
             return Err(Error::shape(
-                "add",
+                op,
                 format!(
                     "input {i} has shape {}, input 0 has shape {shape}",
                     x.shape()
@@ -85,6 +86,12 @@ pub fn add_n<T: Real>(xs: &[&Var<T>]) -> Result<Var<T>> {
             ));
         }
     }
+    Ok(shape)
+}
+
+/// The sum of several same-shape tensors, computed in one pass (op name "add").
+pub fn add_n<T: Real>(xs: &[&Var<T>]) -> Result<Var<T>> {
+    let shape = sum_shape("add", xs)?;
     let n = shape.numel();
     let c = add_cost::<T>(xs.len(), n);
     let y = {

@@ -6,7 +6,7 @@
 //!
 //! `add_relu(xs)` is `relu(add_n(xs))` as one op (the residual sums of SW-ResNet blocks and
 //! their spatial operators all end in a relu): on OpenCL one pass writes the activated sum
-//! (`add_relu` in relu.cl), so neither the sum nor a second output is stored, and the backward
+//! (elementwise.cl's `add_n` with its relu flag), so neither the sum nor a second output is stored, and the backward
 //! masks `dy` once and hands that to every input (copies past the first). The CPU reference
 //! composes `add_n` and relu, written as the two ops are.
 
@@ -50,24 +50,7 @@ fn add_relu_backward_work<T: Real>(needed: usize, n: usize) -> Work {
 /// `relu(x_0 + ... + x_{k-1})`, the sum in argument order (as `add_n`), in one op (op name
 /// "add_relu"); shapes must be equal.
 pub fn add_relu<T: Real>(xs: &[&Var<T>]) -> Result<Var<T>> {
-    let Some(first) = xs.first() else {
-        return Err(shiftgrad_tensor::Error::arg(
-            "add_relu",
-            "needs at least one input, got none",
-        ));
-    };
-    let shape = first.shape();
-    for (i, x) in xs.iter().enumerate().skip(1) {
-        if x.shape() != shape {
-            return Err(shiftgrad_tensor::Error::shape(
-                "add_relu",
-                format!(
-                    "input {i} has shape {}, input 0 has shape {shape}",
-                    x.shape()
-                ),
-            ));
-        }
-    }
+    let shape = crate::elementwise::sum_shape("add_relu", xs)?;
     let n = shape.numel();
     let c = add_relu_cost::<T>(xs.len(), n);
     let y = {
