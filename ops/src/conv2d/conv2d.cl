@@ -610,7 +610,11 @@ __kernel void conv2d_depthwise(__global const real* src, __global const real* w,
     const int at0 = gid * in_h * in_w;
     __global real* dst = out + gid * out_h * out_w;
     for (int oy = 0; oy < out_h; oy++, dst += out_w) {
-        for (int ox0 = 0; ox0 < out_w; ox0 += VW) {
+        for (int seg = 0; seg < out_w; seg += VW) {
+            // A row of at least VW columns ends with a full segment moved back to end at the
+            // row's end (its first lanes recompute columns already written, with the same
+            // values): every store is a vector store.
+            const int ox0 = out_w >= VW ? min(seg, out_w - VW) : seg;
             vec acc = (vec)b;
 #pragma unroll
             for (int ky = 0; ky < KH; ky++) {
@@ -934,7 +938,10 @@ __kernel void conv2d_im2col(__global const real* x, __global real* col, const Co
         }
         const int at = plane_at + iy * p.w;
         __global const real* src = x + at;
-        for (int ox0 = 0; ox0 < p.wo; ox0 += VW) {
+        for (int seg = 0; seg < p.wo; seg += VW) {
+            // The last full segment moved back to end at the row's end (as in
+            // conv2d_depthwise): vector stores only, for rows of at least VW columns.
+            const int ox0 = p.wo >= VW ? min(seg, p.wo - VW) : seg;
             const int i0 = ox0 * STEP + kx - p.left;
             const bool safe = at + i0 >= 0 && at + i0 + VW * STEP <= p.src_len;
             const vec v = safe ? load_masked(src, i0, STEP, p.w) : gather_row(src, i0, STEP, p.w);
