@@ -25,8 +25,9 @@
 //!   (`conv2d_swap_axes`), whose rows span every sample;
 //! * the weight gradient of a convolution with one group and a long channel sum (the 3x3
 //!   stride-2 down-sampling ones) is the same product with x unfolded (`conv2d_im2col`,
-//!   channel-major) and dy copied channel-major: about 1.5-2x faster than the direct kernel
-//!   at the network's sizes, measured with `shiftgrad profile`. [`DIRECT_ENV`] (or
+//!   channel-major) and dy copied channel-major: 8.76 and 6.66 ms against the direct kernel's
+//!   14.95 and 18.73 ms for the network's two (`conv2d_kernel_times` in
+//!   tests/parity_conv2d.rs, best of 5, one run). [`DIRECT_ENV`] (or
 //!   [`with_direct`]) forces the direct kernel, the twin the parity suite compares against;
 //! * depthwise convolutions with stride 1 and kernels up to [`DEPTHWISE_MAX_KERNEL`] a side
 //!   (the small variant's 3x3): one work-item per plane, the taps unrolled with the plane's
@@ -150,7 +151,8 @@ pub fn with_direct<R>(on: bool, f: impl FnOnce() -> R) -> R {
 }
 
 /// Depthwise convolutions with stride 1 and kernels up to this size (both sides) run
-/// `conv2d_depthwise` / `conv2d_depthwise_wgrad`: the small variant's 3x3 and SLaK's 5x5.
+/// `conv2d_depthwise` / `conv2d_depthwise_wgrad`: the small variant's 3x3 and SLaK's small
+/// k x k branch.
 const DEPTHWISE_MAX_KERNEL: usize = 5;
 
 /// Work-items the depthwise weight gradient aims for (channels times sample chunks).
@@ -494,34 +496,27 @@ fn pointwise_wgrad<T: Real>(
     let sample = (k + r) * positions * T::DTYPE.size();
     let (chunks, chunk) = chunking(n, items, sample);
     int(n * k.max(r) * positions + 2 * VW)?;
-    let part = if chunks > 1 {
-        Some(output::<T>(ctx, [chunks * r * k])?)
-    } else {
-        None
-    };
     let p = program::<T>(ctx, "CONV_POINTWISE_WGRAD", cb, tb, 0, false)?;
-    launch_1d(
-        ctx,
-        &p,
-        "conv2d_pointwise_wgrad",
-        items * chunks,
-        REDUCE_GROUP,
-        &[
-            buf(dy),
-            buf(src),
-            buf(part.as_ref().unwrap_or(dw)),
-            Arg::I32(int(n)?),
-            Arg::I32(int(k)?),
-            Arg::I32(int(r)?),
-            Arg::I32(int(positions)?),
-            Arg::I32(int(chunk)?),
-            Arg::I32(int(chunks)?),
-        ],
-    )?;
-    if let Some(part) = &part {
-        sum_chunks(ctx, part, dw, r * k, chunks)?;
-    }
-    Ok(())
+    in_chunks(ctx, dw, r * k, chunks, |target| {
+        launch_1d(
+            ctx,
+            &p,
+            "conv2d_pointwise_wgrad",
+            items * chunks,
+            REDUCE_GROUP,
+            &[
+                buf(dy),
+                buf(src),
+                buf(target),
+                Arg::I32(int(n)?),
+                Arg::I32(int(k)?),
+                Arg::I32(int(r)?),
+                Arg::I32(int(positions)?),
+                Arg::I32(int(chunk)?),
+                Arg::I32(int(chunks)?),
+            ],
+        )
+    })
 }
 
 /// The rows of the unfolded input: `C_in * KH * KW`.
@@ -529,22 +524,13 @@ fn unfolded_rows(g: &Geometry) -> usize {
     g.c_in * g.kh * g.kw
 }
 
-/// `x` unfolded: `(N, C_in*KH*KW, Ho*Wo)`, the window of every output position as a column;
-/// `(C_in*KH*KW, N, Ho*Wo)` where `!sample_major`.
-fn im2col<T: Real>(
-    ctx: &Context,
-    g: &Geometry,
-    x: &Tensor<T>,
-    sample_major: bool,
-) -> Result<Tensor<T>> {
+/// `x` unfolded channel-major: `(C_in*KH*KW, N, Ho*Wo)`, the window of every output position
+/// as a column, each unfolded row spanning all samples.
+fn im2col<T: Real>(ctx: &Context, g: &Geometry, x: &Tensor<T>) -> Result<Tensor<T>> {
     let rows = unfolded_rows(g);
     let plane = g.ho * g.wo;
-    let col = if sample_major {
-        output::<T>(ctx, [g.n, rows, plane])?
-    } else {
-        output::<T>(ctx, [rows, g.n, plane])?
-    };
-    int(g.n * rows * g.ho * g.wo)?;
+    let col = output::<T>(ctx, [rows, g.n, plane])?;
+    int(g.n * rows * plane)?;
     let params = ClParams {
         src_len: int(g.x_numel())?,
         ..ClParams::new(g)?
@@ -556,12 +542,7 @@ fn im2col<T: Real>(
         "conv2d_im2col",
         g.n * rows,
         GROUP,
-        &[
-            buf(x),
-            buf(&col),
-            Arg::params(&params),
-            Arg::I32(sample_major as i32),
-        ],
+        &[buf(x), buf(&col), Arg::params(&params)],
     )?;
     Ok(col)
 }
@@ -678,7 +659,6 @@ pub fn data_grad<T: Real>(
         pointwise(ctx, dy, w, None, &dx, dims)?;
         return Ok(dx);
     }
-
     if small_depthwise(g) {
         // The forward's sum over dy with the kernel flipped and the window mirrored.
         let top = (g.kh - 1) as i64 - g.p.pad[0] as i64;
@@ -730,6 +710,24 @@ fn sum_chunks<T: Real>(
     )
 }
 
+/// Runs `launch` with `out` as its target when there is one chunk; otherwise with `chunks`
+/// partial sums of `len` elements (chunk-major), which [`sum_chunks`] then adds into `out` in
+/// chunk order.
+fn in_chunks<T: Real>(
+    ctx: &Context,
+    out: &Tensor<T>,
+    len: usize,
+    chunks: usize,
+    launch: impl FnOnce(&Tensor<T>) -> Result<()>,
+) -> Result<()> {
+    if chunks <= 1 {
+        return launch(out);
+    }
+    let part = output::<T>(ctx, [chunks * len])?;
+    launch(&part)?;
+    sum_chunks(ctx, &part, out, len, chunks)
+}
+
 /// `dw[co, ci, ky, kx] = sum_{n, oy, ox} dy[n, co, oy, ox] * x[n, ci', iy, ix]`.
 pub fn weight_grad<T: Real>(
     ctx: &Context,
@@ -765,7 +763,7 @@ pub fn weight_grad<T: Real>(
         // one long row per unfolded row and output channel over all samples. Unfolded here
         // rather than kept from the forward: the copy costs less than holding it.
         let plane = g.ho * g.wo;
-        let col = im2col(ctx, g, x, false)?;
+        let col = im2col(ctx, g, x)?;
         let dyt = swap_axes(ctx, dy, (g.n, g.c_out, plane))?;
         let dims = (1, unfolded_rows(g), g.c_out, g.n * plane);
         pointwise_wgrad(ctx, &dyt, &col, &dw, dims)?;
@@ -778,37 +776,31 @@ pub fn weight_grad<T: Real>(
             .clamp(1, g.n.max(1));
         let chunk = g.n.div_ceil(chunks).max(1);
         let chunks = g.n.div_ceil(chunk).max(1);
-        let part = if chunks > 1 {
-            Some(output::<T>(ctx, [chunks * len])?)
-        } else {
-            None
-        };
         let p = depthwise_program::<T>(ctx, g.kh, g.kw)?;
-        launch_1d(
-            ctx,
-            &p,
-            "conv2d_depthwise_wgrad",
-            c * chunks,
-            REDUCE_GROUP,
-            &[
-                buf(dy),
-                buf(x),
-                buf(part.as_ref().unwrap_or(&dw)),
-                Arg::I32(int(g.n)?),
-                Arg::I32(int(c)?),
-                Arg::I32(int(g.h)?),
-                Arg::I32(int(g.w)?),
-                Arg::I32(int(g.ho)?),
-                Arg::I32(int(g.wo)?),
-                Arg::I32(int(g.p.pad[0])?),
-                Arg::I32(int(g.p.pad[2])?),
-                Arg::I32(int(chunk)?),
-                Arg::I32(int(chunks)?),
-            ],
-        )?;
-        if let Some(part) = &part {
-            sum_chunks(ctx, part, &dw, len, chunks)?;
-        }
+        in_chunks(ctx, &dw, len, chunks, |target| {
+            launch_1d(
+                ctx,
+                &p,
+                "conv2d_depthwise_wgrad",
+                c * chunks,
+                REDUCE_GROUP,
+                &[
+                    buf(dy),
+                    buf(x),
+                    buf(target),
+                    Arg::I32(int(g.n)?),
+                    Arg::I32(int(c)?),
+                    Arg::I32(int(g.h)?),
+                    Arg::I32(int(g.w)?),
+                    Arg::I32(int(g.ho)?),
+                    Arg::I32(int(g.wo)?),
+                    Arg::I32(int(g.p.pad[0])?),
+                    Arg::I32(int(g.p.pad[2])?),
+                    Arg::I32(int(chunk)?),
+                    Arg::I32(int(chunks)?),
+                ],
+            )
+        })?;
         return Ok(dw);
     }
     let kg = kernel_geometry(g);
@@ -828,28 +820,17 @@ pub fn weight_grad<T: Real>(
         chunks: int(chunks)?,
         ..ClParams::new(g)?
     };
-    let part = if chunks > 1 {
-        Some(output::<T>(ctx, [chunks * len])?)
-    } else {
-        None
-    };
     let p = program::<T>(ctx, "CONV_WEIGHT_GRAD", cb, tb, g.p.stride.1, false)?;
-    launch_1d(
-        ctx,
-        &p,
-        "conv2d_weight_grad",
-        items * chunks,
-        REDUCE_GROUP,
-        &[
-            buf(dy),
-            buf(x),
-            buf(part.as_ref().unwrap_or(&dw)),
-            Arg::params(&params),
-        ],
-    )?;
-    if let Some(part) = &part {
-        sum_chunks(ctx, part, &dw, len, chunks)?;
-    }
+    in_chunks(ctx, &dw, len, chunks, |target| {
+        launch_1d(
+            ctx,
+            &p,
+            "conv2d_weight_grad",
+            items * chunks,
+            REDUCE_GROUP,
+            &[buf(dy), buf(x), buf(target), Arg::params(&params)],
+        )
+    })?;
     Ok(dw)
 }
 
@@ -865,26 +846,16 @@ pub fn bias_grad<T: Real>(ctx: &Context, g: &Geometry, dy: &Tensor<T>) -> Result
         chunks: int(chunks)?,
         ..ClParams::new(g)?
     };
-    let part = if chunks > 1 {
-        Some(output::<T>(ctx, [chunks * g.c_out])?)
-    } else {
-        None
-    };
     let p = program::<T>(ctx, "CONV_UTIL", 1, 1, 0, false)?;
-    launch_1d(
-        ctx,
-        &p,
-        "conv2d_bias_partial",
-        g.c_out * chunks,
-        REDUCE_GROUP,
-        &[
-            buf(dy),
-            buf(part.as_ref().unwrap_or(&db)),
-            Arg::params(&params),
-        ],
-    )?;
-    if let Some(part) = &part {
-        sum_chunks(ctx, part, &db, g.c_out, chunks)?;
-    }
+    in_chunks(ctx, &db, g.c_out, chunks, |target| {
+        launch_1d(
+            ctx,
+            &p,
+            "conv2d_bias_partial",
+            g.c_out * chunks,
+            REDUCE_GROUP,
+            &[buf(dy), buf(target), Arg::params(&params)],
+        )
+    })?;
     Ok(db)
 }

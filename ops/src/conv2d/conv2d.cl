@@ -908,13 +908,12 @@ void conv2d_weight_grad_items(__global const real* restrict dy,
 #endif
 
 #ifdef CONV_UTIL
-// The input unfolded for a product with the weight (one group):
-// col[n, (ci*KH + ky)*KW + kx, oy*Wo + ox] = x[n, ci, oy*sh + ky - top, ox*sw + kx - left], zero
-// where that lies in the padding; (rows, N, Ho*Wo) instead where !sample_major. One work-item
-// per unfolded plane (n, ci, ky, kx), row after row, VW columns at a time: a masked segment
-// load (lane by lane at the ends of the buffer) and a store.
-__kernel void conv2d_im2col(__global const real* x, __global real* col, const ConvParams p,
-                            const int sample_major) {
+// The input unfolded for a product with the weight (one group), channel-major:
+// col[(ci*KH + ky)*KW + kx, n, oy*Wo + ox] = x[n, ci, oy*sh + ky - top, ox*sw + kx - left], zero
+// where that lies in the padding. One work-item per unfolded plane (n, ci, ky, kx), row after
+// row, VW columns at a time: a masked segment load (lane by lane at the ends of the buffer)
+// and a store.
+__kernel void conv2d_im2col(__global const real* x, __global real* col, const ConvParams p) {
     const int gid = get_global_id(0);
     const int rows = p.c_in * p.kh * p.kw;
     const int u = gid % rows;
@@ -925,8 +924,7 @@ __kernel void conv2d_im2col(__global const real* x, __global real* col, const Co
     const int kx = u % p.kw;
     const int ky = u / p.kw % p.kh;
     const int ci = u / p.kw / p.kh;
-    const int row = sample_major ? n * rows + u : u * p.n + n;
-    __global real* dst = col + row * p.ho * p.wo;
+    __global real* dst = col + (u * p.n + n) * p.ho * p.wo;
     const int plane_at = (n * p.c_in + ci) * p.h * p.w;
     for (int oy = 0; oy < p.ho; oy++, dst += p.wo) {
         const int iy = oy * p.sh + ky - p.top;

@@ -35,9 +35,3 @@ pub fn backward<T: Real>(ctx: &Context, dy: &Tensor<T>, y: &Tensor<T>) -> Result
     )?;
     Ok(dx)
 }
-
-/// `relu(xs[0] + ...)`: elementwise.cl's add_n with its relu flag (one pass for up to eight
-/// inputs).
-pub fn add_relu<T: Real>(ctx: &Context, xs: &[&Tensor<T>]) -> Result<Tensor<T>> {
-    crate::elementwise::cl::add_n_act(ctx, xs, true)
-}

@@ -6,9 +6,10 @@
 //!
 //! `add_relu(xs)` is `relu(add_n(xs))` as one op (the residual sums of SW-ResNet blocks and
 //! their spatial operators all end in a relu): on OpenCL one pass writes the activated sum
-//! (elementwise.cl's `add_n` with its relu flag), so neither the sum nor a second output is stored, and the backward
-//! masks `dy` once and hands that to every input (copies past the first). The CPU reference
-//! composes `add_n` and relu, written as the two ops are.
+//! (elementwise.cl's `add_n` with its relu flag), so neither the sum nor a second output is
+//! stored, and the backward masks `dy` once and hands that to the last input that needs a
+//! gradient (copies to the others). The CPU reference composes `add_n` and relu, written as
+//! the two ops are.
 
 pub(crate) mod cases;
 mod cl;
@@ -58,7 +59,7 @@ pub fn add_relu<T: Real>(xs: &[&Var<T>]) -> Result<Var<T>> {
         let refs: Vec<&shiftgrad_tensor::Tensor<T>> = values.iter().map(|v| &**v).collect();
         match crate::device::common_device("add_relu", &refs)? {
             Device::Cpu => cpu::forward(&crate::elementwise::cpu::add_n(&refs)),
-            Device::OpenCl(ctx) => cl::add_relu(&ctx, &refs)?,
+            Device::OpenCl(ctx) => crate::elementwise::cl::add_n_act(&ctx, &refs, true)?,
         }
     };
     c.forward.record();

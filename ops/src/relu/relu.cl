@@ -16,4 +16,3 @@ __kernel void relu_backward(__global const real* dy, __global const real* y, __g
         dx[i] = y[i] <= (real)0 ? (real)0 : dy[i];
     }
 }
-
