@@ -96,7 +96,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     println!(
         "counted: {} FLOPs in {} records (scaled_tanh, mul, mean, forward and backward, and one gradient sum)",
         after.flops - before.flops,
-        after.launches - before.launches
+        after.op_records - before.op_records
     );
     let expected = cost::<f64>(12);
     let (mul, mean) = (

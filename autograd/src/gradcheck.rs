@@ -14,8 +14,12 @@ use shiftgrad_tensor::{init, Device, Error, Result, Tensor};
 /// Step and tolerances. An element passes when `|analytic - numeric| <= atol + rtol * |numeric|`.
 #[derive(Debug, Clone, Copy)]
 pub struct Tolerance {
+    /// Finite-difference step added to and subtracted from each input element (default 1e-6).
     pub eps: f64,
+    /// Absolute tolerance; also the scale below which the relative error is not reported
+    /// (default 1e-6).
     pub atol: f64,
+    /// Relative tolerance, times `|numeric|` (default 1e-6).
     pub rtol: f64,
 }
 
@@ -46,6 +50,7 @@ pub struct InputReport {
 /// The result of a check.
 #[derive(Debug, Clone)]
 pub struct GradcheckReport {
+    /// One report per checked input (those with `wrt[i]` true), in argument order.
     pub inputs: Vec<InputReport>,
 }
 

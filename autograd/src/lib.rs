@@ -14,6 +14,12 @@
 //! a graph simply by dropping its root.
 //!
 //! [`gradcheck`] compares the analytic gradients with central finite differences in f64.
+//!
+//! Of the workspace, depends on shiftgrad-tensor only (the device layer's profiling regions are
+//! reached through its `opencl` re-export); must not depend on shiftgrad-ops, shiftgrad-nn or
+//! the root `shiftgrad` package: the ops build on the graph, not the reverse.
+
+#![warn(missing_docs)]
 
 mod gradcheck;
 mod var;

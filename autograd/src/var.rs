@@ -20,8 +20,11 @@ thread_local! {
 /// such as batch-norm's per-channel mean, are not included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphOutputs {
+    /// The op name given to [`Var::from_op`] (or its several-output form).
     pub op: &'static str,
+    /// Number of outputs of that op recorded into a graph.
     pub outputs: u64,
+    /// Their values' total size in bytes (host or device).
     pub bytes: u64,
 }
 

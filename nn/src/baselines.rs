@@ -10,8 +10,8 @@
 //! After [`crate::reparam`], any of them becomes a [`Folded`] layer (one depthwise kernel with a
 //! bias, residual included).
 
-use crate::layers::{BatchNorm2d, Conv2d};
-use crate::module::{join, Mode, Module, ParamRef, StateDict};
+use crate::layers::ConvBn;
+use crate::module::{Mode, Module, ParamRef, StateDict};
 use crate::reparam::Folded;
 use crate::shiftwise::{ShiftWiseConv, SwConfig};
 use shiftgrad_autograd::Var;
@@ -21,9 +21,13 @@ use shiftgrad_tensor::{init, Device, Error, Real, Result};
 /// Which spatial operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpatialKind {
+    /// `sw`: the shift-wise layer, [`ShiftWiseConv`] (SPEC 1.5).
     Sw,
+    /// `slak`: M x k, k x M and k x k depthwise branches, each with its batch-norm.
     Slak,
+    /// `dense`: one M x M depthwise convolution and its batch-norm.
     Dense,
+    /// `small`: one k x k depthwise convolution and its batch-norm.
     Small,
 }
 
@@ -54,56 +58,27 @@ impl std::fmt::Display for SpatialKind {
     }
 }
 
-/// One depthwise convolution followed by a batch-norm.
-pub struct DwBn<T: Real> {
-    pub conv: Conv2d<T>,
-    pub bn: BatchNorm2d<T>,
-}
-
-impl<T: Real> DwBn<T> {
-    fn new(channels: usize, kernel: (usize, usize), rng: &mut init::Rng) -> Result<Self> {
-        Ok(DwBn {
-            conv: Conv2d::depthwise(channels, kernel, rng)?,
-            bn: BatchNorm2d::new(channels),
-        })
-    }
-    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
-        let y = self.conv.forward(x, mode)?;
-        self.bn.forward(&y, mode)
-    }
-    fn parameters(&self, prefix: &str, name: &str, out: &mut Vec<ParamRef<T>>) {
-        self.conv
-            .parameters(&join(prefix, &format!("conv{name}")), out);
-        self.bn.parameters(&join(prefix, &format!("bn{name}")), out);
-    }
-    fn save_state(&self, prefix: &str, name: &str, sd: &mut StateDict<T>) -> Result<()> {
-        self.conv
-            .save_state(&join(prefix, &format!("conv{name}")), sd)?;
-        self.bn.save_state(&join(prefix, &format!("bn{name}")), sd)
-    }
-    fn move_to(&mut self, device: &Device) -> Result<()> {
-        self.conv.move_to(device)?;
-        self.bn.move_to(device)
-    }
-    fn load_state(&mut self, prefix: &str, name: &str, sd: &StateDict<T>) -> Result<()> {
-        self.conv
-            .load_state(&join(prefix, &format!("conv{name}")), sd)?;
-        self.bn.load_state(&join(prefix, &format!("bn{name}")), sd)
-    }
-}
-
 /// A spatial operator of any kind. State-dict names: sw as in [`ShiftWiseConv`]; dense and
 /// small `conv.weight`, `bn.*`; slak `conv_tall` (M x k), `conv_wide` (k x M), `conv_small`
 /// (k x k) with `bn_tall`, `bn_wide`, `bn_small`; folded `weight`, `bias`.
 pub enum Spatial<T: Real> {
+    /// The shift-wise layer (SPEC 1.5).
     Sw(ShiftWiseConv<T>),
-    Dense(DwBn<T>),
+    /// `BN(dw_{MxM}(X)) + X`.
+    Dense(ConvBn<T>),
+    /// `BN(dw_{Mxk}(X)) + BN(dw_{kxM}(X)) + BN(dw_{kxk}(X)) + X`.
     Slak {
-        tall: DwBn<T>,
-        wide: DwBn<T>,
-        small: DwBn<T>,
+        /// The M x k branch (`conv_tall`, `bn_tall`).
+        tall: ConvBn<T>,
+        /// The k x M branch (`conv_wide`, `bn_wide`).
+        wide: ConvBn<T>,
+        /// The k x k branch (`conv_small`, `bn_small`).
+        small: ConvBn<T>,
     },
-    Small(DwBn<T>),
+    /// `BN(dw_{kxk}(X)) + X`.
+    Small(ConvBn<T>),
+    /// Any of the above after [`crate::reparam`]: one depthwise kernel with a bias, the
+    /// residual included.
     Folded(Folded<T>),
 }
 
@@ -133,13 +108,13 @@ impl<T: Real> Spatial<T> {
         let mut rng = init::rng(config.seed);
         Ok(match kind {
             SpatialKind::Sw => Spatial::Sw(ShiftWiseConv::new(config)?),
-            SpatialKind::Dense => Spatial::Dense(DwBn::new(c, (m, m), &mut rng)?),
+            SpatialKind::Dense => Spatial::Dense(ConvBn::depthwise(c, (m, m), "", &mut rng)?),
             SpatialKind::Slak => Spatial::Slak {
-                tall: DwBn::new(c, (m, k), &mut rng)?,
-                wide: DwBn::new(c, (k, m), &mut rng)?,
-                small: DwBn::new(c, (k, k), &mut rng)?,
+                tall: ConvBn::depthwise(c, (m, k), "_tall", &mut rng)?,
+                wide: ConvBn::depthwise(c, (k, m), "_wide", &mut rng)?,
+                small: ConvBn::depthwise(c, (k, k), "_small", &mut rng)?,
             },
-            SpatialKind::Small => Spatial::Small(DwBn::new(c, (k, k), &mut rng)?),
+            SpatialKind::Small => Spatial::Small(ConvBn::depthwise(c, (k, k), "", &mut rng)?),
         })
     }
 }
@@ -181,11 +156,11 @@ impl<T: Real> Module<T> for Spatial<T> {
     fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
         match self {
             Spatial::Sw(sw) => sw.parameters(prefix, out),
-            Spatial::Dense(d) | Spatial::Small(d) => d.parameters(prefix, "", out),
+            Spatial::Dense(d) | Spatial::Small(d) => d.parameters(prefix, out),
             Spatial::Slak { tall, wide, small } => {
-                tall.parameters(prefix, "_tall", out);
-                wide.parameters(prefix, "_wide", out);
-                small.parameters(prefix, "_small", out);
+                tall.parameters(prefix, out);
+                wide.parameters(prefix, out);
+                small.parameters(prefix, out);
             }
             Spatial::Folded(f) => f.parameters(prefix, out),
         }
@@ -193,11 +168,11 @@ impl<T: Real> Module<T> for Spatial<T> {
     fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
         match self {
             Spatial::Sw(sw) => sw.save_state(prefix, sd),
-            Spatial::Dense(d) | Spatial::Small(d) => d.save_state(prefix, "", sd),
+            Spatial::Dense(d) | Spatial::Small(d) => d.save_state(prefix, sd),
             Spatial::Slak { tall, wide, small } => {
-                tall.save_state(prefix, "_tall", sd)?;
-                wide.save_state(prefix, "_wide", sd)?;
-                small.save_state(prefix, "_small", sd)
+                tall.save_state(prefix, sd)?;
+                wide.save_state(prefix, sd)?;
+                small.save_state(prefix, sd)
             }
             Spatial::Folded(f) => f.save_state(prefix, sd),
         }
@@ -205,11 +180,11 @@ impl<T: Real> Module<T> for Spatial<T> {
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
         match self {
             Spatial::Sw(sw) => sw.load_state(prefix, sd),
-            Spatial::Dense(d) | Spatial::Small(d) => d.load_state(prefix, "", sd),
+            Spatial::Dense(d) | Spatial::Small(d) => d.load_state(prefix, sd),
             Spatial::Slak { tall, wide, small } => {
-                tall.load_state(prefix, "_tall", sd)?;
-                wide.load_state(prefix, "_wide", sd)?;
-                small.load_state(prefix, "_small", sd)
+                tall.load_state(prefix, sd)?;
+                wide.load_state(prefix, sd)?;
+                small.load_state(prefix, sd)
             }
             Spatial::Folded(f) => f.load_state(prefix, sd),
         }

@@ -34,8 +34,10 @@ use std::path::{Path, PathBuf};
 
 /// Where Debian and Ubuntu's `dataset-fashion-mnist` package puts the files.
 pub const SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
-/// Normalisation of Fashion-MNIST pixels (after scaling to [0, 1]).
+/// Normalisation of Fashion-MNIST pixels (after scaling to [0, 1]): a pixel `p` becomes
+/// `(p / 255 - MEAN) / STD`. This is the mean.
 pub const MEAN: f64 = 0.286;
+/// The standard deviation of the same normalisation (see [`MEAN`]).
 pub const STD: f64 = 0.353;
 /// Number of classes; every label must be below it.
 pub const CLASSES: usize = 10;
@@ -51,16 +53,22 @@ pub const GZIP_MAX_RATIO: u64 = 1032;
 /// Training or test split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
+    /// The training split, files `train-*-idx?-ubyte`.
     Train,
+    /// The test split, files `t10k-*-idx?-ubyte`.
     Test,
 }
 
 /// Images (n x rows x cols bytes) and labels.
 #[derive(Debug, Clone)]
 pub struct Dataset {
+    /// The pixels, 0 to 255, image by image, each `rows x cols` row-major.
     pub images: Vec<u8>,
+    /// One class per image, below [`CLASSES`].
     pub labels: Vec<u8>,
+    /// Image height in pixels (28 for Fashion-MNIST).
     pub rows: usize,
+    /// Image width in pixels (28 for Fashion-MNIST).
     pub cols: usize,
 }
 

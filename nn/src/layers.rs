@@ -1,4 +1,5 @@
-//! The plain layers: `Conv2d`, `BatchNorm2d`, `Linear`.
+//! The plain layers: `Conv2d`, `BatchNorm2d`, `Linear`, and `ConvBn` (a convolution and its
+//! batch-norm).
 //!
 //! Initialisation follows PyTorch's defaults where a ReLU network does not care otherwise:
 //! convolution and linear weights uniform in `±1/sqrt(fan_in)` (PyTorch's Kaiming-uniform with
@@ -17,8 +18,12 @@ fn default_uniform<T: Real>(shape: &[usize], fan_in: usize, rng: &mut init::Rng)
 
 /// A 2-D convolution layer.
 pub struct Conv2d<T: Real> {
+    /// The kernel, `(C_out, C_in/G, KH, KW)`; state-dict name `weight`, weight-decayed.
     pub weight: Var<T>,
+    /// The bias, `(C_out)`, state-dict name `bias`, not decayed; `None` for a layer without
+    /// one.
     pub bias: Option<Var<T>>,
+    /// Stride, padding per side and groups (G), as given to `ops::conv2d`.
     pub params: Conv2dParams,
 }
 
@@ -113,15 +118,23 @@ impl<T: Real> Module<T> for Conv2d<T> {
 
 /// Batch normalisation over (N, H, W) per channel, PyTorch semantics (momentum 0.1, eps 1e-5).
 pub struct BatchNorm2d<T: Real> {
+    /// Gamma, the per-channel scale, `(C)`; state-dict name `weight`, not decayed.
     pub weight: Var<T>,
+    /// Beta, the per-channel shift, `(C)`; state-dict name `bias`, not decayed.
     pub bias: Var<T>,
+    /// Running mean per channel, `(C)`, updated by training-mode forwards and used in eval
+    /// mode; not a parameter.
     pub running_mean: Tensor<T>,
+    /// Running variance per channel, `(C)`, fed the unbiased batch variance as PyTorch does;
+    /// not a parameter.
     pub running_var: Tensor<T>,
     /// Training-mode forwards so far (PyTorch's `num_batches_tracked`: saved as an int64
     /// scalar so that a checkpoint is a complete PyTorch state dict; with momentum set, as
     /// here, PyTorch only counts with it).
     pub num_batches_tracked: i64,
+    /// Weight of the batch statistic in each running-statistics update (0.1).
     pub momentum: f64,
+    /// Added to the variance before the square root (1e-5).
     pub eps: f64,
 }
 
@@ -257,9 +270,81 @@ impl<T: Real> Module<T> for BatchNorm2d<T> {
     }
 }
 
+/// A convolution followed by a batch-norm over its output channels, no activation: SW-ResNet's
+/// stem and down-sampling layers (3x3), and each depthwise branch of the dense, slak and small
+/// spatial operators (SPEC 1.7). State-dict names `conv<suffix>.*` and `bn<suffix>.*` under the
+/// prefix (`stem.conv.weight`; slak's `spatial.conv_tall.weight`, `spatial.bn_tall.*`).
+pub struct ConvBn<T: Real> {
+    /// The convolution (no bias: the batch-norm's beta plays its part).
+    pub conv: Conv2d<T>,
+    /// The batch-norm over the convolution's output channels.
+    pub bn: BatchNorm2d<T>,
+    /// Appended to `conv` and `bn` in the state-dict names ("" or, for slak's branches,
+    /// "_tall", "_wide", "_small").
+    pub suffix: &'static str,
+}
+
+impl<T: Real> ConvBn<T> {
+    /// `conv` with a fresh batch-norm over its output channels.
+    pub fn new(conv: Conv2d<T>, suffix: &'static str) -> Self {
+        let channels = conv.weight.shape().dim(0);
+        ConvBn {
+            conv,
+            bn: BatchNorm2d::new(channels),
+            suffix,
+        }
+    }
+
+    /// A depthwise `kh x kw` convolution with "same" padding ([`Conv2d::depthwise`]) and its
+    /// batch-norm.
+    pub fn depthwise(
+        channels: usize,
+        kernel: (usize, usize),
+        suffix: &'static str,
+        rng: &mut init::Rng,
+    ) -> Result<Self> {
+        Ok(Self::new(Conv2d::depthwise(channels, kernel, rng)?, suffix))
+    }
+
+    fn names(&self, prefix: &str) -> (String, String) {
+        (
+            join(prefix, &format!("conv{}", self.suffix)),
+            join(prefix, &format!("bn{}", self.suffix)),
+        )
+    }
+}
+
+impl<T: Real> Module<T> for ConvBn<T> {
+    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        let y = self.conv.forward(x, mode)?;
+        self.bn.forward(&y, mode)
+    }
+    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
+        let (conv, bn) = self.names(prefix);
+        self.conv.parameters(&conv, out);
+        self.bn.parameters(&bn, out);
+    }
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
+        let (conv, bn) = self.names(prefix);
+        self.conv.save_state(&conv, sd)?;
+        self.bn.save_state(&bn, sd)
+    }
+    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
+        let (conv, bn) = self.names(prefix);
+        self.conv.load_state(&conv, sd)?;
+        self.bn.load_state(&bn, sd)
+    }
+    fn move_to(&mut self, device: &Device) -> Result<()> {
+        self.conv.move_to(device)?;
+        self.bn.move_to(device)
+    }
+}
+
 /// A fully connected layer, `y = x W^T + b`.
 pub struct Linear<T: Real> {
+    /// W, `(outputs, inputs)`; state-dict name `weight`, weight-decayed.
     pub weight: Var<T>,
+    /// b, `(outputs)`; state-dict name `bias`, not decayed.
     pub bias: Var<T>,
 }
 

@@ -12,6 +12,18 @@
 //! * [`sparsity`]: the host side of sparse group convolution (SPEC 1.6): masks of the bank's
 //!   small kernels, their SNIP/uniform initialisation, the cosine prune schedule and
 //!   prune/regrow.
+//! * [`resnet`]: SW-ResNet (SPEC section 2), its presets and its reparameterisation.
+//! * [`optim`]: SGD and AdamW over named parameters, with their checkpointable state.
+//! * [`data`]: Fashion-MNIST from its IDX files (SPEC section 5), checked, with the training
+//!   augmentation.
+//! * [`cases`]: module-level gradient checks for `shiftgrad gradcheck`.
+//!
+//! Of the workspace, depends on shiftgrad-tensor, shiftgrad-autograd and shiftgrad-ops (the
+//! device layer's profiling regions are reached through the tensor crate's `opencl`
+//! re-export); must not depend on the root `shiftgrad` package (the command line, training
+//! loop and reports build on this crate, not the reverse).
+
+#![warn(missing_docs)]
 
 pub mod baselines;
 pub mod cases;
@@ -26,7 +38,7 @@ pub mod sparsity;
 pub mod synthetic;
 
 pub use baselines::{Spatial, SpatialKind};
-pub use layers::{BatchNorm2d, Conv2d, Linear};
+pub use layers::{BatchNorm2d, Conv2d, ConvBn, Linear};
 pub use module::{Mode, Module, ParamRef, StateDict};
 pub use reparam::Folded;
 pub use shiftwise::{ShiftWiseConv, SwConfig};

@@ -27,14 +27,18 @@ use std::path::Path;
 /// Training (batch statistics, running averages updated) or evaluation (running statistics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Batch-norms normalise with the batch's statistics and update their running averages.
     Train,
+    /// Batch-norms normalise with their running statistics, left unchanged.
     Eval,
 }
 
 /// A trainable parameter with its state-dict name.
 #[derive(Clone)]
 pub struct ParamRef<T: Real> {
+    /// The parameter's state-dict name (`stages.0.blocks.1.spatial.bank.0.weight`).
     pub name: String,
+    /// The parameter itself: a leaf that requires a gradient, shared with the module.
     pub var: Var<T>,
     /// Whether weight decay applies (not to batch-norm parameters or biases).
     pub decay: bool,
@@ -86,7 +90,10 @@ pub fn join(prefix: &str, name: &str) -> String {
 /// One stored array.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry<T: Real> {
+    /// A float array (parameter or buffer), on the host.
     Float(Tensor<T>),
+    /// An int array (an index table, a mask, a counter), as written in int32 or read from a
+    /// file in int32 or int64: its shape and its elements, row-major, as i32.
     Int(Shape, Vec<i32>),
     /// Written as int64 (a counter PyTorch keeps in int64); read back from a file as `Int`.
     Int64(Shape, Vec<i64>),

@@ -25,21 +25,31 @@ pub const REGION_OPTIM: &str = "optimiser step";
 /// Which optimiser, with its hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum OptimKind {
+    /// SGD with momentum as `torch.optim.SGD`.
     Sgd {
+        /// Momentum factor `mu` of the buffer `b = mu*b + g`.
         momentum: f64,
+        /// Whether the step is `g + mu*b` (Nesterov) rather than `b`.
         nesterov: bool,
+        /// L2 coefficient: `weight_decay * p` is added to the gradient of decayed parameters.
         weight_decay: f64,
     },
+    /// AdamW as `torch.optim.AdamW`.
     AdamW {
+        /// Decay rate of the first moment (the gradient's running mean).
         beta1: f64,
+        /// Decay rate of the second moment (the squared gradient's running mean).
         beta2: f64,
+        /// Added to the square root of the bias-corrected second moment.
         eps: f64,
+        /// Decoupled decay: decayed parameters are multiplied by `1 - lr*weight_decay` first.
         weight_decay: f64,
     },
 }
 
 /// An optimiser over a fixed list of parameters.
 pub struct Optimizer<T: Real> {
+    /// The optimiser and its hyper-parameters (the learning rate is given to each step).
     pub kind: OptimKind,
     params: Vec<ParamRef<T>>,
     /// SGD: momentum buffer; AdamW: first moment.

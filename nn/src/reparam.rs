@@ -17,8 +17,8 @@
 //! rows and columns are non-zero) and padding `(M/2, L-1-M/2)` on each axis. Dense, slak and
 //! small fold onto an `M x M` (or `k x k`) grid with symmetric padding.
 
-use crate::baselines::{DwBn, Spatial};
-use crate::layers::BatchNorm2d;
+use crate::baselines::Spatial;
+use crate::layers::{BatchNorm2d, ConvBn};
 use crate::module::{join, move_var, Mode, Module, ParamRef, StateDict};
 use crate::shiftwise::ShiftWiseConv;
 use shiftgrad_autograd::Var;
@@ -29,8 +29,13 @@ use shiftgrad_tensor::{Device, Error, Real, Result, Tensor};
 /// A folded spatial operator: gather the processed channels, one depthwise convolution with a
 /// bias (residual included), concat the ghost channels.
 pub struct Folded<T: Real> {
+    /// Channels of the input (and of the output), C.
     pub channels: usize,
+    /// Indices of the R processed channels: kernel channel `r` convolves input channel
+    /// `rep_idx[r]` (`0..C` for the baselines).
     pub rep_idx: Vec<usize>,
+    /// Indices of the ghost channels, concatenated unchanged after the R processed ones
+    /// (empty for the baselines).
     pub ghost_idx: Vec<usize>,
     /// (R, 1, Kh, Kw)
     pub weight: Var<T>,
@@ -214,7 +219,7 @@ pub fn fold_sw<T: Real>(sw: &ShiftWiseConv<T>) -> Result<Folded<T>> {
     grid.finish(sw.config.channels, sw.rep_idx.clone(), sw.ghost_idx.clone())
 }
 
-fn bn_path<T: Real>(grid: &mut Grid, d: &DwBn<T>) -> Result<()> {
+fn bn_path<T: Real>(grid: &mut Grid, d: &ConvBn<T>) -> Result<()> {
     let w = d.conv.weight.value();
     let p = d.conv.params.pad;
     grid.add_path(&w, p[0], p[2], &BatchNorm2d::eval_affine(&d.bn)?)

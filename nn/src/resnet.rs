@@ -15,6 +15,7 @@
 //! Every layer draws from its own RNG, seeded from the model seed in construction order.
 
 use crate::baselines::{Spatial, SpatialKind};
+pub use crate::layers::ConvBn;
 use crate::layers::{BatchNorm2d, Conv2d, Linear};
 use crate::module::{join, Mode, Module, ParamRef, StateDict};
 use crate::reparam::{fold_spatial, merge_paths};
@@ -28,16 +29,28 @@ use shiftgrad_tensor::{init, Device, Error, Real, Result};
 /// The architecture and its hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResNetConfig {
+    /// Channels of the input images, C_img (1 for Fashion-MNIST).
     pub in_channels: usize,
+    /// Number of classes: the outputs of the head.
     pub classes: usize,
+    /// Width C_s of each stage, one entry per stage; the stem outputs `widths[0]`.
     pub widths: Vec<usize>,
+    /// Number of blocks n_s of each stage.
     pub depths: Vec<usize>,
+    /// Big kernel M_s of each stage's spatial operators.
     pub big_kernels: Vec<usize>,
+    /// Small kernel k of every spatial operator (odd).
     pub small_kernel: usize,
+    /// Ghost ratio of every shift-wise layer ([`SwConfig::ghost_ratio`]; unused by the
+    /// baselines).
     pub ghost_ratio: f64,
+    /// Parallel bank convolutions P of every shift-wise layer ([`SwConfig::n_path`]).
     pub n_path: usize,
+    /// Shuffled index groups G of every shift-wise layer ([`SwConfig::n_rep`]).
     pub n_rep: usize,
+    /// The spatial operator of every block.
     pub spatial: SpatialKind,
+    /// The model seed: every layer's RNG is seeded from it, in construction order.
     pub seed: u64,
 }
 
@@ -96,53 +109,33 @@ impl ResNetConfig {
     }
 }
 
-/// conv -> BN -> ReLU.
-pub struct ConvBn<T: Real> {
-    pub conv: Conv2d<T>,
-    pub bn: BatchNorm2d<T>,
-}
-
-impl<T: Real> ConvBn<T> {
-    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
-        let y = self.conv.forward(x, mode)?;
-        self.bn.forward(&y, mode)
-    }
-    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
-        self.conv.parameters(&join(prefix, "conv"), out);
-        self.bn.parameters(&join(prefix, "bn"), out);
-    }
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
-        self.conv.save_state(&join(prefix, "conv"), sd)?;
-        self.bn.save_state(&join(prefix, "bn"), sd)
-    }
-    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
-        self.conv.load_state(&join(prefix, "conv"), sd)?;
-        self.bn.load_state(&join(prefix, "bn"), sd)
-    }
-    fn move_to(&mut self, device: &Device) -> Result<()> {
-        self.conv.move_to(device)?;
-        self.bn.move_to(device)
-    }
-}
-
 /// One residual block.
 pub struct Block<T: Real> {
+    /// The spatial operator, C_s to C_s channels (`spatial.*`).
     pub spatial: Spatial<T>,
+    /// The pointwise 1x1 convolution C_s -> C_s after it, no bias (`pw.weight`).
     pub pw: Conv2d<T>,
+    /// The batch-norm after the pointwise convolution (`bn.*`).
     pub bn: BatchNorm2d<T>,
 }
 
 /// One stage: an optional downsampling conv and its blocks.
 pub struct Stage<T: Real> {
+    /// The stride-2 3x3 convolution C_{s-1} -> C_s (`down.*`); `None` for stage 0.
     pub down: Option<ConvBn<T>>,
+    /// The n_s blocks of width C_s (`blocks.{b}.*`).
     pub blocks: Vec<Block<T>>,
 }
 
 /// The network.
 pub struct SwResNet<T: Real> {
+    /// The configuration the network was built from.
     pub config: ResNetConfig,
+    /// The stem, a stride-1 3x3 convolution C_img -> C_1 with its batch-norm (`stem.*`).
     pub stem: ConvBn<T>,
+    /// The stages, in network order (`stages.{s}.*`).
     pub stages: Vec<Stage<T>>,
+    /// The classifier after the global average pool, C_S -> classes (`head.*`).
     pub head: Linear<T>,
 }
 
@@ -169,10 +162,10 @@ impl<T: Real> SwResNet<T> {
         let conv3 =
             |cin: usize, cout: usize, stride: usize, rng: &mut init::Rng| -> Result<ConvBn<T>> {
                 let p = Conv2dParams::new().stride(stride).pad(1, 1);
-                Ok(ConvBn {
-                    conv: Conv2d::new(cin, cout, (3, 3), p, false, rng)?,
-                    bn: BatchNorm2d::new(cout),
-                })
+                Ok(ConvBn::new(
+                    Conv2d::new(cin, cout, (3, 3), p, false, rng)?,
+                    "",
+                ))
             };
         let stem = conv3(config.in_channels, config.widths[0], 1, &mut next())?;
         let mut stages = Vec::new();

@@ -114,16 +114,23 @@ impl SwConfig {
 
 /// The shift-wise spatial operator.
 pub struct ShiftWiseConv<T: Real> {
+    /// The hyper-parameters the layer was built from (`n_path` is 1 after
+    /// [`crate::reparam::merge_paths`]).
     pub config: SwConfig,
     /// Sorted indices of the ghost channels (pass through).
     pub ghost_idx: Vec<usize>,
     /// Sorted indices of the R processed channels.
     pub rep_idx: Vec<usize>,
+    /// The shift-add index tables (`pad_hv`, `idx_identit`) drawn for this layer, shared with
+    /// the ops that read them.
     pub tables: Rc<ShiftTables>,
     /// The P bank weights, each (R*nk, 1, k, k).
     pub banks: Vec<Var<T>>,
+    /// Batch-norm of the horizontal shift-add output `Hout` (R channels).
     pub bn_h: BatchNorm2d<T>,
+    /// Batch-norm of the vertical shift-add output `Vout` (R channels).
     pub bn_v: BatchNorm2d<T>,
+    /// Batch-norm of the identity-path shift-add output `Iout` (R channels).
     pub bn_i: BatchNorm2d<T>,
     /// Compute the P bank convolutions separately and add their outputs (the reference form)
     /// instead of one convolution with the summed weights (the default).
@@ -197,7 +204,7 @@ impl<T: Real> ShiftWiseConv<T> {
     /// Prunes the kernels whose mask entry is `false` (SPEC 1.6) and zeroes their weights in
     /// every bank. The mask has one entry per small kernel (`R*nk`); another length is an
     /// error. The caller zeroes the pruned kernels' optimiser state (see
-    /// `Optimizer::zero_state_rows`).
+    /// `Optimizer::zero_state_where`).
     pub fn set_mask(&mut self, mask: &[bool]) -> Result<()> {
         let live = LiveChannels::from_mask(self.reps(), self.tables.nk(), mask)?;
         let k2 = self.config.small_kernel * self.config.small_kernel;

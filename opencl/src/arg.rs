@@ -88,7 +88,10 @@ pub enum Arg<'a> {
     /// A `#[repr(C)]` struct passed by value (see [`KernelParams`]).
     Params(ParamsArg<'a>),
     /// A `__local` pointer: scratch memory of this many bytes per work-group.
-    Local { bytes: usize },
+    Local {
+        /// Size of the scratch buffer in bytes, per work-group.
+        bytes: usize,
+    },
 }
 
 impl<'a> Arg<'a> {

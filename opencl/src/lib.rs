@@ -23,6 +23,14 @@
 //!
 //! Everything runs on one in-order queue per [`Context`] (see its docs for why), and a
 //! context is single-threaded (`Rc`-shared, not `Send`).
+//!
+//! Depends on no other workspace crate (only `thiserror`, and `ocl` with the `opencl`
+//! feature); must not depend on shiftgrad-tensor, shiftgrad-autograd, shiftgrad-ops,
+//! shiftgrad-nn or the root `shiftgrad` package. The tensor crate uses it for device buffers
+//! and re-exports it as `shiftgrad_tensor::opencl`, through which the ops launch their kernels
+//! and the crates above enter profiling regions.
+
+#![warn(missing_docs)]
 
 mod arg;
 mod error;

@@ -34,7 +34,12 @@ pub enum DeviceSpec {
     #[default]
     Cpu,
     /// OpenCL device `device` of platform `platform` (indices as listed by [`crate::list_devices`]).
-    OpenCl { platform: usize, device: usize },
+    OpenCl {
+        /// Platform index, from 0.
+        platform: usize,
+        /// Device index within the platform, from 0.
+        device: usize,
+    },
     /// OpenCL when a platform with a device exists, else the CPU (with a notice on stderr).
     Auto,
 }

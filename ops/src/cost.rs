@@ -12,8 +12,13 @@ use shiftgrad_tensor::counters;
 /// The work of one pass (forward, or backward).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Work {
+    /// Floating-point operations, every multiply and every add counted (a multiply-accumulate
+    /// is 2).
     pub flops: u64,
+    /// Multiply-accumulates among them, reported beside the FLOPs.
     pub macs: u64,
+    /// Minimum memory traffic in bytes: every input element read once, every output written
+    /// once.
     pub bytes: u64,
 }
 
@@ -54,6 +59,7 @@ impl std::ops::Add for Work {
 /// Forward and backward work of one op application.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cost {
+    /// The forward pass.
     pub forward: Work,
     /// Backward with every input's gradient computed.
     pub backward: Work,

@@ -2,12 +2,25 @@
 //!
 //! Every op directory holds `mod.rs` (the public function: shape checks, the output-shape
 //! formula, the cost model and the registration of the backward on the graph), `cpu.rs` (the
-//! reference forward and backward, generic over f32/f64, written to be read), `cases.rs` (its
-//! configurations for the gradcheck suite) and `tests.rs`. Someone auditing an op reads one
-//! folder.
+//! reference forward and backward, generic over f32/f64, written to be read), `cl.rs` with its
+//! `.cl` kernels (the OpenCL forward and backward: launch code in Rust, kernels embedded with
+//! `include_str!`), `cases.rs` (its configurations for the gradcheck suite) and `tests.rs`.
+//! Someone auditing an op reads one folder. A fused op (`sw_fused`) sits in its own folder
+//! beside the ops it equals.
 //!
 //! Every public op returns `Result`: a shape or argument mismatch is an [`Error`] naming the op
 //! and the shapes, never a panic from an index.
+//!
+//! Depends on shiftgrad-tensor (tensors, devices, errors, counters; its re-export of
+//! shiftgrad-opencl for the kernels) and shiftgrad-autograd (the graph the ops record on).
+//! Must not depend on shiftgrad-nn or the `shiftgrad` package: an op knows nothing of layers,
+//! networks or training.
+//!
+//! Test support, public because the integration tests and `shiftgrad gradcheck` use it, not
+//! part of the op API: [`parity`] (CPU-against-OpenCL comparison and loud skips) and [`suite`]
+//! (the gradcheck cases of every op).
+
+#![warn(missing_docs)]
 
 pub mod cost;
 pub mod device;

@@ -1,4 +1,5 @@
-//! Tier 2 of the gradient evidence: the OpenCL path against the CPU reference.
+//! Tier 2 of the gradient evidence: the OpenCL path against the CPU reference. Test support
+//! (public for the integration tests), not part of the op API.
 //!
 //! [`compare`] runs one computation twice, on the host and on a device, with the same inputs
 //! and the same random cotangent, and reports the largest relative difference of the output

@@ -1,4 +1,5 @@
-//! The gradcheck suite: every op's configurations, run through [`gradcheck`] in f64.
+//! The gradcheck suite: every op's configurations, run through [`gradcheck_on`] in f64. Test
+//! support (public for the integration tests and `shiftgrad gradcheck`), not part of the op API.
 //!
 //! Each op directory contributes a `cases()` list. `shiftgrad gradcheck` and the integration
 //! test `tests/gradcheck.rs` run the same list, so the table a user sees is the test.

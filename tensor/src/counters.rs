@@ -1,7 +1,9 @@
-//! Global measurement counters: every op adds what it executed (FLOPs, MACs, bytes, launches),
-//! and allocators record live and peak bytes. `shiftgrad profile` and the benches read them;
-//! nothing is estimated twice. Counters are process-wide atomics, so they are cheap to bump
-//! from anywhere and can be reset around the region being measured.
+//! Global measurement counters: every op adds what it executed (FLOPs, MACs, bytes, and one
+//! op record per forward or backward pass; kernel launches are the OpenCL context's count),
+//! and host tensors record live and peak host bytes (device bytes are counted by the OpenCL
+//! buffer pool). `shiftgrad profile` and the benches read them; nothing is estimated twice.
+//! Counters are process-wide atomics, so they are cheap to bump from anywhere and can be reset
+//! around the region being measured.
 //!
 //! Beside them, per thread, the FLOPs and MACs of the ops recorded under each profiling region
 //! (`shiftgrad_opencl::region`, the label the device time is split by): [`region_flops`]. Being
@@ -19,8 +21,12 @@ thread_local! {
 /// every region) since [`reset_region_flops`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RegionFlops {
+    /// The region's label, as `shiftgrad_opencl::region::current` returned it ("" outside
+    /// every region).
     pub region: &'static str,
+    /// FLOPs recorded under it (a multiply-accumulate counts 2).
     pub flops: u64,
+    /// Multiply-accumulates recorded under it (already included in `flops`).
     pub macs: u64,
 }
 
@@ -47,27 +53,35 @@ pub fn reset_region_flops() {
 static FLOPS: AtomicU64 = AtomicU64::new(0);
 static MACS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
-static LAUNCHES: AtomicU64 = AtomicU64::new(0);
+static OP_RECORDS: AtomicU64 = AtomicU64::new(0);
 static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
 static PEAK_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// FLOPs of the ops recorded since the last [`reset`] (a multiply-accumulate counts 2).
     pub flops: u64,
+    /// Multiply-accumulates among those FLOPs.
     pub macs: u64,
+    /// Minimum memory traffic of those ops in bytes, as their cost models state it.
     pub bytes: u64,
-    pub launches: u64,
+    /// Number of [`record_op`] calls since the last [`reset`]: op passes (a forward, a
+    /// backward, a gradient sum, an optimiser update), not kernel launches (one pass may
+    /// launch several kernels; the OpenCL context counts those, `Context::kernel_times`).
+    pub op_records: u64,
+    /// Host bytes allocated by [`record_alloc`] and not yet released by [`record_free`].
     pub live_bytes: u64,
+    /// The largest `live_bytes` since the last [`reset`] or [`reset_peak`].
     pub peak_bytes: u64,
 }
 
-/// Records one executed op (or kernel) with its cost.
+/// Records one executed op pass (a forward, a backward, ...) with its cost.
 pub fn record_op(flops: u64, macs: u64, bytes: u64) {
     FLOPS.fetch_add(flops, Relaxed);
     MACS.fetch_add(macs, Relaxed);
     BYTES.fetch_add(bytes, Relaxed);
-    LAUNCHES.fetch_add(1, Relaxed);
+    OP_RECORDS.fetch_add(1, Relaxed);
     let name = region::current();
     BY_REGION.with(|r| {
         let mut r = r.borrow_mut();
@@ -85,7 +99,8 @@ pub fn record_op(flops: u64, macs: u64, bytes: u64) {
     });
 }
 
-/// Records an allocation of `bytes` on the device being measured.
+/// Records an allocation of `bytes` of host memory (host tensors call it when they are made;
+/// device buffers are counted by the OpenCL pool instead, `Context::pool_stats`).
 pub fn record_alloc(bytes: u64) {
     let live = LIVE_BYTES.fetch_add(bytes, Relaxed) + bytes;
     PEAK_BYTES.fetch_max(live, Relaxed);
@@ -102,7 +117,7 @@ pub fn snapshot() -> Snapshot {
         flops: FLOPS.load(Relaxed),
         macs: MACS.load(Relaxed),
         bytes: BYTES.load(Relaxed),
-        launches: LAUNCHES.load(Relaxed),
+        op_records: OP_RECORDS.load(Relaxed),
         live_bytes: LIVE_BYTES.load(Relaxed),
         peak_bytes: PEAK_BYTES.load(Relaxed),
     }
@@ -119,6 +134,6 @@ pub fn reset() {
     FLOPS.store(0, Relaxed);
     MACS.store(0, Relaxed);
     BYTES.store(0, Relaxed);
-    LAUNCHES.store(0, Relaxed);
+    OP_RECORDS.store(0, Relaxed);
     PEAK_BYTES.store(LIVE_BYTES.load(Relaxed), Relaxed);
 }

@@ -6,17 +6,34 @@ use std::path::PathBuf;
 /// Result with the project's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The error of every fallible function in shiftgrad; its message starts with the op, the file
+/// or "device", so it reads on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Shapes that do not fit together.
     #[error("{op}: {msg}")]
-    Shape { op: &'static str, msg: String },
+    Shape {
+        /// The op that checked the shapes (`"conv2d"`), the start of the message.
+        op: &'static str,
+        /// What did not fit, with the shapes involved.
+        msg: String,
+    },
     /// A hyper-parameter or argument outside its domain.
     #[error("{op}: {msg}")]
-    Arg { op: &'static str, msg: String },
+    Arg {
+        /// The op or function that refused the argument, the start of the message.
+        op: &'static str,
+        /// Which argument, its value and the domain it is outside.
+        msg: String,
+    },
     /// A file that could not be read or written.
     #[error("{}: {msg}", path.display())]
-    File { path: PathBuf, msg: String },
+    File {
+        /// The file (or directory) involved, the start of the message.
+        path: PathBuf,
+        /// What went wrong with it (the I/O error, or the array and the defect found in it).
+        msg: String,
+    },
     /// Something about a device (OpenCL platform, build log, allocation).
     #[error("device: {0}")]
     Device(String),

@@ -7,7 +7,9 @@ use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 /// The data type of a tensor, as a value (for messages, files and kernel builds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit IEEE float (`f32`, OpenCL `float`, NumPy `<f4`).
     F32,
+    /// 64-bit IEEE float (`f64`, OpenCL `double`, NumPy `<f8`).
     F64,
 }
 

@@ -78,9 +78,28 @@ fn prog<T: Real>(ctx: &Context) -> Result<Program> {
     ctx.program("batch_norm", SOURCE, &defines).map_err(dev_err)
 }
 
-/// The element-wise range: (segments per plane, N*C).
-fn plane_range(ctx: &Context, [n, c, h, w]: [usize; 4]) -> [usize; 2] {
-    [(h * w).div_ceil(seg(ctx)), n * c]
+/// An element-wise pass of `kernel`: one work-item per segment of every (image, channel)
+/// plane.
+fn per_segment(
+    ctx: &Context,
+    p: &Program,
+    kernel: &str,
+    [n, c, h, w]: [usize; 4],
+    args: &[Arg<'_>],
+) -> Result<()> {
+    launch(
+        ctx,
+        p,
+        kernel,
+        [(h * w).div_ceil(seg(ctx)), n * c],
+        None,
+        args,
+    )
+}
+
+/// A per-channel reduction of `kernel`: one work-group of `WG` work-items per channel.
+fn per_channel(ctx: &Context, p: &Program, kernel: &str, c: usize, args: &[Arg<'_>]) -> Result<()> {
+    launch(ctx, p, kernel, [c * WG], Some([WG]), args)
 }
 
 /// Per-channel statistics on the device: mean and `1 / sqrt(var + eps)`, C elements each.
@@ -103,30 +122,18 @@ pub fn train_forward<T: Real>(
     momentum: f64,
     eps: f64,
 ) -> Result<(Tensor<T>, Stats<T>)> {
-    let p = prog::<T>(ctx)?;
     let params = BnParams::<T>::new(dims, momentum, eps)?;
-    let c = dims[1];
-    let stats = Stats {
-        mean: output::<T>(ctx, [c])?,
-        inv_std: output::<T>(ctx, [c])?,
-    };
-    launch(
-        ctx,
-        &p,
-        "bn_train_stats",
-        [c * WG],
-        Some([WG]),
-        &[
+    forward(ctx, x, gamma, beta, dims, &params, |p, stats| {
+        let args = [
             buf(x),
             buf(&stats.mean),
             buf(&stats.inv_std),
             buf(running_mean),
             buf(running_var),
             Arg::params(&params),
-        ],
-    )?;
-    let y = normalize(ctx, &p, &params, x, &stats, gamma, beta, dims)?;
-    Ok((y, stats))
+        ];
+        per_channel(ctx, p, "bn_train_stats", dims[1], &args)
+    })
 }
 
 /// Evaluation forward: the running statistics as constants (copied, so a later update of the
@@ -142,28 +149,38 @@ pub fn eval_forward<T: Real>(
     dims: [usize; 4],
     eps: f64,
 ) -> Result<(Tensor<T>, Stats<T>)> {
-    let p = prog::<T>(ctx)?;
     let params = BnParams::<T>::new(dims, 0.0, eps)?;
-    let c = dims[1];
-    let stats = Stats {
-        mean: output::<T>(ctx, [c])?,
-        inv_std: output::<T>(ctx, [c])?,
-    };
-    launch(
-        ctx,
-        &p,
-        "bn_eval_stats",
-        [c],
-        None,
-        &[
+    forward(ctx, x, gamma, beta, dims, &params, |p, stats| {
+        let args = [
             buf(running_mean),
             buf(running_var),
             buf(&stats.mean),
             buf(&stats.inv_std),
             Arg::params(&params),
-        ],
-    )?;
-    let y = normalize(ctx, &p, &params, x, &stats, gamma, beta, dims)?;
+        ];
+        launch(ctx, p, "bn_eval_stats", [dims[1]], None, &args)
+    })
+}
+
+/// What both forwards do around their statistics kernel: allocate the statistics (C elements
+/// each), let `fill` launch the kernel that writes them, then normalise `x` with them.
+fn forward<T: Real>(
+    ctx: &Context,
+    x: &Tensor<T>,
+    gamma: &Tensor<T>,
+    beta: &Tensor<T>,
+    dims: [usize; 4],
+    params: &BnParams<T>,
+    fill: impl FnOnce(&Program, &Stats<T>) -> Result<()>,
+) -> Result<(Tensor<T>, Stats<T>)> {
+    let p = prog::<T>(ctx)?;
+    let c = dims[1];
+    let stats = Stats {
+        mean: output::<T>(ctx, [c])?,
+        inv_std: output::<T>(ctx, [c])?,
+    };
+    fill(&p, &stats)?;
+    let y = normalize(ctx, &p, params, x, &stats, gamma, beta, dims)?;
     Ok((y, stats))
 }
 
@@ -179,22 +196,16 @@ fn normalize<T: Real>(
     dims: [usize; 4],
 ) -> Result<Tensor<T>> {
     let y = output::<T>(ctx, x.shape().clone())?;
-    launch(
-        ctx,
-        p,
-        "bn_normalize",
-        plane_range(ctx, dims),
-        None,
-        &[
-            buf(x),
-            buf(&stats.mean),
-            buf(&stats.inv_std),
-            buf(gamma),
-            buf(beta),
-            buf(&y),
-            Arg::params(params),
-        ],
-    )?;
+    let args = [
+        buf(x),
+        buf(&stats.mean),
+        buf(&stats.inv_std),
+        buf(gamma),
+        buf(beta),
+        buf(&y),
+        Arg::params(params),
+    ];
+    per_segment(ctx, p, "bn_normalize", dims, &args)?;
     Ok(y)
 }
 
@@ -205,14 +216,8 @@ pub fn channel_sums<T: Real>(ctx: &Context, x: &Tensor<T>, dims: [usize; 4]) -> 
     let params = BnParams::<T>::new(dims, 0.0, 0.0)?;
     let c = dims[1];
     let (hi, lo) = (output::<T>(ctx, [c])?, output::<T>(ctx, [c])?);
-    launch(
-        ctx,
-        &p,
-        "bn_channel_sums",
-        [c * WG],
-        Some([WG]),
-        &[buf(x), buf(&hi), buf(&lo), Arg::params(&params)],
-    )?;
+    let args = [buf(x), buf(&hi), buf(&lo), Arg::params(&params)];
+    per_channel(ctx, &p, "bn_channel_sums", c, &args)?;
     let (hi, lo) = (hi.to_vec()?, lo.to_vec()?);
     Ok(hi
         .iter()
@@ -233,14 +238,8 @@ pub fn channel_square_deviations<T: Real>(
     let params = BnParams::<T>::new(dims, 0.0, 0.0)?;
     let c = dims[1];
     let sq = output::<T>(ctx, [c])?;
-    launch(
-        ctx,
-        &p,
-        "bn_channel_square_deviations",
-        [c * WG],
-        Some([WG]),
-        &[buf(x), buf(mean), buf(&sq), Arg::params(&params)],
-    )?;
+    let args = [buf(x), buf(mean), buf(&sq), Arg::params(&params)];
+    per_channel(ctx, &p, "bn_channel_square_deviations", c, &args)?;
     Ok(sq.to_vec()?.iter().map(|v| v.as_f64()).collect())
 }
 
@@ -280,22 +279,16 @@ pub fn grad_sums<T: Real>(
     let c = dims[1];
     let sum_dy = output::<T>(ctx, [c])?;
     let sum_dy_xhat = output::<T>(ctx, [c])?;
-    launch(
-        ctx,
-        &p,
-        "bn_grad_sums",
-        [c * WG],
-        Some([WG]),
-        &[
-            buf(dy),
-            buf(x),
-            buf(&stats.mean),
-            buf(&stats.inv_std),
-            buf(&sum_dy),
-            buf(&sum_dy_xhat),
-            Arg::params(&params),
-        ],
-    )?;
+    let args = [
+        buf(dy),
+        buf(x),
+        buf(&stats.mean),
+        buf(&stats.inv_std),
+        buf(&sum_dy),
+        buf(&sum_dy_xhat),
+        Arg::params(&params),
+    ];
+    per_channel(ctx, &p, "bn_grad_sums", c, &args)?;
     Ok((sum_dy, sum_dy_xhat))
 }
 
@@ -323,24 +316,18 @@ pub fn grad_input_train<T: Real>(
         )
     })?;
     let dx = output::<T>(ctx, x.shape().clone())?;
-    launch(
-        ctx,
-        &p,
-        "bn_grad_input_train",
-        plane_range(ctx, dims),
-        None,
-        &[
-            buf(dy),
-            buf(x),
-            buf(&stats.mean),
-            buf(&stats.inv_std),
-            buf(gamma),
-            buf(sum_dy),
-            buf(sum_dy_xhat),
-            buf(&dx),
-            Arg::params(&params),
-        ],
-    )?;
+    let args = [
+        buf(dy),
+        buf(x),
+        buf(&stats.mean),
+        buf(&stats.inv_std),
+        buf(gamma),
+        buf(sum_dy),
+        buf(sum_dy_xhat),
+        buf(&dx),
+        Arg::params(&params),
+    ];
+    per_segment(ctx, &p, "bn_grad_input_train", dims, &args)?;
     Ok(dx)
 }
 
@@ -355,19 +342,13 @@ pub fn grad_input_eval<T: Real>(
     let p = prog::<T>(ctx)?;
     let params = BnParams::<T>::new(dims, 0.0, 0.0)?;
     let dx = output::<T>(ctx, dy.shape().clone())?;
-    launch(
-        ctx,
-        &p,
-        "bn_grad_input_eval",
-        plane_range(ctx, dims),
-        None,
-        &[
-            buf(dy),
-            buf(&stats.inv_std),
-            buf(gamma),
-            buf(&dx),
-            Arg::params(&params),
-        ],
-    )?;
+    let args = [
+        buf(dy),
+        buf(&stats.inv_std),
+        buf(gamma),
+        buf(&dx),
+        Arg::params(&params),
+    ];
+    per_segment(ctx, &p, "bn_grad_input_eval", dims, &args)?;
     Ok(dx)
 }

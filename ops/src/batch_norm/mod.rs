@@ -142,6 +142,26 @@ enum Stats<T: Real> {
     Device(Context, cl::Stats<T>),
 }
 
+/// `1 / sqrt(var + eps)` per channel.
+fn inv_std_of(var: impl Iterator<Item = f64>, eps: f64) -> Vec<f64> {
+    var.map(|v| 1.0 / (v + eps).sqrt()).collect()
+}
+
+/// The CPU reference forward from per-channel statistics, whichever mode or process computed
+/// them: `y` and the statistics its backward reads.
+fn host_forward<T: Real>(
+    x: &Var<T>,
+    gamma: &Var<T>,
+    beta: &Var<T>,
+    dims: [usize; 4],
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+) -> (Tensor<T>, Stats<T>) {
+    let (gv, bv) = (gamma.value(), beta.value());
+    let y = cpu::normalize(&x.value(), dims, &mean, &inv_std, gv.data(), bv.data());
+    (y, Stats::Host { mean, inv_std })
+}
+
 /// The device of x, gamma, beta and the running statistics (all must agree).
 fn device_of<T: Real>(
     x: &Var<T>,
@@ -212,19 +232,15 @@ pub fn batch_norm2d_train<T: Real>(
             ));
         }
         sync::update_running(running_mean, running_var, (&mean, &var, total), momentum)?;
-        let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-        let (gv, bv) = (gamma.value(), beta.value());
+        let inv_std = inv_std_of(var.iter().copied(), eps);
         let (y, stats) = match ctx {
-            None => (
-                cpu::normalize(&x.value(), dims, &mean, &inv_std, gv.data(), bv.data()),
-                Stats::Host { mean, inv_std },
-            ),
+            None => host_forward(x, gamma, beta, dims, mean, inv_std),
             Some(ctx) => {
+                let (gv, bv) = (gamma.value(), beta.value());
                 let (y, s) = cl::normalize_with(ctx, &x.value(), &gv, &bv, &mean, &inv_std, dims)?;
                 (y, Stats::Device(ctx.clone(), s))
             }
         };
-        drop((gv, bv));
         c.forward.record();
         let synced = Synced { sync, count: total };
         return Ok(graph(x, gamma, beta, y, stats, dims, true, c, Some(synced)));
@@ -240,16 +256,8 @@ pub fn batch_norm2d_train<T: Real>(
             for (r, v) in running_var.data_mut().iter_mut().zip(&var) {
                 *r = T::of_f64(keep * r.as_f64() + momentum * v * bessel);
             }
-            let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-            let y = cpu::normalize(
-                &x.value(),
-                dims,
-                &mean,
-                &inv_std,
-                gamma.value().data(),
-                beta.value().data(),
-            );
-            (y, Stats::Host { mean, inv_std })
+            let inv_std = inv_std_of(var.iter().copied(), eps);
+            host_forward(x, gamma, beta, dims, mean, inv_std)
         }
         Device::OpenCl(ctx) => {
             let (y, stats) = cl::train_forward(
@@ -295,20 +303,8 @@ pub fn batch_norm2d_eval<T: Real>(
     let (y, stats) = match device {
         Device::Cpu => {
             let mean: Vec<f64> = running_mean.data().iter().map(|m| m.as_f64()).collect();
-            let inv_std: Vec<f64> = running_var
-                .data()
-                .iter()
-                .map(|v| 1.0 / (v.as_f64() + eps).sqrt())
-                .collect();
-            let y = cpu::normalize(
-                &x.value(),
-                dims,
-                &mean,
-                &inv_std,
-                gamma.value().data(),
-                beta.value().data(),
-            );
-            (y, Stats::Host { mean, inv_std })
+            let inv_std = inv_std_of(running_var.data().iter().map(|v| v.as_f64()), eps);
+            host_forward(x, gamma, beta, dims, mean, inv_std)
         }
         Device::OpenCl(ctx) => {
             let (y, stats) = cl::eval_forward(

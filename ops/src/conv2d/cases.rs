@@ -2,7 +2,7 @@
 //! asymmetric; groups 1, 2, depthwise and a channel multiplier of 5; kernels 3x3, 1x1, 5x1,
 //! 1x7, 5x5 and 13x3 (the last two larger than their map); with and without bias; and two
 //! cases where only some inputs take a gradient (the backward must skip the others).
-//! Config: "KHxKW s<stride> p<pad> g<groups> <C_in>-><C_out> <H>x<W> [b]"; `p[t,b,l,r]` is
+//! Config: `"KHxKW s<stride> p<pad> g<groups> <C_in>-><C_out> <H>x<W> [b]"`; `p[t,b,l,r]` is
 //! per side.
 
 use super::{conv2d, Conv2dParams};

@@ -118,7 +118,7 @@ unsafe impl KernelParams for ClParams {}
 
 /// Set (to anything) to run every convolution on the row-blocked direct kernels
 /// (`conv2d_forward`, `conv2d_data_grad`, `conv2d_weight_grad`; the pointwise forward and data
-/// gradient stay): no weight gradient as a pointwise product (see [`unfolds`]), no
+/// gradient stay): no weight gradient as a pointwise product (see `unfolds`), no
 /// plane-per-work-item depthwise kernel. The twin the parity tests compare against, and a
 /// switch for measuring both.
 pub const DIRECT_ENV: &str = "SHIFTGRAD_CONV_DIRECT";

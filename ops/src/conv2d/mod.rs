@@ -28,7 +28,7 @@
 //! explains the work-item mappings chosen for PoCL. The op runs where its inputs are, and
 //! inputs on different devices are an error.
 //!
-//! The output-size formula lives only in [`output_hw`]; [`Geometry`] carries the validated
+//! The output-size formula lives only in [`output_hw`]; `Geometry` carries the validated
 //! sizes to the kernels and to the cost model.
 
 pub(crate) mod cases;

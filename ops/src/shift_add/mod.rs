@@ -14,8 +14,8 @@
 //! element, `atomicAdd` into the outputs), whose floating-point sums vary from run to run. Here
 //! the forward loops over output rows `(b, o, y)` and gathers every term into that row, and
 //! the backward loops over `dY` rows `(b, c, u)` and gathers
-//! `dY[b,c,u,v] = sum_g (dHout[b,o,u-e,v+pad_hv[c,g]] + dVout[b,o,u+pad_hv[c,G+g],v-e]
-//! + [c == idx_identit[o,g]] dIout[b,o,u-e,v-e])`, so each output element is owned by one loop
+//! `dY[b,c,u,v] = sum_g (dHout[b,o,u-e,v+pad_hv[c,g]] + dVout[b,o,u+pad_hv[c,G+g],v-e] +
+//! [c == idx_identit[o,g]] dIout[b,o,u-e,v-e])`, so each output element is owned by one loop
 //! iteration: deterministic, with no atomics. We rejected the scatter form of the backward (the
 //! transpose of the forward loop) for the same reason. See `cpu.rs` for the loop order.
 //!

@@ -53,7 +53,10 @@ fn array_of<const N: usize>(chunk: &[u8]) -> [u8; N] {
 /// One array read from a file: floats as `T`, integers as i32.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Array<T: Real> {
+    /// An `<f4` or `<f8` array, converted to `T`.
     Float(Tensor<T>),
+    /// An int32 or int64 array (an index table such as `pad_hv`): its shape and its elements,
+    /// row-major, as i32.
     Int(Shape, Vec<i32>),
 }
 
