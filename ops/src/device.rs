@@ -69,6 +69,43 @@ pub fn launch<const N: usize>(
         .map_err(dev_err)
 }
 
+/// Launches the form of a kernel pair that suits the device ([`gpu_shaped`]): `name` over
+/// `rows.0` work-items in groups of `rows.1` (the CPU form: each work-item owns a row, a plane
+/// or a block of rows), or `name_items` over `elements.0` work-items in groups of `elements.1`
+/// (the GPU form: one output element each, consecutive work-items on consecutive elements).
+/// The range is rounded up to whole groups; the kernels skip the work-items past the end.
+pub fn launch_shaped(
+    ctx: &Context,
+    program: &Program,
+    name: &str,
+    rows: (usize, usize),
+    elements: (usize, usize),
+    args: &[Arg<'_>],
+) -> Result<()> {
+    if gpu_shaped(ctx) {
+        let (n, group) = elements;
+        let kernel = format!("{name}_items");
+        launch(
+            ctx,
+            program,
+            &kernel,
+            [round_up(n, group)],
+            Some([group]),
+            args,
+        )
+    } else {
+        let (n, group) = rows;
+        launch(
+            ctx,
+            program,
+            name,
+            [round_up(n, group)],
+            Some([group]),
+            args,
+        )
+    }
+}
+
 /// An uninitialised output tensor on `ctx`.
 pub fn output<T: Real>(ctx: &Context, shape: impl Into<Shape>) -> Result<Tensor<T>> {
     Tensor::alloc_on(shape, &Device::OpenCl(ctx.clone()))

@@ -4,7 +4,8 @@
 
 use super::Dims;
 use crate::device::{
-    buf, check_i32_indices, gpu_shaped, launch, output, round_up, vector_program, zeros,
+    buf, check_i32_indices, gpu_shaped, launch, launch_shaped, output, round_up, vector_program,
+    zeros,
 };
 use crate::shift_add::{device_live, LiveChannels};
 use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
@@ -104,27 +105,21 @@ pub fn forward<T: Real>(
     let prog = bank_program::<T>(ctx, d.k)?;
     let dl = device_live(ctx, &prog, live)?;
     // RB rows per work-item (CPU devices), or an element per work-item (GPU-shaped).
-    let (kernel, items, group) = match gpu_shaped(ctx) {
-        false => ("bank_conv_forward", rows, GROUP),
-        true => (
-            "bank_conv_forward_items",
-            d.batch * d.live * d.hp() * d.wp(),
-            ITEMS_GROUP,
-        ),
-    };
-    launch(
+    let elements = d.batch * d.live * d.hp() * d.wp();
+    let args = [
+        buf(x),
+        buf(w),
+        dl.channels.arg(),
+        buf(&y),
+        Arg::params(&params),
+    ];
+    launch_shaped(
         ctx,
         &prog,
-        kernel,
-        [round_up(items, group)],
-        Some([group]),
-        &[
-            buf(x),
-            buf(w),
-            dl.channels.arg(),
-            buf(&y),
-            Arg::params(&params),
-        ],
+        "bank_conv_forward",
+        (rows, GROUP),
+        (elements, ITEMS_GROUP),
+        &args,
     )?;
     Ok(y)
 }
@@ -146,28 +141,22 @@ pub fn data_grad<T: Real>(
     let params = Params::new(d)?;
     let prog = bank_program::<T>(ctx, d.k)?;
     let dl = device_live(ctx, &prog, live)?;
-    let (kernel, items, group) = match gpu_shaped(ctx) {
-        false => ("bank_conv_data_grad", rows, GROUP),
-        true => (
-            "bank_conv_data_grad_items",
-            d.batch * d.reps * d.h * d.w,
-            ITEMS_GROUP,
-        ),
-    };
-    launch(
+    let elements = d.batch * d.reps * d.h * d.w;
+    let args = [
+        buf(dy),
+        buf(w),
+        dl.channels.arg(),
+        dl.rep_start.arg(),
+        buf(&dx),
+        Arg::params(&params),
+    ];
+    launch_shaped(
         ctx,
         &prog,
-        kernel,
-        [round_up(items, group)],
-        Some([group]),
-        &[
-            buf(dy),
-            buf(w),
-            dl.channels.arg(),
-            dl.rep_start.arg(),
-            buf(&dx),
-            Arg::params(&params),
-        ],
+        "bank_conv_data_grad",
+        (rows, GROUP),
+        (elements, ITEMS_GROUP),
+        &args,
     )?;
     Ok(dx)
 }

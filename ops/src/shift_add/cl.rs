@@ -28,7 +28,7 @@
 use super::cpu::Dims;
 use super::{LiveChannels, ShiftTables};
 use crate::device::{
-    buf, check_i32_indices, dev_err, gpu_shaped, launch, output, round_up, vector_program, zeros,
+    buf, check_i32_indices, dev_err, launch_shaped, output, vector_program, zeros,
 };
 use shiftgrad_tensor::opencl::{Arg, Buffer, Context, KernelParams, Program};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
@@ -218,20 +218,13 @@ pub fn forward<T: Real>(
     // Without live channels the kernel reads none of the three arrays: placeholders.
     let placeholder = || dev.pad_hv.arg();
     // A row per work-item (CPU devices), or an element per work-item (GPU-shaped).
-    let (kernel, items, group) = match gpu_shaped(ctx) {
-        false => ("shift_add_forward", d.batch * d.reps * d.h, ROWS_PER_GROUP),
-        true => (
-            "shift_add_forward_items",
-            d.batch * d.reps * d.h * d.w,
-            ITEMS_PER_GROUP,
-        ),
-    };
-    launch(
+    let rows = d.batch * d.reps * d.h;
+    launch_shaped(
         ctx,
         &prog,
-        kernel,
-        [round_up(items, group)],
-        Some([group]),
+        "shift_add_forward",
+        (rows, ROWS_PER_GROUP),
+        (rows * d.w, ITEMS_PER_GROUP),
         &[
             buf(y),
             dev.pad_hv.arg(),
@@ -276,20 +269,13 @@ pub fn backward<T: Real>(
     // An absent path's argument is a placeholder the kernel does not read.
     let [dh, dv, di] = grads.map(|g| buf(g.unwrap_or(any)));
     // A plane per work-item (CPU devices), or an element per work-item (GPU-shaped).
-    let (kernel, items, group) = match gpu_shaped(ctx) {
-        false => ("shift_add_backward", d.batch * d.channels(), ROWS_PER_GROUP),
-        true => (
-            "shift_add_backward_items",
-            d.batch * d.channels() * d.hp() * d.wp(),
-            ITEMS_PER_GROUP,
-        ),
-    };
-    launch(
+    let planes = d.batch * d.channels();
+    launch_shaped(
         ctx,
         &prog,
-        kernel,
-        [round_up(items, group)],
-        Some([group]),
+        "shift_add_backward",
+        (planes, ROWS_PER_GROUP),
+        (planes * d.hp() * d.wp(), ITEMS_PER_GROUP),
         &[
             dh,
             dv,
