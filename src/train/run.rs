@@ -14,7 +14,7 @@ use shiftgrad_autograd::Var;
 use shiftgrad_nn::data::{self, Augment, Dataset};
 use shiftgrad_nn::optim::{lr_at, Optimizer};
 use shiftgrad_nn::resnet::SwResNet;
-use shiftgrad_nn::{Mode, Module};
+use shiftgrad_nn::{Mode, Module, ParamRef};
 use shiftgrad_ops::cross_entropy;
 use shiftgrad_tensor::{counters, init, Device, Error, Result};
 use std::path::Path;
@@ -134,6 +134,44 @@ pub(crate) struct Tally {
     pub graph_outputs_by_op: Vec<OpBytes>,
 }
 
+impl Tally {
+    /// The first step's memory split: parameters and their gradients after the backward,
+    /// `graph_bytes` (what the forward left for the backward) and the graph's op outputs.
+    fn first_step_memory(&mut self, params: &[ParamRef<f32>], graph_bytes: u64) {
+        self.memory.parameters_bytes = params.iter().map(|p| p.var.value().nbytes() as u64).sum();
+        self.memory.gradients_bytes = params
+            .iter()
+            .filter_map(|p| p.var.grad().as_ref().map(|g| g.nbytes() as u64))
+            .sum();
+        self.memory.graph_after_forward_bytes = graph_bytes;
+        self.graph_outputs_by_op = graph_outputs_by_op();
+    }
+
+    /// The first step's FLOPs per image of `images`: the forward (between the counter
+    /// snapshots `before` and `forward`, and by profiling region), the backward (to
+    /// `backward`) and, of it, the gradient accumulation.
+    fn first_step_flops(
+        &mut self,
+        [before, forward, backward]: [counters::Snapshot; 3],
+        by_region: &[counters::RegionFlops],
+        images: usize,
+    ) {
+        let per_image = |v: u64| v as f64 / images as f64;
+        self.flops_fwd = per_image(forward.flops - before.flops);
+        self.macs_fwd = per_image(forward.macs - before.macs);
+        self.flops_fwd_by_region = by_region
+            .iter()
+            .map(|r| RegionShare {
+                region: r.region.to_string(),
+                flops_per_image: per_image(r.flops),
+            })
+            .collect();
+        self.flops_bwd = per_image(backward.flops - forward.flops);
+        self.flops_accumulate =
+            per_image(counters::flops_in(shiftgrad_autograd::REGION_ACCUMULATE));
+    }
+}
+
 /// Where the last good checkpoint is, for the message of a stopped run.
 pub(crate) fn last_good(history: &[EpochMetrics], ckpt_path: &Path) -> String {
     if history.is_empty() {
@@ -203,15 +241,7 @@ impl Run {
             let c2 = counters::snapshot();
             let first_step = tally.flops_fwd == 0.0;
             if first_step {
-                let params = self.optim.params();
-                tally.memory.parameters_bytes =
-                    params.iter().map(|p| p.var.value().nbytes() as u64).sum();
-                tally.memory.gradients_bytes = params
-                    .iter()
-                    .filter_map(|p| p.var.grad().as_ref().map(|g| g.nbytes() as u64))
-                    .sum();
-                tally.memory.graph_after_forward_bytes = graph_bytes;
-                tally.graph_outputs_by_op = graph_outputs_by_op();
+                tally.first_step_memory(self.optim.params(), graph_bytes);
             }
             parallel::average_gradients(group, &self.optim)?;
             let c_optim = counters::snapshot();
@@ -272,19 +302,7 @@ impl Run {
                 )));
             }
             if tally.flops_fwd == 0.0 {
-                let bs = local;
-                tally.flops_fwd = (c1.flops - c0.flops) as f64 / bs as f64;
-                tally.macs_fwd = (c1.macs - c0.macs) as f64 / bs as f64;
-                tally.flops_fwd_by_region = by_region
-                    .iter()
-                    .map(|r| RegionShare {
-                        region: r.region.to_string(),
-                        flops_per_image: r.flops as f64 / bs as f64,
-                    })
-                    .collect();
-                tally.flops_bwd = (c2.flops - c1.flops) as f64 / bs as f64;
-                tally.flops_accumulate =
-                    counters::flops_in(shiftgrad_autograd::REGION_ACCUMULATE) as f64 / bs as f64;
+                tally.first_step_flops([c0, c1, c2], &by_region, local);
             }
             if let Some(sp) = &config.sparse {
                 let step = self.optim.steps;
