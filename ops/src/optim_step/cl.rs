@@ -1,6 +1,6 @@
 //! OpenCL launches of the optimiser updates (kernels in optim_step.cl).
 
-use super::cpu::{AdamWCoeffs, SgdCoeffs};
+use super::{AdamWCoeffs, SgdCoeffs};
 use crate::device::{buf, launch, program};
 use shiftgrad_tensor::opencl::{Arg, Context, KernelParams};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};

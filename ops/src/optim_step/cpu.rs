@@ -2,35 +2,12 @@
 //!
 //! The device kernels in optim_step.cl perform the same operations in the same order on the
 //! same `T` coefficients (computed once on the host, in f64, by [`SgdCoeffs::new`] and
-//! [`AdamWCoeffs::new`]), with floating-point contraction off, so the two paths agree to the
-//! rounding of division and square root.
+//! [`AdamWCoeffs::new`], defined in `mod.rs` because both backends read them), with
+//! floating-point contraction off, so the two paths agree to the rounding of division and
+//! square root.
 
+use super::{AdamWCoeffs, SgdCoeffs};
 use shiftgrad_tensor::{Real, Tensor};
-
-/// The hyper-parameters of one SGD step, as `T`.
-#[derive(Clone, Copy, Debug)]
-pub struct SgdCoeffs<T> {
-    /// Learning rate of this step.
-    pub lr: T,
-    /// Momentum factor `mu` (0: no momentum buffer is kept).
-    pub momentum: T,
-    /// L2 weight decay `wd`, added to the gradient as `wd * w`.
-    pub weight_decay: T,
-    /// Nesterov momentum: step `d + mu*b` instead of `b`.
-    pub nesterov: bool,
-}
-
-impl<T: Real> SgdCoeffs<T> {
-    /// The coefficients from the f64 hyper-parameters, each rounded once to `T`.
-    pub fn new(lr: f64, momentum: f64, nesterov: bool, weight_decay: f64) -> Self {
-        SgdCoeffs {
-            lr: T::of_f64(lr),
-            momentum: T::of_f64(momentum),
-            weight_decay: T::of_f64(weight_decay),
-            nesterov,
-        }
-    }
-}
 
 /// One element of `torch.optim.SGD`:
 /// `d = g + wd*w`; with a momentum buffer `b = d` on the first step, else `b = mu*b + d`, and
@@ -50,48 +27,6 @@ pub fn sgd_element<T: Real>(w: &mut T, g: T, buf: Option<&mut T>, first: bool, k
         }
     };
     *w -= k.lr * step;
-}
-
-/// The hyper-parameters of AdamW step `t`, as `T`: the decoupled decay factor `1 - lr*wd`,
-/// the moment rates and their complements, and the bias corrections `1 - beta^t`.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamWCoeffs<T> {
-    /// Learning rate of this step.
-    pub lr: T,
-    /// Decoupled weight-decay factor `1 - lr*wd`, applied to the weight before the update.
-    pub decay: T,
-    /// First-moment rate `beta1`.
-    pub beta1: T,
-    /// `1 - beta1`, rounded once (not recomputed per element).
-    pub one_minus_beta1: T,
-    /// Second-moment rate `beta2`.
-    pub beta2: T,
-    /// `1 - beta2`, rounded once.
-    pub one_minus_beta2: T,
-    /// First-moment bias correction `1 - beta1^t`.
-    pub bias1: T,
-    /// Second-moment bias correction `1 - beta2^t`.
-    pub bias2: T,
-    /// Denominator guard `eps`, added to `sqrt(v_hat)`.
-    pub eps: T,
-}
-
-impl<T: Real> AdamWCoeffs<T> {
-    /// The coefficients of step `step` (counted from 1) from the f64 hyper-parameters.
-    pub fn new(step: u64, lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Self {
-        let t = step as f64;
-        AdamWCoeffs {
-            lr: T::of_f64(lr),
-            decay: T::of_f64(1.0 - lr * weight_decay),
-            beta1: T::of_f64(beta1),
-            one_minus_beta1: T::of_f64(1.0 - beta1),
-            beta2: T::of_f64(beta2),
-            one_minus_beta2: T::of_f64(1.0 - beta2),
-            bias1: T::of_f64(1.0 - beta1.powf(t)),
-            bias2: T::of_f64(1.0 - beta2.powf(t)),
-            eps: T::of_f64(eps),
-        }
-    }
 }
 
 /// One element of `torch.optim.AdamW`: `w *= 1 - lr*wd`; `m = b1*m + (1-b1)*g`;

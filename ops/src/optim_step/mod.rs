@@ -22,8 +22,74 @@ mod tests;
 
 use crate::cost::Work;
 use crate::device::common_device;
-use cpu::{AdamWCoeffs, SgdCoeffs};
 use shiftgrad_tensor::{Device, Error, Real, Result, Tensor};
+
+/// The hyper-parameters of one SGD step, as `T`.
+#[derive(Clone, Copy, Debug)]
+pub struct SgdCoeffs<T> {
+    /// Learning rate of this step.
+    pub lr: T,
+    /// Momentum factor `mu` (0: no momentum buffer is kept).
+    pub momentum: T,
+    /// L2 weight decay `wd`, added to the gradient as `wd * w`.
+    pub weight_decay: T,
+    /// Nesterov momentum: step `d + mu*b` instead of `b`.
+    pub nesterov: bool,
+}
+
+impl<T: Real> SgdCoeffs<T> {
+    /// The coefficients from the f64 hyper-parameters, each rounded once to `T`.
+    pub fn new(lr: f64, momentum: f64, nesterov: bool, weight_decay: f64) -> Self {
+        SgdCoeffs {
+            lr: T::of_f64(lr),
+            momentum: T::of_f64(momentum),
+            weight_decay: T::of_f64(weight_decay),
+            nesterov,
+        }
+    }
+}
+
+/// The hyper-parameters of AdamW step `t`, as `T`: the decoupled decay factor `1 - lr*wd`,
+/// the moment rates and their complements, and the bias corrections `1 - beta^t`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamWCoeffs<T> {
+    /// Learning rate of this step.
+    pub lr: T,
+    /// Decoupled weight-decay factor `1 - lr*wd`, applied to the weight before the update.
+    pub decay: T,
+    /// First-moment rate `beta1`.
+    pub beta1: T,
+    /// `1 - beta1`, rounded once (not recomputed per element).
+    pub one_minus_beta1: T,
+    /// Second-moment rate `beta2`.
+    pub beta2: T,
+    /// `1 - beta2`, rounded once.
+    pub one_minus_beta2: T,
+    /// First-moment bias correction `1 - beta1^t`.
+    pub bias1: T,
+    /// Second-moment bias correction `1 - beta2^t`.
+    pub bias2: T,
+    /// Denominator guard `eps`, added to `sqrt(v_hat)`.
+    pub eps: T,
+}
+
+impl<T: Real> AdamWCoeffs<T> {
+    /// The coefficients of step `step` (counted from 1) from the f64 hyper-parameters.
+    pub fn new(step: u64, lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Self {
+        let t = step as f64;
+        AdamWCoeffs {
+            lr: T::of_f64(lr),
+            decay: T::of_f64(1.0 - lr * weight_decay),
+            beta1: T::of_f64(beta1),
+            one_minus_beta1: T::of_f64(1.0 - beta1),
+            beta2: T::of_f64(beta2),
+            one_minus_beta2: T::of_f64(1.0 - beta2),
+            bias1: T::of_f64(1.0 - beta1.powf(t)),
+            bias2: T::of_f64(1.0 - beta2.powf(t)),
+            eps: T::of_f64(eps),
+        }
+    }
+}
 
 fn check_state<T: Real>(
     op: &'static str,

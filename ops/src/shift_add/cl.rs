@@ -25,8 +25,7 @@
 //! `PartialEq` surprising meanings; and uploading on every call, a blocking host-to-device copy
 //! per op and per backward node.
 
-use super::cpu::Dims;
-use super::{LiveChannels, ShiftTables};
+use super::{Dims, LiveChannels, ShiftTables};
 use crate::device::{
     buf, check_i32_indices, dev_err, launch_shaped, output, vector_program, zeros,
 };

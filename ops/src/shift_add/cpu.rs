@@ -9,36 +9,8 @@
 //! channels of rep o" visit its live channels in increasing order, and `Y`'s channel index is
 //! the compact one. With every kernel live the compact index is the bank channel.
 
-use super::{LiveChannels, ShiftTables};
+use super::{Dims, LiveChannels, ShiftTables};
 use shiftgrad_tensor::{Real, Tensor};
-
-/// Sizes of one application: `y` is `(B, L, Hp, Wp)` (L live channels of the R*nk), the
-/// outputs `(B, R, H, W)`.
-#[derive(Debug, Clone, Copy)]
-pub struct Dims {
-    pub batch: usize,
-    pub reps: usize,
-    pub nk: usize,
-    pub groups: usize,
-    pub extra: usize,
-    pub h: usize,
-    pub w: usize,
-    /// L, the channels of `Y`: the live kernels (R*nk when every kernel is live).
-    pub live: usize,
-}
-
-impl Dims {
-    pub fn hp(&self) -> usize {
-        self.h + 2 * self.extra
-    }
-    pub fn wp(&self) -> usize {
-        self.w + 2 * self.extra
-    }
-    /// The channels of `Y` (L).
-    pub fn channels(&self) -> usize {
-        self.live
-    }
-}
 
 /// The half-open range `lo..hi` of a destination index `d` for which the source index
 /// `d - shift` lies in `0..src_len`, with `d` in `0..dst_len`; empty when none does.

@@ -64,10 +64,39 @@ pub use live::LiveChannels;
 pub use tables::ShiftTables;
 
 use crate::cost::{bytes, Cost, Work};
-use cpu::Dims;
 use shiftgrad_autograd::Var;
 use shiftgrad_tensor::{Device, Error, Real, Result};
 use std::rc::Rc;
+
+/// Sizes of one application: `y` is `(B, L, Hp, Wp)` (L live channels of the R*nk), the
+/// outputs `(B, R, H, W)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dims {
+    pub batch: usize,
+    pub reps: usize,
+    pub nk: usize,
+    pub groups: usize,
+    pub extra: usize,
+    pub h: usize,
+    pub w: usize,
+    /// L, the channels of `Y`: the live kernels (R*nk when every kernel is live).
+    pub live: usize,
+}
+
+impl Dims {
+    /// The padded height of `Y`, `H + 2e`.
+    pub fn hp(&self) -> usize {
+        self.h + 2 * self.extra
+    }
+    /// The padded width of `Y`, `W + 2e`.
+    pub fn wp(&self) -> usize {
+        self.w + 2 * self.extra
+    }
+    /// The channels of `Y` (L).
+    pub fn channels(&self) -> usize {
+        self.live
+    }
+}
 
 const OP: &str = "shift_add";
 

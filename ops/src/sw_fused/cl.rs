@@ -6,7 +6,7 @@
 use crate::bank_conv::{self, Dims as BankDims};
 use crate::device::{buf, check_i32_indices, launch, output, round_up, vector_program, zeros};
 use crate::shift_add::cl::{device_live, device_tables};
-use crate::shift_add::cpu::Dims as ShiftDims;
+use crate::shift_add::Dims as ShiftDims;
 use crate::shift_add::{self, LiveChannels, ShiftTables};
 use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
 use shiftgrad_tensor::{Real, Result, Tensor};
