@@ -12,7 +12,7 @@ use super::{
 };
 use shiftgrad_autograd::Var;
 use shiftgrad_nn::data::{self, Augment, Dataset};
-use shiftgrad_nn::optim::{lr_at, Optimizer};
+use shiftgrad_nn::optim::{lr_at, Optimizer, REGION_OPTIM};
 use shiftgrad_nn::resnet::SwResNet;
 use shiftgrad_nn::{Mode, Module, ParamRef};
 use shiftgrad_ops::cross_entropy;
@@ -147,18 +147,18 @@ impl Tally {
         self.graph_outputs_by_op = graph_outputs_by_op();
     }
 
-    /// The first step's FLOPs per image of `images`: the forward (between the counter
-    /// snapshots `before` and `forward`, and by profiling region), the backward (to
-    /// `backward`) and, of it, the gradient accumulation.
+    /// The first step's FLOPs per image of `images`, from this thread's (FLOPs, MACs) totals
+    /// counted from the step's start: the forward (`forward`, and by profiling region), the
+    /// backward (to `backward`) and, of it, the gradient accumulation.
     fn first_step_flops(
         &mut self,
-        [before, forward, backward]: [counters::Snapshot; 3],
+        [forward, backward]: [(u64, u64); 2],
         by_region: &[counters::RegionFlops],
         images: usize,
     ) {
         let per_image = |v: u64| v as f64 / images as f64;
-        self.flops_fwd = per_image(forward.flops - before.flops);
-        self.macs_fwd = per_image(forward.macs - before.macs);
+        self.flops_fwd = per_image(forward.0);
+        self.macs_fwd = per_image(forward.1);
         self.flops_fwd_by_region = by_region
             .iter()
             .map(|r| RegionShare {
@@ -166,7 +166,7 @@ impl Tally {
                 flops_per_image: per_image(r.flops),
             })
             .collect();
-        self.flops_bwd = per_image(backward.flops - forward.flops);
+        self.flops_bwd = per_image(backward.0 - forward.0);
         self.flops_accumulate =
             per_image(counters::flops_in(shiftgrad_autograd::REGION_ACCUMULATE));
     }
@@ -226,7 +226,8 @@ impl Run {
             let comm0 = group.comm_seconds();
             let (x, labels) = parallel::shard(group, x, labels)?;
             let local = labels.len();
-            let c0 = counters::snapshot();
+            // This thread's counts (the process-wide counters also take other threads' ops,
+            // e.g. parallel tests): zero here, then read after the forward and the backward.
             counters::reset_region_flops();
             let live0 = live_bytes(device);
             shiftgrad_autograd::reset_graph_outputs();
@@ -234,19 +235,19 @@ impl Run {
                 .model
                 .forward(&Var::constant(x.to_device(device)?), Mode::Train)?;
             let loss = cross_entropy(&logits, &labels)?;
-            let c1 = counters::snapshot();
+            let after_forward = counters::thread_totals();
             let by_region = counters::region_flops();
             let graph_bytes = live_bytes(device).saturating_sub(live0);
             loss.backward()?;
-            let c2 = counters::snapshot();
+            let after_backward = counters::thread_totals();
             let first_step = tally.flops_fwd == 0.0;
             if first_step {
                 tally.first_step_memory(self.optim.params(), graph_bytes);
             }
             parallel::average_gradients(group, &self.optim)?;
-            let c_optim = counters::snapshot();
+            let optim0 = counters::flops_in(REGION_OPTIM);
             self.optim.step(lr)?;
-            tally.flops_optim = (counters::snapshot().flops - c_optim.flops) as f64;
+            tally.flops_optim = (counters::flops_in(REGION_OPTIM) - optim0) as f64;
             if first_step {
                 tally.memory.optimiser_state_bytes = self.optim.state_bytes();
             }
@@ -302,7 +303,7 @@ impl Run {
                 )));
             }
             if tally.flops_fwd == 0.0 {
-                tally.first_step_flops([c0, c1, c2], &by_region, local);
+                tally.first_step_flops([after_forward, after_backward], &by_region, local);
             }
             if let Some(sp) = &config.sparse {
                 let step = self.optim.steps;

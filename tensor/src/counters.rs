@@ -35,6 +35,17 @@ pub fn region_flops() -> Vec<RegionFlops> {
     BY_REGION.with(|r| r.borrow().clone())
 }
 
+/// This thread's FLOPs and MACs since [`reset_region_flops`], every region together. Exact
+/// while other threads record ops (parallel tests), which the process-wide [`snapshot`] is
+/// not: measure one computation of this thread with it.
+pub fn thread_totals() -> (u64, u64) {
+    BY_REGION.with(|r| {
+        r.borrow()
+            .iter()
+            .fold((0, 0), |(f, m), e| (f + e.flops, m + e.macs))
+    })
+}
+
 /// The FLOPs recorded on this thread under `name` (0 if none).
 pub fn flops_in(name: &str) -> u64 {
     BY_REGION.with(|r| {
