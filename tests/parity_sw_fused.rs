@@ -9,6 +9,7 @@
 use rand::Rng as _;
 use shiftgrad::autograd::Var;
 use shiftgrad::ops::bank_conv::bank_conv;
+use shiftgrad::ops::device::with_gpu_shaped;
 use shiftgrad::ops::parity::{compare, fp64, opencl_device};
 use shiftgrad::ops::shift_add::{shift_add_sparse, LiveChannels, ShiftTables};
 use shiftgrad::ops::sw_fused::sw_fused;
@@ -66,7 +67,7 @@ fn fused_equals_the_unfused_kernels_on_the_device() {
         for (m, mask) in masks(reps * t.nk(), seed).iter().enumerate() {
             let live = Rc::new(LiveChannels::from_mask(reps, t.nk(), mask).unwrap());
             let (x, w) = inputs::<f32>(case, seed);
-            let run = |fused: bool| {
+            let run_once = |fused: bool| {
                 let xv = Var::param(x.to_device(&dev).unwrap());
                 let wv = Var::param(w.to_device(&dev).unwrap());
                 let out = if fused {
@@ -85,37 +86,43 @@ fn fused_equals_the_unfused_kernels_on_the_device() {
                 let dw = host(wv.grad().as_ref().unwrap());
                 (y, dx, dw)
             };
-            let (fused, unfused) = (run(true), run(false));
-            assert!(fused.0.iter().all(|v| v.is_finite()), "case {i} mask {m}");
-            assert_eq!(fused.0, unfused.0, "outputs, case {i} mask {m}");
-            assert_eq!(fused.1, unfused.1, "input gradient, case {i} mask {m}");
-            // The fused backward sums the weight gradient image by image (each image's lanes,
-            // then the images in order); the unfused kernel carries one vector sum across
-            // the images. Relative to the largest |dw|: measured at most 2.9e-7 (made to fail
-            // by leaving the last image out of the sum: 0.64).
-            let scale = unfused
-                .2
-                .iter()
-                .fold(0f32, |a, v| a.max(v.abs()))
-                .max(1e-30);
-            let worst = fused
-                .2
-                .iter()
-                .zip(&unfused.2)
-                .map(|(a, b)| ((a - b).abs() / scale) as f64)
-                .map(|r| if r.is_finite() { r } else { f64::INFINITY })
-                .fold(0.0, f64::max);
-            eprintln!("case {i} mask {m}: weight gradient fused vs unfused {worst:e}");
-            assert!(
-                worst <= 1e-6,
-                "weight gradient, case {i} mask {m}: {worst:e}"
-            );
-            // Pruned kernels get exactly zero, as from the unfused kernels.
-            for (a, b) in fused.2.iter().zip(&unfused.2) {
+            let run = |fused: bool, gpu: bool| with_gpu_shaped(gpu, || run_once(fused));
+            // The fused kernels in both work-group shapes (`device::gpu_shaped`: one
+            // work-item per image and rep channel on a CPU device, several on a GPU).
+            let unfused = run(false, false);
+            for (gpu, fused) in [(false, run(true, false)), (true, run(true, true))] {
+                let m = format!("{m} (gpu-shaped {gpu})");
+                assert!(fused.0.iter().all(|v| v.is_finite()), "case {i} mask {m}");
+                assert_eq!(fused.0, unfused.0, "outputs, case {i} mask {m}");
+                assert_eq!(fused.1, unfused.1, "input gradient, case {i} mask {m}");
+                // The fused backward sums the weight gradient image by image (each image's lanes,
+                // then the images in order); the unfused kernel carries one vector sum across
+                // the images. Relative to the largest |dw|: measured at most 2.9e-7 (made to fail
+                // by leaving the last image out of the sum: 0.64).
+                let scale = unfused
+                    .2
+                    .iter()
+                    .fold(0f32, |a, v| a.max(v.abs()))
+                    .max(1e-30);
+                let worst = fused
+                    .2
+                    .iter()
+                    .zip(&unfused.2)
+                    .map(|(a, b)| ((a - b).abs() / scale) as f64)
+                    .map(|r| if r.is_finite() { r } else { f64::INFINITY })
+                    .fold(0.0, f64::max);
+                eprintln!("case {i} mask {m}: weight gradient fused vs unfused {worst:e}");
                 assert!(
-                    *b != 0.0 || *a == 0.0,
-                    "case {i} mask {m}: {a} where unfused gives 0"
+                    worst <= 1e-6,
+                    "weight gradient, case {i} mask {m}: {worst:e}"
                 );
+                // Pruned kernels get exactly zero, as from the unfused kernels.
+                for (a, b) in fused.2.iter().zip(&unfused.2) {
+                    assert!(
+                        *b != 0.0 || *a == 0.0,
+                        "case {i} mask {m}: {a} where unfused gives 0"
+                    );
+                }
             }
         }
     }

@@ -3,12 +3,15 @@
 // written to global memory and read back. Built with -D real, -D ireal and -D K (the small
 // kernel), after segments.cl and bank_rows.cl.
 //
-// One work-group per (b, o), image b and rep channel o. Phase 1: the work-items compute the
-// Y planes of rep o's live kernels (rows shared out round-robin) into `ys`, (n, Hp, Wp) with
-// n = rep_start[o+1] - rep_start[o]. Phase 2, after a barrier: each work-item produces rows of
-// Hout, Vout and Iout from `ys`. Both phases add their terms in the order of the unfused
-// kernels (bank_conv_forward: ky outer, kx inner; shift_add_forward: live channel outer,
-// group inner, then the identity), so the fused forward equals the unfused one.
+// One work-group per (b, o), image b and rep channel o: one work-item on a CPU device, up to
+// 16 on a GPU (cl.rs, group_size). Phase 0: the input plane x[b, o] into local memory with
+// zero columns around each row. Phase 1: the work-items compute the Y planes of rep o's live
+// kernels (blocks of JB kernels x RB rows shared out round-robin) into `ys`, (n, Hp + RO, Wp)
+// with n = rep_start[o+1] - rep_start[o]. Phase 2, after a barrier: each work-item produces
+// blocks of RO rows of Hout, Vout and Iout from `ys`. Both phases add their terms in the
+// order of the unfused kernels (bank_conv_forward: ky outer, kx inner; shift_add_forward:
+// live channel outer, group inner, then the identity), so the fused forward equals the
+// unfused one. Built with -D K, RB, JB, RO and NG (the groups G) as well.
 //
 // Y is (Hp, Wp) = (H + k - 1, W + k - 1) per live kernel, as bank_conv writes it; the
 // shift-add's extra margin e = (k - 1) / 2.
@@ -27,6 +30,7 @@ typedef struct {
     // sw_fused_forward (zero in the backward's launch)
     int margin; // m >= every |horizontal shift|: zero columns each side of a local Y row
     int rs;     // local row stride: m + Wp + m + VW
+    int xrs;    // local input row stride: K - 1 + W + K - 1 + VW
     // sw_fused_backward (zero in the forward's launch)
     int gm;    // left zero margin of a staged gradient row: >= every |shift| and >= e
     int gs_rs; // staged gradient row stride: gm + Wp + VW + gm
@@ -63,84 +67,176 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
     const int lsize = (int)get_local_size(0);
     const int b = bo / p.reps;
     const int o = bo - b * p.reps;
-    const int G = p.groups;
     const int e = p.extra;
-    const int plane = p.hp * p.rs;
+    const int G = NG; // the groups, a build-time constant so that phase 2's loops unroll
+    // Each plane: Hp rows of Y, then RO zero rows (see phase 2).
+    const int plane = (p.hp + RO) * p.rs;
     const int m = p.margin;
     const int l0 = rep_start[o];
     const int n = rep_start[o + 1] - l0;
     const int ys_len = n * plane;
-    const int x_len = p.batch * p.reps * p.h * p.w;
     const int x_plane = (b * p.reps + o) * p.h * p.w;
 
-    // Phase 1: Y rows (j, u), j < n live kernels of rep o, u < Hp, in blocks of RB rows per
-    // work-item, computed by bank_rows (bank_rows.cl) as in bank_conv_forward.
-    const int rblocks = (p.hp + RB - 1) / RB;
-    for (int r = lid; r < n * rblocks; r += lsize) {
-        const int j = r / rblocks;
-        const int u0 = (r - j * rblocks) * RB;
-        const int rows = min(RB, p.hp - u0);
-        __global const real* wg = w + channels[l0 + j] * K * K;
-        real wk[K * K];
-#pragma unroll
-        for (int t = 0; t < K * K; t++) {
-            wk[t] = wg[t];
+    // Phase 0: the input plane x[b, o] into `xs`, H rows of stride xrs with K - 1 zero columns
+    // left of each row and at least K - 1 + VW right of it, so that every segment phase 1
+    // reads is one plain vector load (the zeros are the values the unfused kernel's masked
+    // loads select).
+    __local real* xs = ys + ys_len;
+    const int xl = K - 1;
+    for (int row = lid; row < p.h; row += lsize) {
+        __local real* dst = xs + row * p.xrs;
+        __global const real* src = x + x_plane + row * p.w;
+        for (int t = 0; t < xl; t++) {
+            dst[t] = (real)0;
         }
-        __local real* y_rows = ys + j * plane + u0 * p.rs + m;
-        // The zero margins of the block's rows (local memory starts undefined).
-        for (int q = 0; q < rows; q++) {
-            for (int t = 0; t < m; t++) {
-                y_rows[q * p.rs - m + t] = (real)0;
+        for (int t = 0; t < p.w; t++) {
+            dst[xl + t] = src[t];
+        }
+        for (int t = xl + p.w; t < p.xrs; t++) {
+            dst[t] = (real)0;
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    // Phase 1: Y rows (j, u), j < n live kernels of rep o, u < Hp, in blocks of JB kernels x
+    // RB rows per work-item, as bank_rows (bank_rows.cl) computes them for bank_conv_forward,
+    // from `xs`: input row i of a block (iy = u0 - (K - 1) + i) meets output row r through
+    // kernel row ky = i - r, rows outside the input skipped, so each output row adds its terms
+    // with ky outer and kx inner, the order of the unfused kernel. Each segment of x feeds
+    // the JB kernels (a last block past n computes with zero weights and stores nothing).
+    const int rblocks = (p.hp + RB - 1) / RB;
+    const int jblocks = (n + JB - 1) / JB;
+    for (int r = lid; r < jblocks * rblocks; r += lsize) {
+        const int jb = r / rblocks;
+        const int u0 = (r - jb * rblocks) * RB;
+        const int rows = min(RB, p.hp - u0);
+        real wk[JB][K * K];
+#pragma unroll
+        for (int a = 0; a < JB; a++) {
+            const int j = jb * JB + a;
+            __global const real* wg = w + channels[l0 + min(j, n - 1)] * K * K;
+#pragma unroll
+            for (int t = 0; t < K * K; t++) {
+                wk[a][t] = j < n ? wg[t] : (real)0;
             }
-            for (int t = p.wp; t < p.rs - m; t++) {
-                y_rows[q * p.rs + t] = (real)0;
+        }
+        for (int a = 0; a < JB && jb * JB + a < n; a++) {
+            // The zero margins of the block's rows (local memory starts undefined), and after
+            // the plane's last block its RO zero rows.
+            __local real* y_rows = ys + (jb * JB + a) * plane + u0 * p.rs + m;
+            if (u0 + RB >= p.hp) {
+                for (int t = 0; t < RO * p.rs; t++) {
+                    ys[(jb * JB + a) * plane + p.hp * p.rs + t] = (real)0;
+                }
+            }
+            for (int q = 0; q < rows; q++) {
+                for (int t = 0; t < m; t++) {
+                    y_rows[q * p.rs - m + t] = (real)0;
+                }
+                for (int t = p.wp; t < p.rs - m; t++) {
+                    y_rows[q * p.rs + t] = (real)0;
+                }
             }
         }
         for (int v0 = 0; v0 < p.wp; v0 += VW) {
-            vec acc[RB];
-            bank_rows(acc, x, x_plane, p.h, p.w, x_len, wk, u0, v0);
+            vec acc[JB][RB];
+#pragma unroll
+            for (int a = 0; a < JB; a++) {
+#pragma unroll
+                for (int q = 0; q < RB; q++) {
+                    acc[a][q] = (vec)(real)0;
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < RB + K - 1; i++) {
+                const int iy = u0 - xl + i;
+                if (iy < 0 || iy >= p.h) {
+                    continue;
+                }
+                __local const real* xrow = xs + iy * p.xrs + v0;
+#pragma unroll
+                for (int kx = 0; kx < K; kx++) {
+                    const vec xv = vload16(0, xrow + kx);
+#pragma unroll
+                    for (int a = 0; a < JB; a++) {
+#pragma unroll
+                        for (int q = 0; q < RB; q++) {
+                            if (i - q >= 0 && i - q < K) {
+                                acc[a][q] += wk[a][(i - q) * K + kx] * xv;
+                            }
+                        }
+                    }
+                }
+            }
             const int cols = min(VW, p.wp - v0);
 #pragma unroll
-            for (int q = 0; q < RB; q++) {
-                if (q < rows) {
-                    store_local(y_rows + q * p.rs + v0, acc[q], cols);
+            for (int a = 0; a < JB; a++) {
+                if (jb * JB + a < n) {
+                    __local real* y_rows = ys + (jb * JB + a) * plane + u0 * p.rs + m;
+#pragma unroll
+                    for (int q = 0; q < RB; q++) {
+                        if (q < rows) {
+                            store_local(y_rows + q * p.rs + v0, acc[a][q], cols);
+                        }
+                    }
                 }
             }
         }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    // Phase 2: rows of Hout, Vout, Iout for (b, o). A local row holds Y's Wp columns from
-    // offset m with m zeros before and m + VW after, so every segment is one plain vector
-    // load: where the unfused kernel selects zero for a column outside the row, this reads a
-    // margin zero; lanes past W are not stored.
-    for (int row = lid; row < p.h; row += lsize) {
-        const int out = ((b * p.reps + o) * p.h + row) * p.w;
+    // Phase 2: rows of Hout, Vout, Iout for (b, o), RO rows at a time (the same shifts for
+    // all of them, so the table reads and address arithmetic are shared). A local row holds
+    // Y's Wp columns from offset m with m zeros before and m + VW after, so every segment is
+    // one plain vector load: where the unfused kernel selects zero for a column outside the
+    // row, this reads a margin zero; lanes past W are not stored. A vertical shift that leaves
+    // the plane reads the zero row Hp (where the unfused kernel adds nothing: the same sum up
+    // to the sign of a zero), and rows past H read zero rows and are not stored, so the loop
+    // has no branches. Each output row adds its terms in the unfused kernel's order (live
+    // channel outer, group inner, then identity).
+    for (int row0 = lid * RO; row0 < p.h; row0 += lsize * RO) {
+        const int out = ((b * p.reps + o) * p.h + row0) * p.w;
         for (int x0 = 0; x0 < p.w; x0 += VW) {
-            vec h = (vec)(real)0;
-            vec v = (vec)(real)0;
-            vec i = (vec)(real)0;
+            vec h[RO], v[RO], i[RO];
+#pragma unroll
+            for (int q = 0; q < RO; q++) {
+                h[q] = v[q] = i[q] = (vec)(real)0;
+            }
             for (int j = 0; j < n; j++) {
                 __global const int* shift = pad_hv + channels[l0 + j] * 2 * G;
                 __local const real* y_c = ys + j * plane + m;
+#pragma unroll
                 for (int g = 0; g < G; g++) {
-                    h += vload16(0, y_c + (row + e) * p.rs + x0 - shift[g]);
-                    const int r = row - shift[G + g];
-                    if (r >= 0 && r < p.hp) {
-                        v += vload16(0, y_c + r * p.rs + x0 + e);
+                    __local const real* hs = y_c + (row0 + e) * p.rs + x0 - shift[g];
+                    const int r0 = row0 - shift[G + g];
+#pragma unroll
+                    for (int q = 0; q < RO; q++) {
+                        const int r = r0 + q >= 0 && r0 + q < p.hp ? r0 + q : p.hp;
+                        h[q] += vload16(0, hs + q * p.rs);
+                        v[q] += vload16(0, y_c + r * p.rs + x0 + e);
                     }
                 }
             }
+#pragma unroll
             for (int g = 0; g < G; g++) {
                 const int l = compact[idx_identit[o * G + g]];
                 if (l >= 0) {
-                    i += vload16(0, ys + (l - l0) * plane + m + (row + e) * p.rs + x0 + e);
+                    __local const real* is = ys + (l - l0) * plane + m + (row0 + e) * p.rs + x0 + e;
+#pragma unroll
+                    for (int q = 0; q < RO; q++) {
+                        i[q] += vload16(0, is + q * p.rs);
+                    }
                 }
             }
             const int count = min(VW, p.w - x0);
-            store_seg(hout + out + x0, h, count);
-            store_seg(vout + out + x0, v, count);
-            store_seg(iout + out + x0, i, count);
+#pragma unroll
+            for (int q = 0; q < RO; q++) {
+                if (row0 + q < p.h) {
+                    store_seg(hout + out + q * p.w + x0, h[q], count);
+                    store_seg(vout + out + q * p.w + x0, v[q], count);
+                    store_seg(iout + out + q * p.w + x0, i[q], count);
+                }
+            }
         }
     }
 }
