@@ -259,7 +259,15 @@ impl<T: Real> ShiftWiseConv<T> {
                 ),
             ));
         }
-        let x_r = gather_channels(x, &self.rep_idx)?;
+        // Where `rep_idx` is 0..C in order (no ghost channels: SPEC 1.5 sorts it), X_r is x
+        // itself, and no copy is made.
+        let identity =
+            self.rep_idx.len() == dims[1] && self.rep_idx.iter().enumerate().all(|(i, &c)| i == c);
+        let x_r = if identity {
+            x.clone()
+        } else {
+            gather_channels(x, &self.rep_idx)?
+        };
         let x_g = if self.ghost_idx.is_empty() {
             None
         } else {

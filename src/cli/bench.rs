@@ -4,6 +4,7 @@
 //!
 //! Every timed phase ends with a wait for the device, so the times are wall times of the
 //! work (launches included), the median over `--steps` steps after `--warmup` untimed ones.
+//! The layers take their steps in turn (one step of each, then the next round).
 //! The backward starts from a fixed random output gradient and includes the input's gradient,
 //! as inside a network. The bytes are what the ops' cost functions count as read and written
 //! (SPEC 5), not measured traffic.
@@ -15,6 +16,7 @@ use shiftgrad_nn::baselines::{Spatial, SpatialKind};
 use shiftgrad_nn::{Mode, Module, SwConfig};
 use shiftgrad_ops::peaks::{self, Peaks};
 use shiftgrad_tensor::{counters, init, Device, Error, Result, Tensor};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Instant;
 
@@ -66,101 +68,165 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Times `layer` on `device`.
-pub fn time_layer(
-    label: String,
-    mut layer: Spatial<f32>,
-    config: &SwConfig,
-    shape: &BenchShape,
-    device: &Device,
-) -> Result<BenchRow> {
-    layer.move_to(device)?;
-    let dims = [shape.batch, config.channels, shape.height, shape.width];
-    let mut rng = init::rng(config.seed ^ 0xBE7C);
-    let x: Tensor<f32> = init::normal(dims, 0.0, 1.0, &mut rng);
-    let dy: Tensor<f32> = init::normal(dims, 0.0, 1.0, &mut rng);
-    let (x, dy) = (x.to_device(device)?, dy.to_device(device)?);
-    let mut params = Vec::new();
-    layer.parameters("", &mut params);
-    let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
-    let mut row = BenchRow {
-        label,
-        forward_s: 0.0,
-        backward_s: 0.0,
-        forward_flops: 0,
-        backward_flops: 0,
-        forward_bytes: 0,
-        backward_bytes: 0,
-        forward_macs: 0,
-        backward_macs: 0,
-        forward_range: (0.0, 0.0),
-        backward_range: (0.0, 0.0),
-        saved_bytes: 0,
-        peak_bytes: 0,
-        kernels: Vec::new(),
-    };
-    for step in 0..shape.warmup + shape.steps {
-        if step == shape.warmup {
-            if let Device::OpenCl(c) = device {
-                c.reset_kernel_times();
-            }
+/// One layer being timed: its inputs, and what its timed steps have measured so far.
+struct LayerTimer {
+    layer: Spatial<f32>,
+    x: Tensor<f32>,
+    dy: Tensor<f32>,
+    params: Vec<shiftgrad_nn::module::ParamRef<f32>>,
+    fwd: Vec<f64>,
+    bwd: Vec<f64>,
+    row: BenchRow,
+    /// `program/kernel` -> (launches, device ns) over the timed steps.
+    kernels: BTreeMap<String, (u64, u64)>,
+}
+
+/// Cumulative `program/kernel` -> (launches, device ns) of the context (OpenCL only).
+fn kernel_totals(device: &Device) -> Result<BTreeMap<String, (u64, u64)>> {
+    let mut m = BTreeMap::new();
+    if let Device::OpenCl(c) = device {
+        for t in c.kernel_times().map_err(|e| Error::Device(e.to_string()))? {
+            m.insert(
+                format!("{}/{}", t.program, t.kernel),
+                (t.launches, t.device_ns),
+            );
         }
-        for p in &params {
+    }
+    Ok(m)
+}
+
+impl LayerTimer {
+    fn new(
+        label: String,
+        mut layer: Spatial<f32>,
+        config: &SwConfig,
+        shape: &BenchShape,
+        device: &Device,
+    ) -> Result<LayerTimer> {
+        layer.move_to(device)?;
+        let dims = [shape.batch, config.channels, shape.height, shape.width];
+        let mut rng = init::rng(config.seed ^ 0xBE7C);
+        let x: Tensor<f32> = init::normal(dims, 0.0, 1.0, &mut rng);
+        let dy: Tensor<f32> = init::normal(dims, 0.0, 1.0, &mut rng);
+        let (x, dy) = (x.to_device(device)?, dy.to_device(device)?);
+        let mut params = Vec::new();
+        layer.parameters("", &mut params);
+        let row = BenchRow {
+            label,
+            forward_s: 0.0,
+            backward_s: 0.0,
+            forward_flops: 0,
+            backward_flops: 0,
+            forward_bytes: 0,
+            backward_bytes: 0,
+            forward_macs: 0,
+            backward_macs: 0,
+            forward_range: (0.0, 0.0),
+            backward_range: (0.0, 0.0),
+            saved_bytes: 0,
+            peak_bytes: 0,
+            kernels: Vec::new(),
+        };
+        Ok(LayerTimer {
+            layer,
+            x,
+            dy,
+            params,
+            fwd: Vec::new(),
+            bwd: Vec::new(),
+            row,
+            kernels: BTreeMap::new(),
+        })
+    }
+
+    /// One forward and backward; `timed`: recorded (a warm-up step otherwise).
+    fn step(&mut self, device: &Device, timed: bool) -> Result<()> {
+        for p in &self.params {
             p.var.zero_grad();
         }
-        let xv = Var::param(x.clone());
+        let xv = Var::param(self.x.clone());
         device.wait()?;
+        let k0 = kernel_totals(device)?;
         let live0 = live_bytes(device);
         reset_peak(device);
         let c0 = counters::snapshot();
         let t0 = Instant::now();
-        let y = layer.forward(&xv, Mode::Train)?;
+        let y = self.layer.forward(&xv, Mode::Train)?;
         device.wait()?;
         let t1 = Instant::now();
         let c1 = counters::snapshot();
         // What the graph holds for the backward, beside the output itself.
         let saved = live_bytes(device).saturating_sub(live0 + y.value().nbytes() as u64);
-        y.backward_with(dy.clone())?;
+        y.backward_with(self.dy.clone())?;
         device.wait()?;
         let t2 = Instant::now();
         let c2 = counters::snapshot();
-        if step >= shape.warmup {
+        if timed {
+            let row = &mut self.row;
             row.forward_macs = c1.macs - c0.macs;
             row.backward_macs = c2.macs - c1.macs;
             row.saved_bytes = saved;
             row.peak_bytes = peak_bytes(device).saturating_sub(live0);
-            fwd.push((t1 - t0).as_secs_f64());
-            bwd.push((t2 - t1).as_secs_f64());
+            self.fwd.push((t1 - t0).as_secs_f64());
+            self.bwd.push((t2 - t1).as_secs_f64());
             row.forward_flops = c1.flops - c0.flops;
             row.backward_flops = c2.flops - c1.flops;
             row.forward_bytes = c1.bytes - c0.bytes;
             row.backward_bytes = c2.bytes - c1.bytes;
+            for (name, (launches, ns)) in kernel_totals(device)? {
+                let (l0, n0) = k0.get(&name).copied().unwrap_or((0, 0));
+                if launches > l0 {
+                    let e = self.kernels.entry(name).or_insert((0, 0));
+                    e.0 += launches - l0;
+                    e.1 += ns.saturating_sub(n0);
+                }
+            }
         }
+        Ok(())
     }
-    let range = |v: &[f64]| {
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        (lo, v.iter().copied().fold(0.0, f64::max))
-    };
-    row.forward_range = range(&fwd);
-    row.backward_range = range(&bwd);
-    row.forward_s = median(fwd);
-    row.backward_s = median(bwd);
-    if let Device::OpenCl(c) = device {
-        let per_step = 1.0 / shape.steps as f64;
-        row.kernels = c
-            .kernel_times()
-            .map_err(|e| Error::Device(e.to_string()))?
+
+    /// The row: medians and ranges of the timed steps, each kernel's launches and device time
+    /// per step, the most expensive first.
+    fn finish(mut self) -> BenchRow {
+        let range = |v: &[f64]| {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            (lo, v.iter().copied().fold(0.0, f64::max))
+        };
+        let per_step = 1.0 / self.fwd.len().max(1) as f64;
+        self.row.forward_range = range(&self.fwd);
+        self.row.backward_range = range(&self.bwd);
+        self.row.forward_s = median(self.fwd);
+        self.row.backward_s = median(self.bwd);
+        let mut kernels: Vec<(String, f64, f64)> = self
+            .kernels
             .into_iter()
-            .map(|t| {
+            .map(|(name, (launches, ns))| {
                 (
-                    format!("{}/{}", t.program, t.kernel),
-                    t.launches as f64 * per_step,
-                    t.device_ns as f64 * 1e-6 * per_step,
+                    name,
+                    launches as f64 * per_step,
+                    ns as f64 * 1e-6 * per_step,
                 )
             })
             .collect();
+        kernels.sort_by(|a, b| b.2.total_cmp(&a.2));
+        self.row.kernels = kernels;
+        self.row
     }
-    Ok(row)
+}
+
+/// Times `layer` on `device`: `shape.warmup` untimed steps, then `shape.steps` timed ones.
+pub fn time_layer(
+    label: String,
+    layer: Spatial<f32>,
+    config: &SwConfig,
+    shape: &BenchShape,
+    device: &Device,
+) -> Result<BenchRow> {
+    let mut t = LayerTimer::new(label, layer, config, shape, device)?;
+    for step in 0..shape.warmup + shape.steps {
+        t.step(device, step >= shape.warmup)?;
+    }
+    Ok(t.finish())
 }
 
 /// Times every kind of `shape.kinds` (and `sw*` with a sparsity) and prints the table.
@@ -196,7 +262,10 @@ pub fn run(
         peak.bytes_per_s * 1e-9
     )
     .map_err(io)?;
-    let mut rows = Vec::new();
+    // Every layer is built first and the layers take their steps in turn, so that a change
+    // in the machine's load while the bench runs falls on all of them alike and the ratios
+    // between rows stay comparable.
+    let mut timers = Vec::new();
     for &kind in &shape.kinds {
         let layer = match Spatial::<f32>::new(kind, config) {
             Ok(l) => l,
@@ -205,16 +274,34 @@ pub fn run(
                 continue;
             }
         };
-        rows.push(time_layer(kind.to_string(), layer, &config, shape, device)?);
+        timers.push(LayerTimer::new(
+            kind.to_string(),
+            layer,
+            &config,
+            shape,
+            device,
+        )?);
         if kind == SpatialKind::Sw && shape.sparsity > 0.0 {
             let mut layer = Spatial::<f32>::new(kind, config)?;
             if let Spatial::Sw(sw) = &mut layer {
                 let mask = uniform_mask(sw.kernels(), shape.sparsity, &mut init::rng(config.seed));
                 sw.set_mask(&mask)?;
             }
-            rows.push(time_layer("sw*".into(), layer, &config, shape, device)?);
+            timers.push(LayerTimer::new(
+                "sw*".into(),
+                layer,
+                &config,
+                shape,
+                device,
+            )?);
         }
     }
+    for step in 0..shape.warmup + shape.steps {
+        for t in &mut timers {
+            t.step(device, step >= shape.warmup)?;
+        }
+    }
+    let rows: Vec<BenchRow> = timers.into_iter().map(LayerTimer::finish).collect();
     print_table(&rows, &peak, out).map_err(io)?;
     if shape.kernels {
         print_kernels(&rows, out).map_err(io)?;

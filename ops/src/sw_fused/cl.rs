@@ -28,13 +28,23 @@ const GROUP_MAX: usize = 16;
 /// Rows of `Y` per work-item in phase 1 (`RB`), as in `bank_conv_forward`.
 const ROWS: usize = 4;
 
-/// Live kernels the forward's phase 1 computes together (`JB`): each segment of the input
-/// is loaded once for all of them.
-const KERNELS: usize = 2;
+/// The forward's phase 1 block for `Y` rows of `wp` columns: `(NY, FRB)`, NY segments of VW
+/// columns (a narrow row whole, a wide one in chunks of 4 segments) by FRB rows, at most 16
+/// vector accumulators and at most 8 rows. Each weight read feeds NY multiply-adds and each
+/// segment read FRB.
+fn bank_block(wp: usize) -> (usize, usize) {
+    let ny = wp.div_ceil(VW).clamp(1, 4);
+    (ny, (16 / ny).min(8))
+}
 
-/// Output rows the forward's phase 2 produces together (`RO`): they share each shift's table
-/// read and address arithmetic.
-const OUT_ROWS: usize = 4;
+/// The forward's phase 2 block for rows of `w` columns: `(NX, RO)`, NX segments of VW columns
+/// (a narrow row whole, a wide one in chunks of 4 segments) by RO rows, NX * RO = 8 (16 vector
+/// accumulators for the horizontal and vertical paths). The rows of a block share each shift's
+/// table read and address arithmetic, and each `Y` row is read along its length.
+fn out_block(w: usize) -> (usize, usize) {
+    let nx = w.div_ceil(VW).clamp(1, 4);
+    (nx, 8 / nx)
+}
 
 /// Mirrors `FusedParams` in `sw_fused.cl`, the parameters of both fused kernels: the sizes,
 /// then each kernel's local layout (the other kernel's fields are zero).
@@ -98,7 +108,9 @@ impl Params {
 }
 
 /// The program of both fused kernels for `T` and kernel size `k`.
-fn fused_program<T: Real>(ctx: &Context, k: usize, groups: usize) -> Result<Program> {
+fn fused_program<T: Real>(ctx: &Context, k: usize, groups: usize, w: usize) -> Result<Program> {
+    let (nx, ro) = out_block(w);
+    let (ny, frb) = bank_block(w + k - 1);
     vector_program::<T>(
         ctx,
         OP,
@@ -106,8 +118,10 @@ fn fused_program<T: Real>(ctx: &Context, k: usize, groups: usize) -> Result<Prog
         &[
             ("K", k.to_string()),
             ("RB", ROWS.to_string()),
-            ("RO", OUT_ROWS.to_string()),
-            ("JB", KERNELS.to_string()),
+            ("RO", ro.to_string()),
+            ("NX", nx.to_string()),
+            ("NY", ny.to_string()),
+            ("FRB", frb.to_string()),
             ("NG", groups.to_string()),
         ],
     )
@@ -139,12 +153,24 @@ pub fn forward<T: Real>(
     live: &Rc<LiveChannels>,
 ) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
     let shape = [bd.batch, bd.reps, bd.h, bd.w];
-    // Zero margins wide enough for every horizontal shift (see sw_fused.cl).
-    let margin = horizontal_reach(tables);
-    let rs = margin + bd.wp() + margin + VW;
-    // The staged input rows: k - 1 zeros, the row, k - 1 + VW zeros.
-    let xrs = bd.w + 2 * (bd.k - 1) + VW;
-    let local_bytes = (bd.nk * (bd.hp() + OUT_ROWS) * rs + bd.h * xrs) * std::mem::size_of::<T>();
+    // Zero margins wide enough for every horizontal shift (see sw_fused.cl). The left one is
+    // rounded up so that column e of every row (where the vertical and identity paths read
+    // their segments) starts a vector, and the row stride is a whole number of vectors: those
+    // loads are aligned.
+    let reach = horizontal_reach(tables);
+    let e = tables.extra();
+    let margin = (reach + e).next_multiple_of(VW) - e;
+    // Phase 2 reads whole blocks of NX segments from column e: past Wp where W is not a
+    // multiple of the block, as far as the shifts reach.
+    let (nx, ro) = out_block(bd.w);
+    let covered = bd.w.next_multiple_of(nx * VW) + 2 * e;
+    let rs = (margin + covered.max(bd.wp()) + reach + VW).next_multiple_of(VW);
+    // The staged input rows: k - 1 zeros, the row, k - 1 + VW zeros, in whole vectors.
+    let (ny, _) = bank_block(bd.wp());
+    let xrs = (bd.w + 2 * (bd.k - 1) + VW)
+        .max(bd.wp().next_multiple_of(ny * VW) + bd.k - 1 + VW)
+        .next_multiple_of(VW);
+    let local_bytes = (bd.nk * (bd.hp() + ro) * rs + bd.h * xrs) * std::mem::size_of::<T>();
     if bd.live == 0 || bd.batch * bd.reps * bd.h * bd.w == 0 {
         return Ok((
             zeros::<T>(ctx, shape)?,
@@ -162,7 +188,7 @@ pub fn forward<T: Real>(
         xrs: xrs as i32,
         ..Params::new(bd, tables)?
     };
-    let prog = fused_program::<T>(ctx, bd.k, tables.groups)?;
+    let prog = fused_program::<T>(ctx, bd.k, tables.groups, bd.w)?;
     let group = group_size(ctx, bd.h);
     let dev = device_tables(ctx, &prog, tables)?;
     let dl = device_live(ctx, &prog, live)?;
@@ -274,7 +300,7 @@ pub fn backward<T: Real>(
         need_dw: i32::from(need_dw),
         ..Params::new(bd, tables)?
     };
-    let prog = fused_program::<T>(ctx, bd.k, tables.groups)?;
+    let prog = fused_program::<T>(ctx, bd.k, tables.groups, bd.w)?;
     let group = group_size(ctx, bd.h);
     let dev = device_tables(ctx, &prog, tables)?;
     let dl = device_live(ctx, &prog, live)?;

@@ -28,8 +28,8 @@ typedef struct {
     int wp;
     int live;
     // sw_fused_forward (zero in the backward's launch)
-    int margin; // m >= every |horizontal shift|: zero columns each side of a local Y row
-    int rs;     // local row stride: m + Wp + m + VW
+    int margin; // m >= every |horizontal shift|: zero columns left of a local Y row
+    int rs;     // local row stride: at least m + Wp + m + VW (zeros right of the row)
     int xrs;    // local input row stride: K - 1 + W + K - 1 + VW
     // sw_fused_backward (zero in the forward's launch)
     int gm;    // left zero margin of a staged gradient row: >= every |shift| and >= e
@@ -98,37 +98,32 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    // Phase 1: Y rows (j, u), j < n live kernels of rep o, u < Hp, in blocks of JB kernels x
-    // RB rows per work-item, as bank_rows (bank_rows.cl) computes them for bank_conv_forward,
-    // from `xs`: input row i of a block (iy = u0 - (K - 1) + i) meets output row r through
-    // kernel row ky = i - r, rows outside the input skipped, so each output row adds its terms
-    // with ky outer and kx inner, the order of the unfused kernel. Each segment of x feeds
-    // the JB kernels (a last block past n computes with zero weights and stores nothing).
-    const int rblocks = (p.hp + RB - 1) / RB;
-    const int jblocks = (n + JB - 1) / JB;
-    for (int r = lid; r < jblocks * rblocks; r += lsize) {
-        const int jb = r / rblocks;
-        const int u0 = (r - jb * rblocks) * RB;
-        const int rows = min(RB, p.hp - u0);
-        real wk[JB][K * K];
+    // Phase 1: Y of rep o's live kernels j < n in blocks of FRB rows x NY segments of VW
+    // columns (build-time: a narrow row whole, a wide one in chunks), from `xs`: input row i
+    // of a block (iy = u0 - (K - 1) + i) meets output row r through kernel row ky = i - r,
+    // rows outside the input skipped, so each output element adds its terms with ky outer and
+    // kx inner, the order of bank_rows (bank_rows.cl) in bank_conv_forward. Per tap, NY
+    // segment loads and one weight for each row of the block: every weight read feeds NY
+    // multiply-adds, every segment FRB.
+    const int ychunk = NY * VW;
+    const int yblocks = (p.wp + ychunk - 1) / ychunk;
+    const int rblocks = (p.hp + FRB - 1) / FRB;
+    for (int r = lid; r < n * rblocks * yblocks; r += lsize) {
+        const int j = r / (rblocks * yblocks);
+        const int rest = r - j * rblocks * yblocks;
+        const int u0 = (rest / yblocks) * FRB;
+        const int v0 = (rest - (rest / yblocks) * yblocks) * ychunk;
+        const int rows = min(FRB, p.hp - u0);
+        __global const real* wg = w + channels[l0 + j] * K * K;
+        real wk[K * K];
 #pragma unroll
-        for (int a = 0; a < JB; a++) {
-            const int j = jb * JB + a;
-            __global const real* wg = w + channels[l0 + min(j, n - 1)] * K * K;
-#pragma unroll
-            for (int t = 0; t < K * K; t++) {
-                wk[a][t] = j < n ? wg[t] : (real)0;
-            }
+        for (int t = 0; t < K * K; t++) {
+            wk[t] = wg[t];
         }
-        for (int a = 0; a < JB && jb * JB + a < n; a++) {
+        __local real* y_rows = ys + j * plane + u0 * p.rs + m;
+        if (v0 == 0) {
             // The zero margins of the block's rows (local memory starts undefined), and after
             // the plane's last block its RO zero rows.
-            __local real* y_rows = ys + (jb * JB + a) * plane + u0 * p.rs + m;
-            if (u0 + RB >= p.hp) {
-                for (int t = 0; t < RO * p.rs; t++) {
-                    ys[(jb * JB + a) * plane + p.hp * p.rs + t] = (real)0;
-                }
-            }
             for (int q = 0; q < rows; q++) {
                 for (int t = 0; t < m; t++) {
                     y_rows[q * p.rs - m + t] = (real)0;
@@ -137,104 +132,126 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
                     y_rows[q * p.rs + t] = (real)0;
                 }
             }
+            if (u0 + FRB >= p.hp) {
+                for (int t = 0; t < RO * p.rs; t++) {
+                    ys[j * plane + p.hp * p.rs + t] = (real)0;
+                }
+            }
         }
-        for (int v0 = 0; v0 < p.wp; v0 += VW) {
-            vec acc[JB][RB];
+        vec acc[FRB][NY];
 #pragma unroll
-            for (int a = 0; a < JB; a++) {
+        for (int q = 0; q < FRB; q++) {
 #pragma unroll
-                for (int q = 0; q < RB; q++) {
-                    acc[a][q] = (vec)(real)0;
-                }
+            for (int c = 0; c < NY; c++) {
+                acc[q][c] = (vec)(real)0;
             }
+        }
 #pragma unroll
-            for (int i = 0; i < RB + K - 1; i++) {
-                const int iy = u0 - xl + i;
-                if (iy < 0 || iy >= p.h) {
-                    continue;
+        for (int i = 0; i < FRB + K - 1; i++) {
+            const int iy = u0 - xl + i;
+            if (iy < 0 || iy >= p.h) {
+                continue;
+            }
+            __local const real* xrow = xs + iy * p.xrs + v0;
+#pragma unroll
+            for (int kx = 0; kx < K; kx++) {
+                vec xv[NY];
+#pragma unroll
+                for (int c = 0; c < NY; c++) {
+                    xv[c] = vload16(0, xrow + c * VW + kx);
                 }
-                __local const real* xrow = xs + iy * p.xrs + v0;
 #pragma unroll
-                for (int kx = 0; kx < K; kx++) {
-                    const vec xv = vload16(0, xrow + kx);
+                for (int q = 0; q < FRB; q++) {
+                    if (i - q >= 0 && i - q < K) {
+                        const real wv = wk[(i - q) * K + kx];
 #pragma unroll
-                    for (int a = 0; a < JB; a++) {
-#pragma unroll
-                        for (int q = 0; q < RB; q++) {
-                            if (i - q >= 0 && i - q < K) {
-                                acc[a][q] += wk[a][(i - q) * K + kx] * xv;
-                            }
+                        for (int c = 0; c < NY; c++) {
+                            acc[q][c] += wv * xv[c];
                         }
                     }
                 }
             }
-            const int cols = min(VW, p.wp - v0);
+        }
 #pragma unroll
-            for (int a = 0; a < JB; a++) {
-                if (jb * JB + a < n) {
-                    __local real* y_rows = ys + (jb * JB + a) * plane + u0 * p.rs + m;
+        for (int q = 0; q < FRB; q++) {
 #pragma unroll
-                    for (int q = 0; q < RB; q++) {
-                        if (q < rows) {
-                            store_local(y_rows + q * p.rs + v0, acc[a][q], cols);
-                        }
-                    }
+            for (int c = 0; c < NY; c++) {
+                const int cols = min(VW, p.wp - v0 - c * VW);
+                if (q < rows && cols > 0) {
+                    store_local(y_rows + q * p.rs + v0 + c * VW, acc[q][c], cols);
                 }
             }
         }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    // Phase 2: rows of Hout, Vout, Iout for (b, o), RO rows at a time (the same shifts for
-    // all of them, so the table reads and address arithmetic are shared). A local row holds
-    // Y's Wp columns from offset m with m zeros before and m + VW after, so every segment is
-    // one plain vector load: where the unfused kernel selects zero for a column outside the
-    // row, this reads a margin zero; lanes past W are not stored. A vertical shift that leaves
-    // the plane reads the zero row Hp (where the unfused kernel adds nothing: the same sum up
-    // to the sign of a zero), and rows past H read zero rows and are not stored, so the loop
-    // has no branches. Each output row adds its terms in the unfused kernel's order (live
-    // channel outer, group inner, then identity).
-    for (int row0 = lid * RO; row0 < p.h; row0 += lsize * RO) {
-        const int out = ((b * p.reps + o) * p.h + row0) * p.w;
-        for (int x0 = 0; x0 < p.w; x0 += VW) {
-            vec h[RO], v[RO], i[RO];
+    // Phase 2: Hout, Vout, Iout of (b, o) in blocks of RO rows x NX segments of VW columns
+    // (build-time: all of a narrow row, in chunks for a wide one). Each shift's table read and
+    // address arithmetic serve the whole block, and each Y row it reads is read along its
+    // length. A local row holds Y's Wp columns from offset m with m zeros before and more
+    // after, so every segment is one plain vector load: where the unfused kernel selects zero
+    // for a column outside the row, this reads a margin zero; lanes past W are not stored. A
+    // vertical shift that leaves the plane reads the zero row Hp (where the unfused kernel
+    // adds nothing: the same sum up to the sign of a zero), and rows past H read zero rows and
+    // are not stored, so the loop has no branches. Each output element adds its terms in the
+    // unfused kernel's order (live channel outer, group inner, then identity).
+    const int chunk = NX * VW;
+    for (int blk = lid; blk < ((p.h + RO - 1) / RO) * ((p.w + chunk - 1) / chunk); blk += lsize) {
+        const int xblocks = (p.w + chunk - 1) / chunk;
+        const int row0 = (blk / xblocks) * RO;
+        const int x0 = (blk - (blk / xblocks) * xblocks) * chunk;
+        vec h[RO][NX], v[RO][NX], i[RO][NX];
 #pragma unroll
-            for (int q = 0; q < RO; q++) {
-                h[q] = v[q] = i[q] = (vec)(real)0;
+        for (int q = 0; q < RO; q++) {
+#pragma unroll
+            for (int c = 0; c < NX; c++) {
+                h[q][c] = v[q][c] = i[q][c] = (vec)(real)0;
             }
-            for (int j = 0; j < n; j++) {
-                __global const int* shift = pad_hv + channels[l0 + j] * 2 * G;
-                __local const real* y_c = ys + j * plane + m;
-#pragma unroll
-                for (int g = 0; g < G; g++) {
-                    __local const real* hs = y_c + (row0 + e) * p.rs + x0 - shift[g];
-                    const int r0 = row0 - shift[G + g];
-#pragma unroll
-                    for (int q = 0; q < RO; q++) {
-                        const int r = r0 + q >= 0 && r0 + q < p.hp ? r0 + q : p.hp;
-                        h[q] += vload16(0, hs + q * p.rs);
-                        v[q] += vload16(0, y_c + r * p.rs + x0 + e);
-                    }
-                }
-            }
+        }
+        for (int j = 0; j < n; j++) {
+            __global const int* shift = pad_hv + channels[l0 + j] * 2 * G;
+            __local const real* y_c = ys + j * plane + m + x0;
 #pragma unroll
             for (int g = 0; g < G; g++) {
-                const int l = compact[idx_identit[o * G + g]];
-                if (l >= 0) {
-                    __local const real* is = ys + (l - l0) * plane + m + (row0 + e) * p.rs + x0 + e;
+                __local const real* hs = y_c + (row0 + e) * p.rs - shift[g];
+                const int r0 = row0 - shift[G + g];
 #pragma unroll
-                    for (int q = 0; q < RO; q++) {
-                        i[q] += vload16(0, is + q * p.rs);
+                for (int q = 0; q < RO; q++) {
+                    const int r = r0 + q >= 0 && r0 + q < p.hp ? r0 + q : p.hp;
+                    __local const real* vs = y_c + r * p.rs + e;
+#pragma unroll
+                    for (int c = 0; c < NX; c++) {
+                        h[q][c] += vload16(c, hs + q * p.rs);
+                        v[q][c] += vload16(c, vs);
                     }
                 }
             }
-            const int count = min(VW, p.w - x0);
+        }
 #pragma unroll
-            for (int q = 0; q < RO; q++) {
-                if (row0 + q < p.h) {
-                    store_seg(hout + out + q * p.w + x0, h[q], count);
-                    store_seg(vout + out + q * p.w + x0, v[q], count);
-                    store_seg(iout + out + q * p.w + x0, i[q], count);
+        for (int g = 0; g < G; g++) {
+            const int l = compact[idx_identit[o * G + g]];
+            if (l >= 0) {
+                __local const real* is = ys + (l - l0) * plane + m + (row0 + e) * p.rs + x0 + e;
+#pragma unroll
+                for (int q = 0; q < RO; q++) {
+#pragma unroll
+                    for (int c = 0; c < NX; c++) {
+                        i[q][c] += vload16(c, is + q * p.rs);
+                    }
+                }
+            }
+        }
+        const int out = ((b * p.reps + o) * p.h + row0) * p.w + x0;
+#pragma unroll
+        for (int q = 0; q < RO; q++) {
+#pragma unroll
+            for (int c = 0; c < NX; c++) {
+                const int count = min(VW, p.w - x0 - c * VW);
+                if (row0 + q < p.h && count > 0) {
+                    const int at = out + q * p.w + c * VW;
+                    store_seg(hout + at, h[q][c], count);
+                    store_seg(vout + at, v[q][c], count);
+                    store_seg(iout + at, i[q][c], count);
                 }
             }
         }
