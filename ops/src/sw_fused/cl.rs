@@ -14,19 +14,12 @@ use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
 use shiftgrad_tensor::{Real, Result, Tensor};
 use std::rc::Rc;
 
-const SOURCE: &str = concat!(
-    include_str!("../segments.cl"),
-    include_str!("../bank_rows.cl"),
-    include_str!("sw_fused.cl")
-);
+const SOURCE: &str = concat!(include_str!("../segments.cl"), include_str!("sw_fused.cl"));
 const OP: &str = "sw_fused";
 
 /// The most work-items per work-group (one group per image and rep channel); phase 1 shares
 /// `L_o * Hp / RB` row blocks among them, phase 2 the `H` output rows.
 const GROUP_MAX: usize = 16;
-
-/// Rows of `Y` per work-item in phase 1 (`RB`), as in `bank_conv_forward`.
-const ROWS: usize = 4;
 
 /// The forward's phase 1 block for `Y` rows of `wp` columns: `(NY, FRB)`, NY segments of VW
 /// columns (a narrow row whole, a wide one in chunks of 4 segments) by FRB rows, at most 16
@@ -111,17 +104,19 @@ impl Params {
 fn fused_program<T: Real>(ctx: &Context, k: usize, groups: usize, w: usize) -> Result<Program> {
     let (nx, ro) = out_block(w);
     let (ny, frb) = bank_block(w + k - 1);
+    let (dnx, drb) = bank_block(w);
     vector_program::<T>(
         ctx,
         OP,
         SOURCE,
         &[
             ("K", k.to_string()),
-            ("RB", ROWS.to_string()),
             ("RO", ro.to_string()),
             ("NX", nx.to_string()),
             ("NY", ny.to_string()),
             ("FRB", frb.to_string()),
+            ("DNX", dnx.to_string()),
+            ("DRB", drb.to_string()),
             ("NG", groups.to_string()),
         ],
     )
@@ -247,9 +242,13 @@ type Grads<T> = (Option<Tensor<T>>, Option<Tensor<T>>);
 /// gradients and the rep's `dY` planes, and the staged rows' margin and strides.
 fn back_layout<T: Real>(bd: &BankDims, tables: &ShiftTables) -> (usize, usize, usize, usize) {
     let gm = horizontal_reach(tables).max(tables.extra());
-    let gs_rs = gm + bd.wp() + VW + gm;
-    let dy_rs = bd.wp() + VW;
-    let bytes = (3 * bd.h * gs_rs + bd.nk * bd.hp() * dy_rs) * std::mem::size_of::<T>();
+    // Phase 2 reads whole blocks of NY segments of a dY row (the forward's phase 1 blocks).
+    let (ny, _) = bank_block(bd.wp());
+    let gs_rs = gm + bd.wp().next_multiple_of(ny * VW) + VW + gm;
+    // Phase 3a reads whole blocks of DNX segments of a dY row from column k - 1.
+    let (dnx, _) = bank_block(bd.w);
+    let dy_rs = bd.w.next_multiple_of(dnx * VW) + 2 * (bd.k - 1) + VW;
+    let bytes = (3 * (bd.h + 1) * gs_rs + bd.nk * bd.hp() * dy_rs) * std::mem::size_of::<T>();
     (bytes, gm, gs_rs, dy_rs)
 }
 
@@ -332,7 +331,7 @@ pub fn backward<T: Real>(
             buf(dx.as_ref().unwrap_or(x)),
             buf(part.as_ref().unwrap_or(x)),
             Arg::Local {
-                bytes: 3 * bd.h * gs_rs * std::mem::size_of::<T>(),
+                bytes: 3 * (bd.h + 1) * gs_rs * std::mem::size_of::<T>(),
             },
             Arg::Local {
                 bytes: bd.nk * bd.hp() * dy_rs * std::mem::size_of::<T>(),

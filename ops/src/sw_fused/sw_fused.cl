@@ -1,17 +1,20 @@
 // The fused shift-wise forward (issue 10; SPEC 1.1 + 1.3 with the mask of 1.6): the bank
 // convolution and the shift-add in one kernel, with Y kept in local memory instead of being
 // written to global memory and read back. Built with -D real, -D ireal and -D K (the small
-// kernel), after segments.cl and bank_rows.cl.
+// kernel), after segments.cl, and with the block shapes cl.rs chooses for the map's width:
+// NY x FRB (bank blocks: segments of VW columns x rows), NX x RO (output blocks), DNX x DRB
+// (the backward's dx blocks), and NG, the groups G.
 //
 // One work-group per (b, o), image b and rep channel o: one work-item on a CPU device, up to
 // 16 on a GPU (cl.rs, group_size). Phase 0: the input plane x[b, o] into local memory with
 // zero columns around each row. Phase 1: the work-items compute the Y planes of rep o's live
-// kernels (blocks of JB kernels x RB rows shared out round-robin) into `ys`, (n, Hp + RO, Wp)
-// with n = rep_start[o+1] - rep_start[o]. Phase 2, after a barrier: each work-item produces
-// blocks of RO rows of Hout, Vout and Iout from `ys`. Both phases add their terms in the
-// order of the unfused kernels (bank_conv_forward: ky outer, kx inner; shift_add_forward:
-// live channel outer, group inner, then the identity), so the fused forward equals the
-// unfused one. Built with -D K, RB, JB, RO and NG (the groups G) as well.
+// kernels (blocks of FRB rows x NY segments shared out round-robin) into `ys`, (n, Hp + RO,
+// rs) with n = rep_start[o+1] - rep_start[o]. Phase 2, after a barrier: each work-item
+// produces blocks of RO rows x NX segments of Hout, Vout and Iout from `ys`. Both phases add
+// their terms in the order of the unfused kernels (bank_conv_forward: ky outer, kx inner;
+// shift_add_forward: live channel outer, group inner, then the identity), so the fused
+// forward equals the unfused one. Register blocking: a weight read feeds a row's NY segments,
+// a segment read a block's FRB rows.
 //
 // Y is (Hp, Wp) = (H + k - 1, W + k - 1) per live kernel, as bank_conv writes it; the
 // shift-add's extra margin e = (k - 1) / 2.
@@ -264,12 +267,12 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
 //
 // One work-group per (b, o), as the forward. Phase 1: the work-items copy the output
 // gradients of (b, o) that exist (`paths`: 1 = dHout, 2 = dVout, 4 = dIout) into `gs`, one
-// (H, gs_rs) plane each, row r of the map at columns gm .. gm + W - 1 with zeros around it
-// (gm >= every |shift| and >= e), so that every later read is one plain vector load. Phase 2:
-// the dY rows (j, u) of rep o's live kernels into `dys`, (n, Hp, Wp + VW), with the terms in
-// the order of shift_add_backward (H, V, I paths; groups in order; a zero margin of VW
-// columns right of each row). Phase 3: rows of dx (RB per work-item) as bank_conv_data_grad
-// computes them, and the partial weight gradients of image b (a work-item per (j, ky), as
+// (H + 1, gs_rs) plane each, row r of the map at columns gm .. gm + W - 1 with zeros around
+// it (gm >= every |shift| and >= e) and a zero row H, so that every later read is one plain
+// vector load. Phase 2: the dY rows (j, u) of rep o's live kernels into `dys`, (n, Hp,
+// dy_rs), in blocks of FRB rows x NY segments, with the terms in the order of
+// shift_add_backward (H, V, I paths; groups in order; a zero margin right of each row).
+// Phase 3: dx in blocks of DRB rows x DNX segments as bank_conv_data_grad computes it, and the partial weight gradients of image b (a work-item per (j, ky), as
 // bank_conv_weight_grad, its sum over this image only) to dw_part[(b*L + l)*K*K + ky*K + kx];
 // sw_fused_dw_sum adds the images in order. dx equals the unfused kernels' bit for bit; the
 // weight gradient is grouped by image (each image's sum of lanes, then the images added),
@@ -295,18 +298,25 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
     const int n = rep_start[o + 1] - l0;
     const int out_len = p.batch * p.reps * p.h * p.w;
     const int rep = (b * p.reps + o) * p.h * p.w;
-    const int g_plane = p.h * p.gs_rs;
+    const int g_plane = (p.h + 1) * p.gs_rs; // the map's rows, then a zero row
     const int d_plane = p.hp * p.dy_rs;
 
-    // Phase 1: the existing output gradients' rows of (b, o), zero margins around them.
-    for (int r = lid; r < 3 * p.h; r += lsize) {
-        const int path = r / p.h;
+    // Phase 1: the existing output gradients' rows of (b, o), zero margins around them, and
+    // a zero row after each map.
+    for (int r = lid; r < 3 * (p.h + 1); r += lsize) {
+        const int path = r / (p.h + 1);
         if (!(p.paths & (1 << path))) {
             continue;
         }
-        const int row = r - path * p.h;
-        __global const real* src = path == 0 ? dh : (path == 1 ? dv : di);
+        const int row = r - path * (p.h + 1);
         __local real* dst = gs + path * g_plane + row * p.gs_rs;
+        if (row == p.h) {
+            for (int t = 0; t < p.gs_rs; t++) {
+                dst[t] = (real)0;
+            }
+            continue;
+        }
+        __global const real* src = path == 0 ? dh : (path == 1 ? dv : di);
         for (int t = 0; t < p.gm; t++) {
             dst[t] = (real)0;
         }
@@ -320,89 +330,159 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    // Phase 2: dY rows (j, u) for the live kernels j < n of rep o, in shift_add_backward's
-    // order of terms.
+    // Phase 2: dY of the live kernels j < n of rep o in blocks of FRB rows x NY segments
+    // (the forward's phase 1 blocks), each element's terms in shift_add_backward's order (H,
+    // V, I paths; groups in order). A row outside the staged map reads the zero row H of its
+    // plane (where shift_add_backward adds nothing: the same sum up to the sign of a zero),
+    // so only the paths and the identity choices branch, once per block.
     __local const real* gh = gs + p.gm;
     __local const real* gv = gs + g_plane + p.gm;
     __local const real* gi = gs + 2 * g_plane + p.gm;
-    for (int r = lid; r < n * p.hp; r += lsize) {
-        const int j = r / p.hp;
-        const int u = r - j * p.hp;
+    const int ychunk = NY * VW;
+    const int vblocks = (p.wp + ychunk - 1) / ychunk;
+    const int ublocks = (p.hp + FRB - 1) / FRB;
+    for (int r = lid; r < n * ublocks * vblocks; r += lsize) {
+        const int j = r / (ublocks * vblocks);
+        const int rest = r - j * ublocks * vblocks;
+        const int u0 = (rest / vblocks) * FRB;
+        const int v0 = (rest - (rest / vblocks) * vblocks) * ychunk;
         const int c = channels[l0 + j];
         __global const int* shift = pad_hv + c * 2 * G;
-        const int row = u - e;
-        const int row_ok = row >= 0 && row < p.h;
-        __local real* d_row = dys + j * d_plane + u * p.dy_rs;
-        for (int v0 = 0; v0 < p.wp; v0 += VW) {
-            vec acc = (vec)(real)0;
-            if ((p.paths & 1) && row_ok) {
-                for (int g = 0; g < G; g++) {
-                    acc += vload16(0, gh + row * p.gs_rs + v0 + shift[g]);
-                }
+        vec acc[FRB][NY];
+#pragma unroll
+        for (int q = 0; q < FRB; q++) {
+#pragma unroll
+            for (int s = 0; s < NY; s++) {
+                acc[q][s] = (vec)(real)0;
             }
-            if (p.paths & 2) {
-                for (int g = 0; g < G; g++) {
-                    const int rr = u + shift[G + g];
-                    if (rr >= 0 && rr < p.h) {
-                        acc += vload16(0, gv + rr * p.gs_rs + v0 - e);
-                    }
-                }
-            }
-            if ((p.paths & 4) && row_ok) {
-                for (int g = 0; g < G; g++) {
-                    if (idx_identit[o * G + g] == c) {
-                        acc += vload16(0, gi + row * p.gs_rs + v0 - e);
-                    }
-                }
-            }
-            store_local(d_row + v0, acc, min(VW, p.wp - v0));
         }
-        for (int t = p.wp; t < p.dy_rs; t++) {
-            d_row[t] = (real)0;
+        if (p.paths & 1) {
+            for (int g = 0; g < G; g++) {
+                __local const real* src = gh + v0 + shift[g];
+#pragma unroll
+                for (int q = 0; q < FRB; q++) {
+                    const int row = u0 + q - e;
+                    const int rc = row >= 0 && row < p.h ? row : p.h;
+#pragma unroll
+                    for (int s = 0; s < NY; s++) {
+                        acc[q][s] += vload16(s, src + rc * p.gs_rs);
+                    }
+                }
+            }
+        }
+        if (p.paths & 2) {
+            for (int g = 0; g < G; g++) {
+                __local const real* src = gv + v0 - e;
+#pragma unroll
+                for (int q = 0; q < FRB; q++) {
+                    const int rr = u0 + q + shift[G + g];
+                    const int rc = rr >= 0 && rr < p.h ? rr : p.h;
+#pragma unroll
+                    for (int s = 0; s < NY; s++) {
+                        acc[q][s] += vload16(s, src + rc * p.gs_rs);
+                    }
+                }
+            }
+        }
+        if (p.paths & 4) {
+            for (int g = 0; g < G; g++) {
+                if (idx_identit[o * G + g] == c) {
+                    __local const real* src = gi + v0 - e;
+#pragma unroll
+                    for (int q = 0; q < FRB; q++) {
+                        const int row = u0 + q - e;
+                        const int rc = row >= 0 && row < p.h ? row : p.h;
+#pragma unroll
+                        for (int s = 0; s < NY; s++) {
+                            acc[q][s] += vload16(s, src + rc * p.gs_rs);
+                        }
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int q = 0; q < FRB; q++) {
+            if (u0 + q < p.hp) {
+                __local real* d_row = dys + j * d_plane + (u0 + q) * p.dy_rs;
+#pragma unroll
+                for (int s = 0; s < NY; s++) {
+                    const int cols = min(VW, p.wp - v0 - s * VW);
+                    if (cols > 0) {
+                        store_local(d_row + v0 + s * VW, acc[q][s], cols);
+                    }
+                }
+                if (v0 == 0) {
+                    for (int t = p.wp; t < p.dy_rs; t++) {
+                        d_row[t] = (real)0;
+                    }
+                }
+            }
         }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    // Phase 3a: dx rows y0 .. y0 + RB - 1 of (b, o), as bank_conv_data_grad (j runs downwards
-    // so that every dx row adds its terms with l outer, then ky ascending, then kx).
+    // Phase 3a: dx of (b, o) in blocks of DRB rows x DNX segments (as the forward's phase 1
+    // blocks, for rows of W columns), as bank_conv_data_grad computes it (j runs downwards so
+    // that every dx element adds its terms with l outer, then ky ascending, then kx): per
+    // tap, DNX segment loads and one weight for each row of the block.
     const int pad = K - 1;
-    const int rblocks = (p.h + RB - 1) / RB;
-    for (int item = lid; p.need_dx && item < rblocks; item += lsize) {
-        const int y0 = item * RB;
-        const int rows = min(RB, p.h - y0);
+    const int dchunk = DNX * VW;
+    const int xblocks = (p.w + dchunk - 1) / dchunk;
+    const int rblocks = (p.h + DRB - 1) / DRB;
+    for (int item = lid; p.need_dx && item < rblocks * xblocks; item += lsize) {
+        const int y0 = (item / xblocks) * DRB;
+        const int x0 = (item - (item / xblocks) * xblocks) * dchunk;
+        const int rows = min(DRB, p.h - y0);
         __global real* restrict dx_rows = dx + (bo * p.h + y0) * p.w;
-        for (int x0 = 0; x0 < p.w; x0 += VW) {
-            vec acc[RB];
+        vec acc[DRB][DNX];
 #pragma unroll
-            for (int q = 0; q < RB; q++) {
-                acc[q] = (vec)(real)0;
+        for (int q = 0; q < DRB; q++) {
+#pragma unroll
+            for (int s = 0; s < DNX; s++) {
+                acc[q][s] = (vec)(real)0;
             }
-            for (int jl = 0; jl < n; jl++) {
-                __global const real* wk = w + channels[l0 + jl] * K * K;
-                __local const real* plane = dys + jl * d_plane;
+        }
+        for (int jl = 0; jl < n; jl++) {
+            __global const real* wg = w + channels[l0 + jl] * K * K;
+            real wk[K * K];
 #pragma unroll
-                for (int j = RB + K - 2; j >= 0; j--) {
-                    if (y0 + j >= p.hp) {
-                        continue;
+            for (int t = 0; t < K * K; t++) {
+                wk[t] = wg[t];
+            }
+            __local const real* plane = dys + jl * d_plane;
+#pragma unroll
+            for (int j = DRB + K - 2; j >= 0; j--) {
+                if (y0 + j >= p.hp) {
+                    continue;
+                }
+                __local const real* src = plane + (y0 + j) * p.dy_rs + x0 + pad;
+#pragma unroll
+                for (int kx = 0; kx < K; kx++) {
+                    vec ds[DNX];
+#pragma unroll
+                    for (int s = 0; s < DNX; s++) {
+                        ds[s] = vload16(s, src - kx);
                     }
-                    __local const real* src = plane + (y0 + j) * p.dy_rs + x0 + pad;
 #pragma unroll
-                    for (int kx = 0; kx < K; kx++) {
-                        const vec ds = vload16(0, src - kx);
+                    for (int q = 0; q < DRB; q++) {
+                        if (q + pad - j >= 0 && q + pad - j < K) {
+                            const real wv = wk[(q + pad - j) * K + kx];
 #pragma unroll
-                        for (int q = 0; q < RB; q++) {
-                            if (q + pad - j >= 0 && q + pad - j < K) {
-                                acc[q] += wk[(q + pad - j) * K + kx] * ds;
+                            for (int s = 0; s < DNX; s++) {
+                                acc[q][s] += wv * ds[s];
                             }
                         }
                     }
                 }
             }
-            const int cols = min(VW, p.w - x0);
+        }
 #pragma unroll
-            for (int q = 0; q < RB; q++) {
-                if (q < rows) {
-                    store_seg(dx_rows + q * p.w + x0, acc[q], cols);
+        for (int q = 0; q < DRB; q++) {
+#pragma unroll
+            for (int s = 0; s < DNX; s++) {
+                const int cols = min(VW, p.w - x0 - s * VW);
+                if (q < rows && cols > 0) {
+                    store_seg(dx_rows + q * p.w + x0 + s * VW, acc[q][s], cols);
                 }
             }
         }
