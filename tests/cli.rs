@@ -387,6 +387,33 @@ fn profile_compares_sparsities_in_one_run() {
     } else {
         shiftgrad::opencl::skip("profile regions", "no OpenCL device: CPU step times only");
     }
+    // Several spatial operators: one report each, then their images/s side by side.
+    let o = shiftgrad(&[
+        "profile",
+        "--device",
+        device,
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--rounds",
+        "2",
+        "--widths",
+        "8,16,24",
+        "--spatial",
+        "sw,small",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("== sw ==") && out.contains("== small =="),
+        "{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("small:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("x the images/s of sw"), "{line}");
     let base = [
         "profile",
         "--device",
@@ -401,6 +428,7 @@ fn profile_compares_sparsities_in_one_run() {
         &["--sparsity", "0,1.5"],
         "--sparsity must be in [0, 1)",
     );
+    assert_fails(&base, &["--spatial", "sw,round"], "round");
     assert_fails(&base, &["--rounds", "0"], "at least 1");
 }
 

@@ -11,12 +11,12 @@
 //! bias, residual included).
 
 use crate::layers::ConvBn;
-use crate::module::{Mode, Module, ParamRef, StateDict};
+use crate::module::{Mode, Module};
 use crate::reparam::Folded;
 use crate::shiftwise::{ShiftWiseConv, SwConfig};
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::{add_n, add_relu, relu};
-use shiftgrad_tensor::{init, Device, Error, Real, Result};
+use shiftgrad_tensor::{init, Error, Real, Result};
 
 /// Which spatial operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,52 +153,24 @@ impl<T: Real> Module<T> for Spatial<T> {
     fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
         self.forward_act(x, mode, false)
     }
-    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
-        match self {
-            Spatial::Sw(sw) => sw.parameters(prefix, out),
-            Spatial::Dense(d) | Spatial::Small(d) => d.parameters(prefix, out),
-            Spatial::Slak { tall, wide, small } => {
-                tall.parameters(prefix, out);
-                wide.parameters(prefix, out);
-                small.parameters(prefix, out);
-            }
-            Spatial::Folded(f) => f.parameters(prefix, out),
-        }
+    // Every kind's modules share the spatial operator's prefix: the shift-wise layer and
+    // the single depthwise pairs directly, slak's three pairs by their suffixes.
+    fn children(&self) -> Vec<(String, &dyn Module<T>)> {
+        let list: Vec<&dyn Module<T>> = match self {
+            Spatial::Sw(sw) => vec![sw],
+            Spatial::Dense(d) | Spatial::Small(d) => vec![d],
+            Spatial::Slak { tall, wide, small } => vec![tall, wide, small],
+            Spatial::Folded(f) => vec![f],
+        };
+        list.into_iter().map(|m| (String::new(), m)).collect()
     }
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
-        match self {
-            Spatial::Sw(sw) => sw.save_state(prefix, sd),
-            Spatial::Dense(d) | Spatial::Small(d) => d.save_state(prefix, sd),
-            Spatial::Slak { tall, wide, small } => {
-                tall.save_state(prefix, sd)?;
-                wide.save_state(prefix, sd)?;
-                small.save_state(prefix, sd)
-            }
-            Spatial::Folded(f) => f.save_state(prefix, sd),
-        }
-    }
-    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
-        match self {
-            Spatial::Sw(sw) => sw.load_state(prefix, sd),
-            Spatial::Dense(d) | Spatial::Small(d) => d.load_state(prefix, sd),
-            Spatial::Slak { tall, wide, small } => {
-                tall.load_state(prefix, sd)?;
-                wide.load_state(prefix, sd)?;
-                small.load_state(prefix, sd)
-            }
-            Spatial::Folded(f) => f.load_state(prefix, sd),
-        }
-    }
-    fn move_to(&mut self, device: &Device) -> Result<()> {
-        match self {
-            Spatial::Sw(sw) => sw.move_to(device),
-            Spatial::Dense(d) | Spatial::Small(d) => d.move_to(device),
-            Spatial::Slak { tall, wide, small } => {
-                tall.move_to(device)?;
-                wide.move_to(device)?;
-                small.move_to(device)
-            }
-            Spatial::Folded(f) => f.move_to(device),
-        }
+    fn children_mut(&mut self) -> Vec<(String, &mut dyn Module<T>)> {
+        let list: Vec<&mut dyn Module<T>> = match self {
+            Spatial::Sw(sw) => vec![sw],
+            Spatial::Dense(d) | Spatial::Small(d) => vec![d],
+            Spatial::Slak { tall, wide, small } => vec![tall, wide, small],
+            Spatial::Folded(f) => vec![f],
+        };
+        list.into_iter().map(|m| (String::new(), m)).collect()
     }
 }

@@ -305,13 +305,6 @@ impl<T: Real> ConvBn<T> {
     ) -> Result<Self> {
         Ok(Self::new(Conv2d::depthwise(channels, kernel, rng)?, suffix))
     }
-
-    fn names(&self, prefix: &str) -> (String, String) {
-        (
-            join(prefix, &format!("conv{}", self.suffix)),
-            join(prefix, &format!("bn{}", self.suffix)),
-        )
-    }
 }
 
 impl<T: Real> Module<T> for ConvBn<T> {
@@ -319,25 +312,7 @@ impl<T: Real> Module<T> for ConvBn<T> {
         let y = self.conv.forward(x, mode)?;
         self.bn.forward(&y, mode)
     }
-    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
-        let (conv, bn) = self.names(prefix);
-        self.conv.parameters(&conv, out);
-        self.bn.parameters(&bn, out);
-    }
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
-        let (conv, bn) = self.names(prefix);
-        self.conv.save_state(&conv, sd)?;
-        self.bn.save_state(&bn, sd)
-    }
-    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
-        let (conv, bn) = self.names(prefix);
-        self.conv.load_state(&conv, sd)?;
-        self.bn.load_state(&bn, sd)
-    }
-    fn move_to(&mut self, device: &Device) -> Result<()> {
-        self.conv.move_to(device)?;
-        self.bn.move_to(device)
-    }
+    crate::children!(|this| format!("conv{}", this.suffix) => conv, format!("bn{}", this.suffix) => bn);
 }
 
 /// A fully connected layer, `y = x W^T + b`.

@@ -45,20 +45,122 @@ pub struct ParamRef<T: Real> {
 }
 
 /// A network piece.
+///
+/// # Containers and leaves
+/// A container (the network, a stage, a block, a conv + batch-norm pair, the spatial
+/// operator) lists its child modules with their names once, in [`Module::children`] and
+/// [`Module::children_mut`] (the [`children!`](crate::children) macro writes both from one
+/// list of fields), and inherits [`Module::parameters`], [`Module::save_state`],
+/// [`Module::load_state`] and [`Module::move_to`]: each walks the children in order, each
+/// under `prefix.name`. A leaf (a convolution, a batch-norm, the linear head, the shift-wise
+/// layer with its index tables) has no children and writes those four itself.
 pub trait Module<T: Real> {
     /// Applies the module. In [`Mode::Train`] batch-norms use batch statistics and update their
     /// running averages.
     fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>>;
+    /// The child modules, each with its name under this module ("" for one that shares this
+    /// module's prefix), in state-dict order; none for a leaf.
+    fn children(&self) -> Vec<(String, &dyn Module<T>)> {
+        Vec::new()
+    }
+    /// The same children as [`Module::children`], mutably.
+    fn children_mut(&mut self) -> Vec<(String, &mut dyn Module<T>)> {
+        Vec::new()
+    }
     /// Appends the trainable parameters, named under `prefix`.
-    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>);
+    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
+        for (name, child) in self.children() {
+            child.parameters(&join(prefix, &name), out);
+        }
+    }
     /// Writes every parameter and buffer under `prefix` (device tensors are read back, which
     /// can fail).
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()>;
+    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
+        for (name, child) in self.children() {
+            child.save_state(&join(prefix, &name), sd)?;
+        }
+        Ok(())
+    }
     /// Reads every parameter and buffer under `prefix`; a missing name or a shape that differs
     /// from the module's is an error naming both.
-    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()>;
+    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
+        for (name, child) in self.children_mut() {
+            child.load_state(&join(prefix, &name), sd)?;
+        }
+        Ok(())
+    }
     /// Moves every parameter and buffer to `device`.
-    fn move_to(&mut self, device: &Device) -> Result<()>;
+    fn move_to(&mut self, device: &Device) -> Result<()> {
+        for (_, child) in self.children_mut() {
+            child.move_to(device)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a container's [`Module::children`] and [`Module::children_mut`] from one list of
+/// `name => field` pairs, inside an `impl<T: Real> Module<T> for ...` block; `|this|` names
+/// the module in the name expressions:
+///
+/// ```ignore
+/// children!(|this| "spatial" => spatial, "pw" => pw, format!("bn{}", this.suffix) => bn);
+/// ```
+#[macro_export]
+macro_rules! children {
+    (|$this:ident| $($name:expr => $field:ident),* $(,)?) => {
+        fn children(&self) -> Vec<(String, &dyn $crate::Module<T>)> {
+            let $this = self;
+            vec![$((String::from($name), &$this.$field as &dyn $crate::Module<T>)),*]
+        }
+        fn children_mut(&mut self) -> Vec<(String, &mut dyn $crate::Module<T>)> {
+            let $this = self;
+            vec![$((String::from($name), &mut $this.$field as &mut dyn $crate::Module<T>)),*]
+        }
+    };
+}
+
+/// A sequence of modules: applied in order; child `i` is named `i` (`blocks.0`, `blocks.1`).
+impl<T: Real, M: Module<T>> Module<T> for Vec<M> {
+    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        let mut h = x.clone();
+        for m in self.iter_mut() {
+            h = m.forward(&h, mode)?;
+        }
+        Ok(h)
+    }
+    fn children(&self) -> Vec<(String, &dyn Module<T>)> {
+        self.iter()
+            .enumerate()
+            .map(|(i, m)| (i.to_string(), m as &dyn Module<T>))
+            .collect()
+    }
+    fn children_mut(&mut self) -> Vec<(String, &mut dyn Module<T>)> {
+        self.iter_mut()
+            .enumerate()
+            .map(|(i, m)| (i.to_string(), m as &mut dyn Module<T>))
+            .collect()
+    }
+}
+
+/// An optional module: applied where present, the identity otherwise; the child shares the
+/// prefix (`stages.1.down.*`).
+impl<T: Real, M: Module<T>> Module<T> for Option<M> {
+    fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        match self {
+            Some(m) => m.forward(x, mode),
+            None => Ok(x.clone()),
+        }
+    }
+    fn children(&self) -> Vec<(String, &dyn Module<T>)> {
+        self.iter()
+            .map(|m| (String::new(), m as &dyn Module<T>))
+            .collect()
+    }
+    fn children_mut(&mut self) -> Vec<(String, &mut dyn Module<T>)> {
+        self.iter_mut()
+            .map(|m| (String::new(), m as &mut dyn Module<T>))
+            .collect()
+    }
 }
 
 /// Moves a parameter's value to `device` (no-op if it is there).
@@ -78,10 +180,12 @@ pub fn move_tensor<T: Real>(t: &mut Tensor<T>, device: &Device) -> Result<()> {
     Ok(())
 }
 
-/// `prefix.name`, or `name` at the top.
+/// `prefix.name`, or `name` at the top, or `prefix` for an empty name.
 pub fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_string()
+    } else if name.is_empty() {
+        prefix.to_string()
     } else {
         format!("{prefix}.{name}")
     }

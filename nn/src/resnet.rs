@@ -17,14 +17,14 @@
 use crate::baselines::{Spatial, SpatialKind};
 pub use crate::layers::ConvBn;
 use crate::layers::{BatchNorm2d, Conv2d, Linear};
-use crate::module::{join, Mode, Module, ParamRef, StateDict};
+use crate::module::{Mode, Module, ParamRef, StateDict};
 use crate::reparam::{fold_spatial, merge_paths};
 use crate::shiftwise::{ShiftWiseConv, SwConfig};
 use rand::Rng as _;
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::pool::global_avg_pool;
 use shiftgrad_ops::{add_relu, relu, Conv2dParams};
-use shiftgrad_tensor::{init, Device, Error, Real, Result};
+use shiftgrad_tensor::{init, Error, Real, Result};
 
 /// The architecture and its hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +125,29 @@ pub struct Stage<T: Real> {
     pub down: Option<ConvBn<T>>,
     /// The n_s blocks of width C_s (`blocks.{b}.*`).
     pub blocks: Vec<Block<T>>,
+}
+
+/// `out = relu(h + bn(pw(relu(spatial(h)))))` (SPEC 2); relu(spatial(h)) and the residual's
+/// relu each run as one op (`ops::add_relu`).
+impl<T: Real> Module<T> for Block<T> {
+    fn forward(&mut self, h: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        let s = self.spatial.forward_relu(h, mode)?;
+        let s = self.bn.forward(&self.pw.forward(&s, mode)?, mode)?;
+        add_relu(&[h, &s])
+    }
+    crate::children!(|this| "spatial" => spatial, "pw" => pw, "bn" => bn);
+}
+
+/// The down-sampling convolution (with its relu) where there is one, then the blocks.
+impl<T: Real> Module<T> for Stage<T> {
+    fn forward(&mut self, h: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        let h = match &mut self.down {
+            Some(down) => relu(&down.forward(h, mode)?)?,
+            None => h.clone(),
+        };
+        self.blocks.forward(&h, mode)
+    }
+    crate::children!(|this| "down" => down, "blocks" => blocks);
 }
 
 /// The network.
@@ -265,19 +288,8 @@ impl<T: Real> SwResNet<T> {
                 ),
             ));
         }
-        let mut h = relu(&self.stem.forward(x, mode)?)?;
-        for stage in &mut self.stages {
-            if let Some(down) = &mut stage.down {
-                h = relu(&down.forward(&h, mode)?)?;
-            }
-            for block in &mut stage.blocks {
-                // relu(spatial(h)) and relu(h + s) each as one op (`ops::add_relu`).
-                let s = block.spatial.forward_relu(&h, mode)?;
-                let s = block.bn.forward(&block.pw.forward(&s, mode)?, mode)?;
-                h = add_relu(&[&h, &s])?;
-            }
-        }
-        Ok(h)
+        let h = relu(&self.stem.forward(x, mode)?)?;
+        self.stages.forward(&h, mode)
     }
 }
 
@@ -288,69 +300,5 @@ impl<T: Real> Module<T> for SwResNet<T> {
         self.head.forward(&pooled, mode)
     }
 
-    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
-        self.stem.parameters(&join(prefix, "stem"), out);
-        for (s, stage) in self.stages.iter().enumerate() {
-            let sp = join(prefix, &format!("stages.{s}"));
-            if let Some(d) = &stage.down {
-                d.parameters(&join(&sp, "down"), out);
-            }
-            for (b, block) in stage.blocks.iter().enumerate() {
-                let bp = join(&sp, &format!("blocks.{b}"));
-                block.spatial.parameters(&join(&bp, "spatial"), out);
-                block.pw.parameters(&join(&bp, "pw"), out);
-                block.bn.parameters(&join(&bp, "bn"), out);
-            }
-        }
-        self.head.parameters(&join(prefix, "head"), out);
-    }
-
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
-        self.stem.save_state(&join(prefix, "stem"), sd)?;
-        for (s, stage) in self.stages.iter().enumerate() {
-            let sp = join(prefix, &format!("stages.{s}"));
-            if let Some(d) = &stage.down {
-                d.save_state(&join(&sp, "down"), sd)?;
-            }
-            for (b, block) in stage.blocks.iter().enumerate() {
-                let bp = join(&sp, &format!("blocks.{b}"));
-                block.spatial.save_state(&join(&bp, "spatial"), sd)?;
-                block.pw.save_state(&join(&bp, "pw"), sd)?;
-                block.bn.save_state(&join(&bp, "bn"), sd)?;
-            }
-        }
-        self.head.save_state(&join(prefix, "head"), sd)
-    }
-
-    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
-        self.stem.load_state(&join(prefix, "stem"), sd)?;
-        for (s, stage) in self.stages.iter_mut().enumerate() {
-            let sp = join(prefix, &format!("stages.{s}"));
-            if let Some(d) = &mut stage.down {
-                d.load_state(&join(&sp, "down"), sd)?;
-            }
-            for (b, block) in stage.blocks.iter_mut().enumerate() {
-                let bp = join(&sp, &format!("blocks.{b}"));
-                block.spatial.load_state(&join(&bp, "spatial"), sd)?;
-                block.pw.load_state(&join(&bp, "pw"), sd)?;
-                block.bn.load_state(&join(&bp, "bn"), sd)?;
-            }
-        }
-        self.head.load_state(&join(prefix, "head"), sd)
-    }
-
-    fn move_to(&mut self, device: &Device) -> Result<()> {
-        self.stem.move_to(device)?;
-        for stage in &mut self.stages {
-            if let Some(d) = &mut stage.down {
-                d.move_to(device)?;
-            }
-            for block in &mut stage.blocks {
-                block.spatial.move_to(device)?;
-                block.pw.move_to(device)?;
-                block.bn.move_to(device)?;
-            }
-        }
-        self.head.move_to(device)
-    }
+    crate::children!(|this| "stem" => stem, "stages" => stages, "head" => head);
 }

@@ -24,14 +24,15 @@ pub struct Shape {
     /// Rounds: with several sparsities, each round runs `steps` steps of every network in
     /// turn, so that a slow spell of a shared machine falls on all of them.
     pub rounds: usize,
-    /// One network per entry: the fraction of every shift-wise layer's small kernels pruned
-    /// (uniform random masks from seed 0); 0: dense.
+    /// One network per entry (for each spatial operator): the fraction of every shift-wise
+    /// layer's small kernels pruned (uniform random masks from seed 0); 0: dense.
     pub sparsity: Vec<f64>,
 }
 
 /// One network being profiled, on its own device context (its own kernel and memory
 /// counters).
 struct Subject<'d> {
+    config: ResNetConfig,
     sparsity: f64,
     device: &'d Device,
     model: SwResNet<f32>,
@@ -48,6 +49,16 @@ struct Subject<'d> {
 }
 
 impl Subject<'_> {
+    /// `sparsity 0.5` where only the sparsity varies between the networks; else `sw`, `slak`
+    /// or `sw sparsity 0.5`.
+    fn label(&self, kinds: usize) -> String {
+        match (kinds, self.sparsity == 0.0) {
+            (1, _) => format!("sparsity {}", self.sparsity),
+            (_, true) => self.config.spatial.to_string(),
+            (_, false) => format!("{} sparsity {}", self.config.spatial, self.sparsity),
+        }
+    }
+
     /// One training step.
     fn step(&mut self) -> Result<()> {
         let device = self.device;
@@ -97,12 +108,13 @@ impl Subject<'_> {
     }
 }
 
-/// Profiles one network per entry of `shape.sparsity`, the i-th on `devices[i]` (give each
-/// its own context so that their kernel times stay apart), and prints a report per network
-/// and, for several, the device time of the shift-wise layers' bank convolution and
-/// shift-add side by side. Returns the median step time of each, in seconds.
+/// Profiles one network per configuration of `configs` and entry of `shape.sparsity` (the
+/// configurations outer), the i-th on `devices[i]` (give each its own context so that their
+/// kernel times stay apart), and prints a report per network and, for several, their median
+/// steps side by side and the device time of the shift-wise layers' bank convolution and
+/// shift-add. Returns the median step time of each, in seconds.
 pub fn run(
-    config: ResNetConfig,
+    configs: &[ResNetConfig],
     devices: &[Device],
     shape: Shape,
     out: &mut dyn Write,
@@ -120,11 +132,13 @@ pub fn run(
             "batch, steps and rounds must be at least 1",
         ));
     }
-    if sparsity.is_empty() || devices.len() != sparsity.len() {
+    let networks = configs.len() * sparsity.len();
+    if networks == 0 || devices.len() != networks {
         return Err(Error::arg(
             "profile",
             format!(
-                "one device per network: {} sparsities, {} devices",
+                "one device per network: {} spatial operators x {} sparsities, {} devices",
+                configs.len(),
                 sparsity.len(),
                 devices.len()
             ),
@@ -132,8 +146,11 @@ pub fn run(
     }
     let io = |e: std::io::Error| Error::Other(format!("profile: {e}"));
     let mut subjects = Vec::new();
-    for (&s, device) in sparsity.iter().zip(devices) {
-        subjects.push(subject(&config, device, batch, s, out)?);
+    let pairs = configs
+        .iter()
+        .flat_map(|c| sparsity.iter().map(move |&s| (c, s)));
+    for ((config, s), device) in pairs.zip(devices) {
+        subjects.push(subject(config, device, batch, s, out)?);
     }
     for subject in &mut subjects {
         for _ in 0..warmup {
@@ -154,13 +171,32 @@ pub fn run(
     let mut spatial = Vec::new();
     for subject in &subjects {
         if subjects.len() > 1 {
-            writeln!(out, "\n== sparsity {} ==", subject.sparsity).map_err(io)?;
+            writeln!(out, "\n== {} ==", subject.label(configs.len())).map_err(io)?;
         }
-        let (median, region_ms) = report(&config, subject, batch, out)?;
+        let (median, region_ms) = report(subject, batch, out)?;
         medians.push(median);
         spatial.push(region_ms);
     }
     if subjects.len() > 1 {
+        writeln!(
+            out,
+            "\nmedian steps, the networks timed in alternating rounds ({rounds} x {steps} steps each):"
+        )
+        .map_err(io)?;
+        for (subject, &m) in subjects.iter().zip(&medians) {
+            writeln!(
+                out,
+                "  {:<17} {:>8.3} s  {:>7.1} images/s  {:.2}x the images/s of {}",
+                format!("{}:", subject.label(configs.len())),
+                m,
+                batch as f64 / m,
+                medians[0] / m,
+                subjects[0].label(configs.len())
+            )
+            .map_err(io)?;
+        }
+    }
+    if subjects.len() > 1 && sparsity.len() > 1 {
         if let (Some(Some(base)), true) = (spatial.first(), spatial.iter().all(Option::is_some)) {
             writeln!(
                 out,
@@ -175,11 +211,11 @@ pub fn run(
                 let ms = ms.unwrap_or(0.0);
                 writeln!(
                     out,
-                    "  sparsity {:<6} {:>8.2} ms  ({:+.1} % against sparsity {})",
-                    subject.sparsity,
+                    "  {:<16} {:>8.2} ms  ({:+.1} % against {})",
+                    subject.label(configs.len()),
                     ms,
                     100.0 * (ms - base) / base.max(1e-12),
-                    subjects[0].sparsity
+                    subjects[0].label(configs.len())
                 )
                 .map_err(io)?;
             }
@@ -243,6 +279,7 @@ fn subject<'d>(
     let mut rng = init::rng(1);
     let x: Tensor<f32> = init::normal([batch, config.in_channels, 28, 28], 0.0, 1.0, &mut rng);
     Ok(Subject {
+        config: config.clone(),
         sparsity,
         device,
         model,
@@ -259,13 +296,9 @@ fn subject<'d>(
 
 /// Prints the report of one subject; returns its median step time and, on OpenCL, the
 /// device ms per step of the shift-wise regions (bank convolution + shift-add).
-fn report(
-    config: &ResNetConfig,
-    subject: &Subject<'_>,
-    batch: usize,
-    out: &mut dyn Write,
-) -> Result<(f64, Option<f64>)> {
+fn report(subject: &Subject<'_>, batch: usize, out: &mut dyn Write) -> Result<(f64, Option<f64>)> {
     let device = subject.device;
+    let config = &subject.config;
     let split = &subject.split;
     let steps = subject.times.len();
     let mut times = subject.times.clone();

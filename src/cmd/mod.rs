@@ -76,8 +76,11 @@ pub(crate) enum Command {
     Profile {
         #[arg(long, default_value = "sw-resnet-tiny")]
         preset: String,
-        #[arg(long, default_value = "sw")]
-        spatial: String,
+        /// Spatial operator: sw, slak, dense or small. Several, e.g. sw,slak,small: one
+        /// network each, on its own device context, timed in alternating rounds, and their
+        /// images/s side by side.
+        #[arg(long, value_delimiter = ',', default_value = "sw")]
+        spatial: Vec<String>,
         #[arg(long = "batch-size", default_value_t = 64)]
         batch_size: usize,
         #[arg(long, default_value_t = 5)]

@@ -68,15 +68,18 @@ pub(crate) fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
             rounds,
             device,
         } => {
-            let devices = sparsity
-                .iter()
+            let mut configs = Vec::new();
+            for kind in &spatial {
+                let mut config = shiftgrad::nn::resnet::ResNetConfig::preset(&preset)?;
+                config.spatial = kind.parse()?;
+                if let Some(w) = &widths {
+                    config.widths = w.clone();
+                }
+                configs.push(config);
+            }
+            let devices = (0..configs.len() * sparsity.len())
                 .map(|_| train_device(device.as_deref()))
                 .collect::<Result<Vec<_>>>()?;
-            let mut config = shiftgrad::nn::resnet::ResNetConfig::preset(&preset)?;
-            config.spatial = spatial.parse()?;
-            if let Some(w) = widths {
-                config.widths = w;
-            }
             let shape = cli::profile::Shape {
                 batch: batch_size,
                 warmup,
@@ -84,7 +87,7 @@ pub(crate) fn run(command: Command, matches: &ArgMatches) -> Result<bool> {
                 rounds,
                 sparsity,
             };
-            cli::profile::run(config, &devices, shape, &mut stdout)?;
+            cli::profile::run(&configs, &devices, shape, &mut stdout)?;
             Ok(true)
         }
         Command::Erf(a) => {

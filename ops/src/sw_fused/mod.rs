@@ -7,7 +7,10 @@
 //! image, nk times the input when every kernel is live): on OpenCL one work-group per (image,
 //! rep channel) computes that rep's `Y` planes into local memory and adds the shifted rows
 //! from there (`sw_fused.cl`), so `Y` is neither written to nor read from global memory, and
-//! the graph does not hold it until the backward. Where a rep's planes do not fit the
+//! the graph does not hold it until the backward. On a CPU device (PoCL) a work-group is one
+//! work-item, which stages the input plane in local memory with zero margins and computes
+//! `Y` and the outputs in register blocks (several rows by a row's vector segments); on a GPU
+//! up to 16 work-items share the rows (`device::gpu_shaped`). Where a rep's planes do not fit the
 //! device's local memory, the OpenCL path runs the two unfused kernels instead. On the CPU
 //! backend the op runs the two reference functions one after the other.
 //!

@@ -1,0 +1,122 @@
+"""PyTorch (CPU, 2 threads) times of one spatial layer of each kind in training mode, forward
+and backward separately, median of 5 steps after one warm-up: the twin of `shiftgrad bench
+--device opencl` at its default shape (C = 64, 56x56, batch 8, M = 51, k = 5, P = 2, G = 4,
+ghost 0). Each layer is SPEC 1.7's: the spatial operator, a batch-norm after each of its
+outputs, the identity residual.
+
+The shift-wise layer is written the fastest way found in plain PyTorch: the P bank
+convolutions as one grouped convolution, then the shift-add (SPEC 1.3) as one slice of the
+zero-padded Y per distinct shift (nk of them per direction and group) for all channels at once,
+weighted by a 0/1 mask of the channels that take that shift and summed over each rep's
+kernels. The tables are drawn as SPEC 1.2 (`tables` of tests/golden/shift_add_generate.py).
+
+    python3 scripts/layer_times.py [sw,slak,dense,small]      # needs torch and numpy
+"""
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden"))
+from shift_add_generate import shifts, tables  # noqa: E402
+
+torch.manual_seed(0)
+torch.set_num_threads(2)
+B, C, H, W, M, K, P, G = 8, 64, 56, 56, 51, 5, 2, 4
+
+
+def bn(c):
+    return torch.nn.BatchNorm2d(c)
+
+
+class Sw(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.nk = math.ceil(M / K)
+        self.bank = torch.nn.Conv2d(C, C * self.nk * P, K, padding=K - 1, groups=C, bias=False)
+        self.bns = torch.nn.ModuleList(bn(C) for _ in range(3))
+        pad_hv, idx = tables(M, K, C, G, np.random.default_rng(0))
+        e = K // 2
+        self.e = e
+        self.reach = int(np.abs(pad_hv).max())
+        # For each direction, group and distinct shift: the (C, nk) 0/1 mask of the kernels
+        # that take it. The identity path: the kernel each (rep, group) takes.
+        s = shifts(M, K)
+        self.shifts = s
+        self.masks = {}
+        for d in range(2):
+            for g in range(G):
+                for v in s:
+                    m = (pad_hv[:, d * G + g] == v).reshape(C, self.nk).astype(np.float32)
+                    self.masks[(d, g, v)] = torch.tensor(m)[None, :, :, None, None]
+        ident = np.zeros((C, self.nk), dtype=np.float32)
+        for o in range(C):
+            for g in range(G):
+                ident[o, idx[o, g] - o * self.nk] += 1
+        self.ident = torch.tensor(ident)[None, :, :, None, None]
+
+    def forward(self, x):
+        y = self.bank(x)  # (B, C*nk*P, Hp, Wp): sum the P paths
+        y = y.view(B, C, P, self.nk, H + K - 1, W + K - 1).sum(2)
+        e, r = self.e, self.reach
+        yp = F.pad(y, (r, r, r, r))  # (B, C, nk, Hp + 2r, Wp + 2r)
+        h = v = 0
+        for g in range(G):
+            for s in self.shifts:
+                # Hout[y, x] += Y[y + e, x - s]; Vout[y, x] += Y[y - s, x + e]
+                hs = yp[..., r + e : r + e + H, r - s : r - s + W]
+                vs = yp[..., r - s : r - s + H, r + e : r + e + W]
+                h = h + (hs * self.masks[(0, g, s)]).sum(2)
+                v = v + (vs * self.masks[(1, g, s)]).sum(2)
+        i = (yp[..., r + e : r + e + H, r + e : r + e + W] * self.ident).sum(2)
+        return self.bns[0](h) + self.bns[1](v) + self.bns[2](i) + x
+
+
+class Dw(torch.nn.Module):
+    def __init__(self, shapes):
+        super().__init__()
+        self.convs = torch.nn.ModuleList(
+            torch.nn.Conv2d(C, C, s, padding=(s[0] // 2, s[1] // 2), groups=C, bias=False) for s in shapes
+        )
+        self.bns = torch.nn.ModuleList(bn(C) for _ in shapes)
+
+    def forward(self, x):
+        return sum(b(c(x)) for c, b in zip(self.convs, self.bns)) + x
+
+
+LAYERS = {
+    "sw": Sw,
+    "slak": lambda: Dw([(M, K), (K, M), (K, K)]),
+    "dense": lambda: Dw([(M, M)]),
+    "small": lambda: Dw([(K, K)]),
+}
+
+
+def times(layer, steps=5):
+    x = torch.randn(B, C, H, W)
+    dy = torch.randn(B, C, H, W)
+    f, b = [], []
+    for i in range(steps + 1):
+        xr = x.clone().requires_grad_(True)
+        t0 = time.perf_counter()
+        y = layer(xr)
+        t1 = time.perf_counter()
+        y.backward(dy)
+        t2 = time.perf_counter()
+        if i > 0:
+            f.append(t1 - t0)
+            b.append(t2 - t1)
+    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    return med(f), med(b)
+
+
+if __name__ == "__main__":
+    kinds = sys.argv[1].split(",") if len(sys.argv) > 1 else list(LAYERS)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; C={C} {H}x{W} batch {B} M={M} k={K} P={P} G={G}")
+    for kind in kinds:
+        fw, bw = times(LAYERS[kind]().train())
+        print(f"{kind:6} fwd {fw * 1e3:8.2f} ms  bwd {bw * 1e3:8.2f} ms  total {(fw + bw) * 1e3:8.2f} ms")
