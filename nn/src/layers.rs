@@ -5,11 +5,11 @@
 //! convolution and linear weights uniform in `±1/sqrt(fan_in)` (PyTorch's Kaiming-uniform with
 //! a = sqrt(5)), biases likewise; batch-norm gamma 1, beta 0, running mean 0, running var 1.
 
-use crate::module::{join, move_tensor, move_var, Mode, Module, ParamRef, StateDict};
+use crate::module::{join, load_walk, save_walk, Mode, Module, StateDict};
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::batch_norm::{batch_norm2d_eval, batch_norm2d_train};
 use shiftgrad_ops::{conv2d, linear::linear, Conv2dParams};
-use shiftgrad_tensor::{init, Device, Error, Real, Result, Tensor};
+use shiftgrad_tensor::{init, Error, Real, Result, Tensor};
 
 fn default_uniform<T: Real>(shape: &[usize], fan_in: usize, rng: &mut init::Rng) -> Tensor<T> {
     let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
@@ -79,40 +79,10 @@ impl<T: Real> Module<T> for Conv2d<T> {
     fn forward(&mut self, x: &Var<T>, _mode: Mode) -> Result<Var<T>> {
         conv2d(x, &self.weight, self.bias.as_ref(), self.params)
     }
-    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
-        out.push(ParamRef {
-            name: join(prefix, "weight"),
-            var: self.weight.clone(),
-            decay: true,
-        });
-        if let Some(b) = &self.bias {
-            out.push(ParamRef {
-                name: join(prefix, "bias"),
-                var: b.clone(),
-                decay: false,
-            });
-        }
-    }
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
-        sd.insert(join(prefix, "weight"), self.weight.value().clone())?;
-        if let Some(b) = &self.bias {
-            sd.insert(join(prefix, "bias"), b.value().clone())?;
-        }
-        Ok(())
-    }
-    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
-        sd.load_var(&join(prefix, "weight"), &self.weight)?;
-        if let Some(b) = &self.bias {
-            sd.load_var(&join(prefix, "bias"), b)?;
-        }
-        Ok(())
-    }
-    fn move_to(&mut self, device: &Device) -> Result<()> {
-        move_var(&self.weight, device)?;
-        if let Some(b) = &self.bias {
-            move_var(b, device)?;
-        }
-        Ok(())
+    fn own_parameters(&self) -> Vec<(String, &Var<T>, bool)> {
+        let mut own = vec![("weight".into(), &self.weight, true)];
+        own.extend(self.bias.iter().map(|b| ("bias".into(), b, false)));
+        own
     }
 }
 
@@ -219,23 +189,27 @@ impl<T: Real> Module<T> for BatchNorm2d<T> {
             ),
         }
     }
-    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
-        out.push(ParamRef {
-            name: join(prefix, "weight"),
-            var: self.weight.clone(),
-            decay: false,
-        });
-        out.push(ParamRef {
-            name: join(prefix, "bias"),
-            var: self.bias.clone(),
-            decay: false,
-        });
+    fn own_parameters(&self) -> Vec<(String, &Var<T>, bool)> {
+        vec![
+            ("weight".into(), &self.weight, false),
+            ("bias".into(), &self.bias, false),
+        ]
     }
+    fn own_buffers(&self) -> Vec<(&'static str, &Tensor<T>)> {
+        vec![
+            ("running_mean", &self.running_mean),
+            ("running_var", &self.running_var),
+        ]
+    }
+    fn own_buffers_mut(&mut self) -> Vec<(&'static str, &mut Tensor<T>)> {
+        vec![
+            ("running_mean", &mut self.running_mean),
+            ("running_var", &mut self.running_var),
+        ]
+    }
+    /// The walk, then the step counter (an int64, as PyTorch's).
     fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
-        sd.insert(join(prefix, "weight"), self.weight.value().clone())?;
-        sd.insert(join(prefix, "bias"), self.bias.value().clone())?;
-        sd.insert(join(prefix, "running_mean"), self.running_mean.clone())?;
-        sd.insert(join(prefix, "running_var"), self.running_var.clone())?;
+        save_walk(self, prefix, sd)?;
         sd.insert_int64(
             join(prefix, "num_batches_tracked"),
             &[],
@@ -244,16 +218,7 @@ impl<T: Real> Module<T> for BatchNorm2d<T> {
         Ok(())
     }
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
-        sd.load_var(&join(prefix, "weight"), &self.weight)?;
-        sd.load_var(&join(prefix, "bias"), &self.bias)?;
-        let shape = self.running_mean.shape().clone();
-        let device = self.running_mean.device();
-        self.running_mean = sd
-            .tensor_shaped(&join(prefix, "running_mean"), &shape)?
-            .to_device(&device)?;
-        self.running_var = sd
-            .tensor_shaped(&join(prefix, "running_var"), &shape)?
-            .to_device(&device)?;
+        load_walk(self, prefix, sd)?;
         // Checkpoints written before the counter was saved have none: it restarts at 0.
         let counter = join(prefix, "num_batches_tracked");
         self.num_batches_tracked = match sd.names().any(|n| n == counter) {
@@ -261,12 +226,6 @@ impl<T: Real> Module<T> for BatchNorm2d<T> {
             false => 0,
         };
         Ok(())
-    }
-    fn move_to(&mut self, device: &Device) -> Result<()> {
-        move_var(&self.weight, device)?;
-        move_var(&self.bias, device)?;
-        move_tensor(&mut self.running_mean, device)?;
-        move_tensor(&mut self.running_var, device)
     }
 }
 
@@ -337,29 +296,11 @@ impl<T: Real> Module<T> for Linear<T> {
     fn forward(&mut self, x: &Var<T>, _mode: Mode) -> Result<Var<T>> {
         linear(x, &self.weight, Some(&self.bias))
     }
-    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
-        out.push(ParamRef {
-            name: join(prefix, "weight"),
-            var: self.weight.clone(),
-            decay: true,
-        });
-        out.push(ParamRef {
-            name: join(prefix, "bias"),
-            var: self.bias.clone(),
-            decay: false,
-        });
-    }
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
-        sd.insert(join(prefix, "weight"), self.weight.value().clone())?;
-        sd.insert(join(prefix, "bias"), self.bias.value().clone())
-    }
-    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
-        sd.load_var(&join(prefix, "weight"), &self.weight)?;
-        sd.load_var(&join(prefix, "bias"), &self.bias)
-    }
-    fn move_to(&mut self, device: &Device) -> Result<()> {
-        move_var(&self.weight, device)?;
-        move_var(&self.bias, device)
+    fn own_parameters(&self) -> Vec<(String, &Var<T>, bool)> {
+        vec![
+            ("weight".into(), &self.weight, true),
+            ("bias".into(), &self.bias, false),
+        ]
     }
 }
 

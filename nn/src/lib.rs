@@ -39,6 +39,6 @@ pub mod synthetic;
 
 pub use baselines::{Spatial, SpatialKind};
 pub use layers::{BatchNorm2d, Conv2d, ConvBn, Linear};
-pub use module::{Mode, Module, ParamRef, StateDict};
+pub use module::{load_walk, save_walk, Mode, Module, ParamRef, StateDict};
 pub use reparam::Folded;
 pub use shiftwise::{ShiftWiseConv, SwConfig};

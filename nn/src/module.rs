@@ -46,18 +46,35 @@ pub struct ParamRef<T: Real> {
 
 /// A network piece.
 ///
-/// # Containers and leaves
-/// A container (the network, a stage, a block, a conv + batch-norm pair, the spatial
-/// operator) lists its child modules with their names once, in [`Module::children`] and
-/// [`Module::children_mut`] (the [`children!`](crate::children) macro writes both from one
-/// list of fields), and inherits [`Module::parameters`], [`Module::save_state`],
-/// [`Module::load_state`] and [`Module::move_to`]: each walks the children in order, each
-/// under `prefix.name`. A leaf (a convolution, a batch-norm, the linear head, the shift-wise
-/// layer with its index tables) has no children and writes those four itself.
+/// # One walk over every module
+/// A module names what it holds once, and inherits [`Module::parameters`],
+/// [`Module::save_state`], [`Module::load_state`] and [`Module::move_to`], which walk it: first
+/// its own parameters ([`Module::own_parameters`]: a convolution's weight and bias) and float
+/// buffers ([`Module::own_buffers`]: batch-norm's running statistics), then its child modules
+/// ([`Module::children`], [`Module::children_mut`]: a network's stages, a block's layers), each
+/// under `prefix.name`. A container lists children (the [`children!`](crate::children) macro
+/// writes both lists from one list of fields), a leaf its own tensors. Only what is neither a
+/// parameter nor a float buffer is written by hand, by overriding `save_state` / `load_state`
+/// and calling [`save_walk`] / [`load_walk`] for the rest: batch-norm's step counter, the
+/// shift-wise layer's index tables and mask.
 pub trait Module<T: Real> {
     /// Applies the module. In [`Mode::Train`] batch-norms use batch statistics and update their
     /// running averages.
     fn forward(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>>;
+    /// The module's own trainable parameters, in state-dict order: the name under this module,
+    /// the variable, and whether weight decay applies; none for a container.
+    fn own_parameters(&self) -> Vec<(String, &Var<T>, bool)> {
+        Vec::new()
+    }
+    /// The module's own float buffers (not trained, saved and moved with it), in state-dict
+    /// order after the parameters; none for most modules.
+    fn own_buffers(&self) -> Vec<(&'static str, &Tensor<T>)> {
+        Vec::new()
+    }
+    /// The same buffers as [`Module::own_buffers`], mutably.
+    fn own_buffers_mut(&mut self) -> Vec<(&'static str, &mut Tensor<T>)> {
+        Vec::new()
+    }
     /// The child modules, each with its name under this module ("" for one that shares this
     /// module's prefix), in state-dict order; none for a leaf.
     fn children(&self) -> Vec<(String, &dyn Module<T>)> {
@@ -69,6 +86,13 @@ pub trait Module<T: Real> {
     }
     /// Appends the trainable parameters, named under `prefix`.
     fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
+        for (name, var, decay) in self.own_parameters() {
+            out.push(ParamRef {
+                name: join(prefix, &name),
+                var: var.clone(),
+                decay,
+            });
+        }
         for (name, child) in self.children() {
             child.parameters(&join(prefix, &name), out);
         }
@@ -76,26 +100,67 @@ pub trait Module<T: Real> {
     /// Writes every parameter and buffer under `prefix` (device tensors are read back, which
     /// can fail).
     fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
-        for (name, child) in self.children() {
-            child.save_state(&join(prefix, &name), sd)?;
-        }
-        Ok(())
+        save_walk(self, prefix, sd)
     }
     /// Reads every parameter and buffer under `prefix`; a missing name or a shape that differs
     /// from the module's is an error naming both.
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
-        for (name, child) in self.children_mut() {
-            child.load_state(&join(prefix, &name), sd)?;
-        }
-        Ok(())
+        load_walk(self, prefix, sd)
     }
     /// Moves every parameter and buffer to `device`.
     fn move_to(&mut self, device: &Device) -> Result<()> {
+        for (_, var, _) in self.own_parameters() {
+            move_var(var, device)?;
+        }
+        for (_, t) in self.own_buffers_mut() {
+            move_tensor(t, device)?;
+        }
         for (_, child) in self.children_mut() {
             child.move_to(device)?;
         }
         Ok(())
     }
+}
+
+/// What [`Module::save_state`] does by default: the module's own parameters and buffers, then
+/// its children's state, each under `prefix`.
+pub fn save_walk<T: Real, M: Module<T> + ?Sized>(
+    m: &M,
+    prefix: &str,
+    sd: &mut StateDict<T>,
+) -> Result<()> {
+    for (name, var, _) in m.own_parameters() {
+        sd.insert(join(prefix, &name), var.value().clone())?;
+    }
+    for (name, t) in m.own_buffers() {
+        sd.insert(join(prefix, name), t.clone())?;
+    }
+    for (name, child) in m.children() {
+        child.save_state(&join(prefix, &name), sd)?;
+    }
+    Ok(())
+}
+
+/// What [`Module::load_state`] does by default: the module's own parameters and buffers (each
+/// of the module's shape, kept on the module's device), then its children's state.
+pub fn load_walk<T: Real, M: Module<T> + ?Sized>(
+    m: &mut M,
+    prefix: &str,
+    sd: &StateDict<T>,
+) -> Result<()> {
+    for (name, var, _) in m.own_parameters() {
+        sd.load_var(&join(prefix, &name), var)?;
+    }
+    for (name, t) in m.own_buffers_mut() {
+        let loaded = sd
+            .tensor_shaped(&join(prefix, name), t.shape())?
+            .to_device(&t.device())?;
+        *t = loaded;
+    }
+    for (name, child) in m.children_mut() {
+        child.load_state(&join(prefix, &name), sd)?;
+    }
+    Ok(())
 }
 
 /// Writes a container's [`Module::children`] and [`Module::children_mut`] from one list of

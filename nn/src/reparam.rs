@@ -19,12 +19,12 @@
 
 use crate::baselines::Spatial;
 use crate::layers::{BatchNorm2d, ConvBn};
-use crate::module::{join, move_var, Mode, Module, ParamRef, StateDict};
+use crate::module::{Mode, Module};
 use crate::shiftwise::ShiftWiseConv;
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::shift_add::{dense_kernels, dense_padding};
 use shiftgrad_ops::{concat_channels, conv2d, gather_channels, Conv2dParams};
-use shiftgrad_tensor::{Device, Error, Real, Result, Tensor};
+use shiftgrad_tensor::{Error, Real, Result, Tensor};
 
 /// A folded spatial operator: gather the processed channels, one depthwise convolution with a
 /// bias (residual included), concat the ghost channels.
@@ -79,29 +79,11 @@ impl<T: Real> Module<T> for Folded<T> {
         let x_g = gather_channels(x, &self.ghost_idx)?;
         concat_channels(&[&z, &x_g])
     }
-    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
-        out.push(ParamRef {
-            name: join(prefix, "weight"),
-            var: self.weight.clone(),
-            decay: true,
-        });
-        out.push(ParamRef {
-            name: join(prefix, "bias"),
-            var: self.bias.clone(),
-            decay: false,
-        });
-    }
-    fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
-        sd.insert(join(prefix, "weight"), self.weight.value().clone())?;
-        sd.insert(join(prefix, "bias"), self.bias.value().clone())
-    }
-    fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
-        sd.load_var(&join(prefix, "weight"), &self.weight)?;
-        sd.load_var(&join(prefix, "bias"), &self.bias)
-    }
-    fn move_to(&mut self, device: &Device) -> Result<()> {
-        move_var(&self.weight, device)?;
-        move_var(&self.bias, device)
+    fn own_parameters(&self) -> Vec<(String, &Var<T>, bool)> {
+        vec![
+            ("weight".into(), &self.weight, true),
+            ("bias".into(), &self.bias, false),
+        ]
     }
 }
 

@@ -33,7 +33,7 @@
 //! layer, bit for bit.
 
 use crate::layers::BatchNorm2d;
-use crate::module::{join, move_var, Mode, Module, ParamRef, StateDict};
+use crate::module::{join, load_walk, save_walk, Mode, Module, StateDict};
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::bank_conv::bank_conv;
 use shiftgrad_ops::shift_add::{shift_add, shift_add_sparse, LiveChannels, ShiftTables};
@@ -381,19 +381,16 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
         self.forward_act(x, mode, false)
     }
 
-    fn parameters(&self, prefix: &str, out: &mut Vec<ParamRef<T>>) {
-        for (q, b) in self.banks.iter().enumerate() {
-            out.push(ParamRef {
-                name: join(prefix, &format!("bank.{q}.weight")),
-                var: b.clone(),
-                decay: true,
-            });
-        }
-        self.bn_h.parameters(&join(prefix, "bn_h"), out);
-        self.bn_v.parameters(&join(prefix, "bn_v"), out);
-        self.bn_i.parameters(&join(prefix, "bn_i"), out);
+    fn own_parameters(&self) -> Vec<(String, &Var<T>, bool)> {
+        let banks = self.banks.iter().enumerate();
+        banks
+            .map(|(q, b)| (format!("bank.{q}.weight"), b, true))
+            .collect()
     }
 
+    crate::children!(|this| "bn_h" => bn_h, "bn_v" => bn_v, "bn_i" => bn_i);
+
+    /// The mask (where the layer is sparse), the walk, then the index tables.
     fn save_state(&self, prefix: &str, sd: &mut StateDict<T>) -> Result<()> {
         if let Some(live) = &self.live {
             sd.insert_int(
@@ -402,12 +399,7 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
                 live.compact.iter().map(|&l| i32::from(l >= 0)).collect(),
             );
         }
-        for (q, b) in self.banks.iter().enumerate() {
-            sd.insert(join(prefix, &format!("bank.{q}.weight")), b.value().clone())?;
-        }
-        self.bn_h.save_state(&join(prefix, "bn_h"), sd)?;
-        self.bn_v.save_state(&join(prefix, "bn_v"), sd)?;
-        self.bn_i.save_state(&join(prefix, "bn_i"), sd)?;
+        save_walk(self, prefix, sd)?;
         let t = &self.tables;
         sd.insert_int(
             join(prefix, "pad_hv"),
@@ -434,12 +426,7 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
     }
 
     fn load_state(&mut self, prefix: &str, sd: &StateDict<T>) -> Result<()> {
-        for (q, b) in self.banks.iter().enumerate() {
-            sd.load_var(&join(prefix, &format!("bank.{q}.weight")), b)?;
-        }
-        self.bn_h.load_state(&join(prefix, "bn_h"), sd)?;
-        self.bn_v.load_state(&join(prefix, "bn_v"), sd)?;
-        self.bn_i.load_state(&join(prefix, "bn_i"), sd)?;
+        load_walk(self, prefix, sd)?;
         let t = &self.tables;
         let pad_hv = sd.int_shaped(&join(prefix, "pad_hv"), &[t.reps * t.nk(), 2 * t.groups])?;
         let idx = sd.int_shaped(&join(prefix, "idx_identit"), &[t.reps, t.groups])?;
@@ -501,14 +488,5 @@ impl<T: Real> Module<T> for ShiftWiseConv<T> {
                 Ok(())
             }
         }
-    }
-
-    fn move_to(&mut self, device: &Device) -> Result<()> {
-        for b in &self.banks {
-            move_var(b, device)?;
-        }
-        self.bn_h.move_to(device)?;
-        self.bn_v.move_to(device)?;
-        self.bn_i.move_to(device)
     }
 }

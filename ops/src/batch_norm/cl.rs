@@ -108,10 +108,21 @@ pub struct Stats<T: Real> {
     pub inv_std: Tensor<T>,
 }
 
-/// Training forward: batch statistics (one work-group per channel), the running statistics
-/// updated in place, then `y`. Returns `y` and the statistics the backward needs.
+/// Which statistics a forward normalises with.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// Training: the batch's statistics (one work-group per channel), the running statistics
+    /// updated in place with this momentum.
+    Train { momentum: f64 },
+    /// Evaluation: the running statistics as constants (copied, so a later update of the
+    /// running statistics cannot change this graph's backward).
+    Eval,
+}
+
+/// The forward: the statistics `mode` names (C elements each), then `y` normalised with them.
+/// Returns `y` and the statistics the backward needs.
 #[allow(clippy::too_many_arguments)]
-pub fn train_forward<T: Real>(
+pub fn forward<T: Real>(
     ctx: &Context,
     x: &Tensor<T>,
     gamma: &Tensor<T>,
@@ -119,68 +130,33 @@ pub fn train_forward<T: Real>(
     running_mean: &Tensor<T>,
     running_var: &Tensor<T>,
     dims: [usize; 4],
-    momentum: f64,
+    mode: Mode,
     eps: f64,
 ) -> Result<(Tensor<T>, Stats<T>)> {
+    let momentum = match mode {
+        Mode::Train { momentum } => momentum,
+        Mode::Eval => 0.0,
+    };
     let params = BnParams::<T>::new(dims, momentum, eps)?;
-    forward(ctx, x, gamma, beta, dims, &params, |p, stats| {
-        let args = [
-            buf(x),
-            buf(&stats.mean),
-            buf(&stats.inv_std),
-            buf(running_mean),
-            buf(running_var),
-            Arg::params(&params),
-        ];
-        per_channel(ctx, p, "bn_train_stats", dims[1], &args)
-    })
-}
-
-/// Evaluation forward: the running statistics as constants (copied, so a later update of the
-/// running statistics cannot change this graph's backward), then `y`.
-#[allow(clippy::too_many_arguments)]
-pub fn eval_forward<T: Real>(
-    ctx: &Context,
-    x: &Tensor<T>,
-    gamma: &Tensor<T>,
-    beta: &Tensor<T>,
-    running_mean: &Tensor<T>,
-    running_var: &Tensor<T>,
-    dims: [usize; 4],
-    eps: f64,
-) -> Result<(Tensor<T>, Stats<T>)> {
-    let params = BnParams::<T>::new(dims, 0.0, eps)?;
-    forward(ctx, x, gamma, beta, dims, &params, |p, stats| {
-        let args = [
-            buf(running_mean),
-            buf(running_var),
-            buf(&stats.mean),
-            buf(&stats.inv_std),
-            Arg::params(&params),
-        ];
-        launch(ctx, p, "bn_eval_stats", [dims[1]], None, &args)
-    })
-}
-
-/// What both forwards do around their statistics kernel: allocate the statistics (C elements
-/// each), let `fill` launch the kernel that writes them, then normalise `x` with them.
-fn forward<T: Real>(
-    ctx: &Context,
-    x: &Tensor<T>,
-    gamma: &Tensor<T>,
-    beta: &Tensor<T>,
-    dims: [usize; 4],
-    params: &BnParams<T>,
-    fill: impl FnOnce(&Program, &Stats<T>) -> Result<()>,
-) -> Result<(Tensor<T>, Stats<T>)> {
     let p = prog::<T>(ctx)?;
     let c = dims[1];
     let stats = Stats {
         mean: output::<T>(ctx, [c])?,
         inv_std: output::<T>(ctx, [c])?,
     };
-    fill(&p, &stats)?;
-    let y = normalize(ctx, &p, params, x, &stats, gamma, beta, dims)?;
+    let (mean, inv_std) = (buf(&stats.mean), buf(&stats.inv_std));
+    let (rm, rv) = (buf(running_mean), buf(running_var));
+    match mode {
+        Mode::Train { .. } => {
+            let args = [buf(x), mean, inv_std, rm, rv, Arg::params(&params)];
+            per_channel(ctx, &p, "bn_train_stats", c, &args)?;
+        }
+        Mode::Eval => {
+            let args = [rm, rv, mean, inv_std, Arg::params(&params)];
+            launch(ctx, &p, "bn_eval_stats", [c], None, &args)?;
+        }
+    }
+    let y = normalize(ctx, &p, &params, x, &stats, gamma, beta, dims)?;
     Ok((y, stats))
 }
 

@@ -102,13 +102,22 @@ pub fn cost<T: Real>(x: &Shape, training: bool) -> Cost {
     }
 }
 
-/// Checks the shapes and `eps`; returns (N, C, H, W).
+/// Checks the shapes, the devices and `eps`; returns (N, C, H, W) and the device of all five.
 fn check<T: Real>(
     x: &Var<T>,
-    per_channel: [(&str, &Tensor<T>); 4],
+    gamma: &Var<T>,
+    beta: &Var<T>,
+    [running_mean, running_var]: [&Tensor<T>; 2],
     eps: f64,
-) -> Result<[usize; 4]> {
+) -> Result<([usize; 4], Device)> {
     let shape = x.shape();
+    let (gv, bv) = (gamma.value(), beta.value());
+    let per_channel = [
+        ("gamma", &*gv),
+        ("beta", &*bv),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ];
     let dims = shape.nchw(OP, "input")?;
     let c = dims[1];
     for (name, t) in per_channel {
@@ -128,7 +137,8 @@ fn check<T: Real>(
             format!("eps must be finite and >= 0, got {eps}"),
         ));
     }
-    Ok(dims)
+    let device = common_device(OP, &[&x.value(), &gv, &bv, running_mean, running_var])?;
+    Ok((dims, device))
 }
 
 fn to_tensor<T: Real>(v: &[f64]) -> Tensor<T> {
@@ -162,18 +172,6 @@ fn host_forward<T: Real>(
     (y, Stats::Host { mean, inv_std })
 }
 
-/// The device of x, gamma, beta and the running statistics (all must agree).
-fn device_of<T: Real>(
-    x: &Var<T>,
-    gamma: &Var<T>,
-    beta: &Var<T>,
-    running_mean: &Tensor<T>,
-    running_var: &Tensor<T>,
-) -> Result<Device> {
-    let (xv, gv, bv) = (x.value(), gamma.value(), beta.value());
-    common_device(OP, &[&xv, &gv, &bv, running_mean, running_var])
-}
-
 /// Training mode: normalise with the batch mean and biased batch variance over (N, H, W) per
 /// channel; update the running statistics in place:
 /// `running = (1 - momentum) * running + momentum * batch_stat`, with the UNBIASED variance
@@ -190,16 +188,7 @@ pub fn batch_norm2d_train<T: Real>(
     momentum: f64,
     eps: f64,
 ) -> Result<Var<T>> {
-    let dims = check(
-        x,
-        [
-            ("gamma", &gamma.value()),
-            ("beta", &beta.value()),
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-        ],
-        eps,
-    )?;
+    let (dims, device) = check(x, gamma, beta, [running_mean, running_var], eps)?;
     if !(0.0..=1.0).contains(&momentum) {
         return Err(Error::arg(
             OP,
@@ -217,7 +206,6 @@ pub fn batch_norm2d_train<T: Real>(
             ),
         ));
     }
-    let device = device_of(x, gamma, beta, running_mean, running_var)?;
     let c = cost::<T>(&x.shape(), true);
     if let Some(sync) = sync::current() {
         let ctx = match &device {
@@ -260,18 +248,9 @@ pub fn batch_norm2d_train<T: Real>(
             host_forward(x, gamma, beta, dims, mean, inv_std)
         }
         Device::OpenCl(ctx) => {
-            let (y, stats) = cl::train_forward(
-                &ctx,
-                &x.value(),
-                &gamma.value(),
-                &beta.value(),
-                running_mean,
-                running_var,
-                dims,
-                momentum,
-                eps,
-            )?;
-            (y, Stats::Device(ctx, stats))
+            let mode = cl::Mode::Train { momentum };
+            let running = [&*running_mean, &*running_var];
+            device_forward(ctx, x, [gamma, beta], running, dims, mode, eps)?
         }
     };
     c.forward.record();
@@ -288,17 +267,7 @@ pub fn batch_norm2d_eval<T: Real>(
     running_var: &Tensor<T>,
     eps: f64,
 ) -> Result<Var<T>> {
-    let dims = check(
-        x,
-        [
-            ("gamma", &gamma.value()),
-            ("beta", &beta.value()),
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-        ],
-        eps,
-    )?;
-    let device = device_of(x, gamma, beta, running_mean, running_var)?;
+    let (dims, device) = check(x, gamma, beta, [running_mean, running_var], eps)?;
     let c = cost::<T>(&x.shape(), false);
     let (y, stats) = match device {
         Device::Cpu => {
@@ -307,21 +276,37 @@ pub fn batch_norm2d_eval<T: Real>(
             host_forward(x, gamma, beta, dims, mean, inv_std)
         }
         Device::OpenCl(ctx) => {
-            let (y, stats) = cl::eval_forward(
-                &ctx,
-                &x.value(),
-                &gamma.value(),
-                &beta.value(),
-                running_mean,
-                running_var,
-                dims,
-                eps,
-            )?;
-            (y, Stats::Device(ctx, stats))
+            let mode = cl::Mode::Eval;
+            let running = [running_mean, running_var];
+            device_forward(ctx, x, [gamma, beta], running, dims, mode, eps)?
         }
     };
     c.forward.record();
     Ok(graph(x, gamma, beta, y, stats, dims, false, c, None))
+}
+
+/// The OpenCL forward of either mode, its statistics kept on the device.
+fn device_forward<T: Real>(
+    ctx: Context,
+    x: &Var<T>,
+    [gamma, beta]: [&Var<T>; 2],
+    [running_mean, running_var]: [&Tensor<T>; 2],
+    dims: [usize; 4],
+    mode: cl::Mode,
+    eps: f64,
+) -> Result<(Tensor<T>, Stats<T>)> {
+    let (y, stats) = cl::forward(
+        &ctx,
+        &x.value(),
+        &gamma.value(),
+        &beta.value(),
+        running_mean,
+        running_var,
+        dims,
+        mode,
+        eps,
+    )?;
+    Ok((y, Stats::Device(ctx, stats)))
 }
 
 /// Registers the op on the graph; the backward keeps x and gamma (alive in the graph anyway)

@@ -20,11 +20,11 @@
 //! and depthwise convolutions gain nothing from a matmul. We also rejected composing conv from
 //! pad/expand/mul/sum (tinygrad) for the same reason. (On OpenCL one case does unfold: the
 //! weight gradient of a convolution with one group and a long channel sum, the 3x3 stride-2
-//! down-sampling ones, whose column matrix is 2.25 times the input, transient; see `cl.rs`.)
+//! down-sampling ones, whose column matrix is 2.25 times the input, transient; see `cl/`.)
 //!
 //! On an OpenCL device the same three computations (and the bias sum) run as the kernels of
-//! `conv2d.cl`, launched from `cl.rs`: every one a gather (each output element written by one
-//! work-item, after a sum in a fixed order), so results are bitwise reproducible; `cl.rs`
+//! `conv2d*.cl`, launched from `cl/`: every one a gather (each output element written by one
+//! work-item, after a sum in a fixed order), so results are bitwise reproducible; `cl/`
 //! explains the work-item mappings chosen for PoCL. The op runs where its inputs are, and
 //! inputs on different devices are an error.
 //!
@@ -284,7 +284,7 @@ pub fn cost<T: Real>(x: &Shape, w: &Shape, p: &Conv2dParams, has_bias: bool) -> 
 /// x: (N, C_in, H, W); w: (C_out, C_in/groups, KH, KW); b: (C_out); -> (N, C_out, Ho, Wo)
 ///
 /// Runs on the device of its inputs (all on the same one): the CPU reference in `cpu.rs` or
-/// the OpenCL kernels of `conv2d.cl` (launched from `cl.rs`), forward and backward.
+/// the OpenCL kernels of `conv2d*.cl` (launched from `cl/`), forward and backward.
 pub fn conv2d<T: Real>(
     x: &Var<T>,
     w: &Var<T>,

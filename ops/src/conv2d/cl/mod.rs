@@ -1,4 +1,4 @@
-//! OpenCL conv2d: the launches of the kernels in `conv2d.cl` (the work-item mappings are
+//! OpenCL conv2d: the launches of the kernels in `conv2d*.cl` (the work-item mappings are
 //! documented there, above each kernel). PoCL, the CPU OpenCL this engine trains on, runs a
 //! work-group as a loop over its work-items, so a kernel is fast when one work-item does
 //! enough vector work in short, branch-free inner loops. Hence:
@@ -53,7 +53,7 @@
 //! than a branch per row and tap (a small kernel per call permutes the weight).
 //!
 //! On a GPU (or with `SHIFTGRAD_GPU_KERNELS` set, `device::gpu_shaped`) every convolution runs
-//! the GPU-shaped kernels of `conv2d.cl` instead (`conv2d_*_items`): an element per
+//! the GPU-shaped kernels of `conv2d_items.cl` instead (`conv2d_*_items`): an element per
 //! work-item for the forward and the data gradient, consecutive work-items on consecutive
 //! columns, and a work-group tree per weight element for the weight gradient. They are
 //! plain gathers with no blocking for any one device; the parity suite runs both forms.
@@ -71,7 +71,23 @@ use crate::device::{buf, gpu_shaped, launch, output, round_up, vector_program};
 use shiftgrad_tensor::opencl::{Arg, Context, KernelParams, Program};
 use shiftgrad_tensor::{Error, Real, Result, Tensor};
 
-const SOURCE: &str = include_str!("conv2d.cl");
+mod depthwise;
+mod products;
+mod weight_grad;
+use depthwise::*;
+use products::*;
+use weight_grad::in_chunks;
+pub use weight_grad::{bias_grad, weight_grad};
+
+/// The program source: conv2d.cl's definitions and direct kernels, then the other kernel
+/// families, each in its own file and behind its own build define.
+const SOURCE: &str = concat!(
+    include_str!("../conv2d.cl"),
+    include_str!("../conv2d_weight_grad.cl"),
+    include_str!("../conv2d_products.cl"),
+    include_str!("../conv2d_depthwise.cl"),
+    include_str!("../conv2d_items.cl"),
+);
 const OP: &str = "conv2d";
 /// Columns per work-item (`VW` in conv2d.cl).
 const VW: usize = 8;
@@ -123,20 +139,6 @@ unsafe impl KernelParams for ClParams {}
 /// switch for measuring both.
 pub const DIRECT_ENV: &str = "SHIFTGRAD_CONV_DIRECT";
 
-/// Below this many unfolded rows (`C_in * KH * KW`) a convolution stays on the direct kernels:
-/// the product's channel sum would be too short to pay for the unfolded copy (the stem's 1 x
-/// 3 x 3 has 9).
-const UNFOLD_MIN_ROWS: usize = 32;
-
-/// Above this many elements the unfolded input is not made (direct kernels instead).
-const UNFOLD_MAX_ELEMENTS: usize = 64 << 20;
-
-/// 1x1 weight gradients on planes of fewer positions run on channel-major copies of x and dy
-/// (rows of N*H*W instead of H*W: the 7x7 planes of the last stage make rows of 6 segments
-/// and a one-element tail otherwise; measured 3.7-4.2 ms against 1.0-1.3 ms plus 0.5 ms of
-/// copies for C = 128, 7x7, batch 64).
-const FLAT_BELOW_POSITIONS: usize = 256;
-
 thread_local! {
     static DIRECT: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
 }
@@ -150,86 +152,7 @@ pub fn with_direct<R>(on: bool, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// Depthwise convolutions with stride 1 and kernels up to this size (both sides) run
-/// `conv2d_depthwise` / `conv2d_depthwise_wgrad`: the small variant's 3x3 and SLaK's small
-/// k x k branch.
-const DEPTHWISE_MAX_KERNEL: usize = 5;
-
-/// Work-items the depthwise weight gradient aims for (channels times sample chunks).
-const DEPTHWISE_WGRAD_ITEMS: usize = 256;
-
-/// Whether `g` runs the plane-per-work-item depthwise kernels: one input and one output
-/// channel per group, stride 1, a kernel of at most [`DEPTHWISE_MAX_KERNEL`] a side, and the
-/// direct kernels not forced.
-fn small_depthwise(g: &Geometry) -> bool {
-    !direct()
-        && g.cig() == 1
-        && g.cog() == 1
-        && g.p.stride == (1, 1)
-        && g.kh <= DEPTHWISE_MAX_KERNEL
-        && g.kw <= DEPTHWISE_MAX_KERNEL
-}
-
-/// The program of the depthwise kernels for a `kh x kw` kernel.
-fn depthwise_program<T: Real>(ctx: &Context, kh: usize, kw: usize) -> Result<Program> {
-    vector_program::<T>(
-        ctx,
-        OP,
-        SOURCE,
-        &[
-            ("CONV_DEPTHWISE", String::new()),
-            ("KH", kh.to_string()),
-            ("KW", kw.to_string()),
-        ],
-    )
-}
-
-/// `conv2d_depthwise` over `src` into `out`: planes of `input` (height, width) read, planes of
-/// `output` written, the window offset by `(top, left)`, the kernel flipped where `flip`.
-#[allow(clippy::too_many_arguments)]
-fn depthwise<T: Real>(
-    ctx: &Context,
-    g: &Geometry,
-    src: &Tensor<T>,
-    w: &Tensor<T>,
-    bias: Option<&Tensor<T>>,
-    out: &Tensor<T>,
-    (input, output, top, left): ((usize, usize), (usize, usize), i64, i64),
-    flip: bool,
-) -> Result<()> {
-    let p = depthwise_program::<T>(ctx, g.kh, g.kw)?;
-    let planes = g.n * g.c_in;
-    let i64_arg = |v: i64| {
-        i32::try_from(v)
-            .map(Arg::I32)
-            .map_err(|_| Error::arg(OP, format!("padding {v} is too large")))
-    };
-    launch_1d(
-        ctx,
-        &p,
-        "conv2d_depthwise",
-        planes,
-        REDUCE_GROUP,
-        &[
-            buf(src),
-            buf(w),
-            buf(bias.unwrap_or(w)),
-            Arg::I32(bias.is_some() as i32),
-            buf(out),
-            Arg::I32(int(planes)?),
-            Arg::I32(int(g.c_in)?),
-            Arg::I32(int(input.0)?),
-            Arg::I32(int(input.1)?),
-            Arg::I32(int(output.0)?),
-            Arg::I32(int(output.1)?),
-            i64_arg(top)?,
-            i64_arg(left)?,
-            Arg::I32(flip as i32),
-        ],
-    )
-}
-
-/// Work-items per work-group of the GPU-shaped kernels (`WG_DW` in conv2d.cl for the weight
+/// Work-items per work-group of the GPU-shaped kernels (`WG_DW` in conv2d_items.cl for the weight
 /// gradient).
 const ITEMS_GROUP: usize = 64;
 
@@ -257,20 +180,6 @@ fn direct() -> bool {
     DIRECT
         .with(|d| d.get())
         .unwrap_or_else(|| std::env::var_os(DIRECT_ENV).is_some())
-}
-
-/// Whether the weight gradient of convolution `g` runs as a pointwise product with its input
-/// unfolded (`conv2d_im2col`): one group, not already pointwise, a sum over at least
-/// [`UNFOLD_MIN_ROWS`] unfolded rows, an unfolded input of at most [`UNFOLD_MAX_ELEMENTS`], and
-/// the direct kernels not forced. The 3x3 stride-2 down-sampling convolutions of the network
-/// are the ones this picks. (Their forward through the unfolded input measured no faster than
-/// the direct kernel: the copy costs what the product saves.)
-fn unfolds(g: &Geometry) -> bool {
-    !direct()
-        && g.p.groups == 1
-        && !is_pointwise(g)
-        && g.c_in * g.kh * g.kw >= UNFOLD_MIN_ROWS
-        && g.n * g.c_in * g.kh * g.kw * g.ho * g.wo <= UNFOLD_MAX_ELEMENTS
 }
 
 /// Whether `g` is a 1x1 convolution with stride 1 and no padding.
@@ -447,131 +356,6 @@ fn permuted_weight<T: Real>(
     Ok(out)
 }
 
-/// The pointwise product `out[n, r, q] = bias[r] + sum_k a[k, r] * src[n, k, q]`.
-#[allow(clippy::too_many_arguments)]
-fn pointwise<T: Real>(
-    ctx: &Context,
-    src: &Tensor<T>,
-    a: &Tensor<T>,
-    bias: Option<&Tensor<T>>,
-    out: &Tensor<T>,
-    (n, k, r, positions): (usize, usize, usize, usize),
-) -> Result<()> {
-    let cb = block(r, 8);
-    let p = program::<T>(ctx, "CONV_POINTWISE", cb, 1, 0, false)?;
-    let items = n * (r / cb) * positions.div_ceil(2 * VW);
-    launch_1d(
-        ctx,
-        &p,
-        "conv2d_pointwise",
-        items,
-        GROUP,
-        &[
-            buf(src),
-            buf(a),
-            buf(bias.unwrap_or(a)),
-            Arg::I32(bias.is_some() as i32),
-            buf(out),
-            Arg::I32(int(n)?),
-            Arg::I32(int(k)?),
-            Arg::I32(int(r)?),
-            Arg::I32(int(positions)?),
-        ],
-    )
-}
-
-/// The pointwise weight gradient `dw[r, k] = sum_{n, q} dy[n, r, q] * src[n, k, q]` into `dw`
-/// (`R x K`), in sample chunks as [`weight_grad`] makes them.
-fn pointwise_wgrad<T: Real>(
-    ctx: &Context,
-    dy: &Tensor<T>,
-    src: &Tensor<T>,
-    dw: &Tensor<T>,
-    (n, k, r, positions): (usize, usize, usize, usize),
-) -> Result<()> {
-    let cb = block(r, 4);
-    // CB*TB accumulators, CB dy segments and one x segment in about 29 vector registers.
-    let tb = even_block(k, 6);
-    let items = (r / cb) * k.div_ceil(tb);
-    let sample = (k + r) * positions * T::DTYPE.size();
-    let (chunks, chunk) = chunking(n, items, sample);
-    int(n * k.max(r) * positions + 2 * VW)?;
-    let p = program::<T>(ctx, "CONV_POINTWISE_WGRAD", cb, tb, 0, false)?;
-    in_chunks(ctx, dw, r * k, chunks, |target| {
-        launch_1d(
-            ctx,
-            &p,
-            "conv2d_pointwise_wgrad",
-            items * chunks,
-            REDUCE_GROUP,
-            &[
-                buf(dy),
-                buf(src),
-                buf(target),
-                Arg::I32(int(n)?),
-                Arg::I32(int(k)?),
-                Arg::I32(int(r)?),
-                Arg::I32(int(positions)?),
-                Arg::I32(int(chunk)?),
-                Arg::I32(int(chunks)?),
-            ],
-        )
-    })
-}
-
-/// The rows of the unfolded input: `C_in * KH * KW`.
-fn unfolded_rows(g: &Geometry) -> usize {
-    g.c_in * g.kh * g.kw
-}
-
-/// `x` unfolded channel-major: `(C_in*KH*KW, N, Ho*Wo)`, the window of every output position
-/// as a column, each unfolded row spanning all samples.
-fn im2col<T: Real>(ctx: &Context, g: &Geometry, x: &Tensor<T>) -> Result<Tensor<T>> {
-    let rows = unfolded_rows(g);
-    let plane = g.ho * g.wo;
-    let col = output::<T>(ctx, [rows, g.n, plane])?;
-    int(g.n * rows * plane)?;
-    let params = ClParams {
-        src_len: int(g.x_numel())?,
-        ..ClParams::new(g)?
-    };
-    let p = program::<T>(ctx, "CONV_UTIL", 1, 1, g.p.stride.1, false)?;
-    launch_1d(
-        ctx,
-        &p,
-        "conv2d_im2col",
-        g.n * rows,
-        GROUP,
-        &[buf(x), buf(&col), Arg::params(&params)],
-    )?;
-    Ok(col)
-}
-
-/// `src` `(A, B, L)` with its first two axes swapped: `(B, A, L)`.
-fn swap_axes<T: Real>(
-    ctx: &Context,
-    src: &Tensor<T>,
-    (a, b, l): (usize, usize, usize),
-) -> Result<Tensor<T>> {
-    let dst = output::<T>(ctx, [b, a, l])?;
-    let p = program::<T>(ctx, "CONV_UTIL", 1, 1, 0, false)?;
-    launch_1d(
-        ctx,
-        &p,
-        "conv2d_swap_axes",
-        a * b,
-        GROUP,
-        &[
-            buf(src),
-            buf(&dst),
-            Arg::I32(int(a)?),
-            Arg::I32(int(b)?),
-            Arg::I32(int(l)?),
-        ],
-    )?;
-    Ok(dst)
-}
-
 /// `y = conv(x, w) + b`.
 pub fn forward<T: Real>(
     ctx: &Context,
@@ -684,178 +468,4 @@ pub fn data_grad<T: Real>(
         &[buf(dy), buf(&wd), buf(&dx), Arg::params(&params)],
     )?;
     Ok(dx)
-}
-
-/// Adds the `chunks` partial sums of `len` elements in `part` into `out`, in chunk order.
-fn sum_chunks<T: Real>(
-    ctx: &Context,
-    part: &Tensor<T>,
-    out: &Tensor<T>,
-    len: usize,
-    chunks: usize,
-) -> Result<()> {
-    let p = program::<T>(ctx, "CONV_UTIL", 1, 1, 0, false)?;
-    launch_1d(
-        ctx,
-        &p,
-        "conv2d_sum_chunks",
-        len,
-        GROUP,
-        &[
-            buf(part),
-            buf(out),
-            Arg::I32(int(len)?),
-            Arg::I32(int(chunks)?),
-        ],
-    )
-}
-
-/// Runs `launch` with `out` as its target when there is one chunk; otherwise with `chunks`
-/// partial sums of `len` elements (chunk-major), which [`sum_chunks`] then adds into `out` in
-/// chunk order.
-fn in_chunks<T: Real>(
-    ctx: &Context,
-    out: &Tensor<T>,
-    len: usize,
-    chunks: usize,
-    launch: impl FnOnce(&Tensor<T>) -> Result<()>,
-) -> Result<()> {
-    if chunks <= 1 {
-        return launch(out);
-    }
-    let part = output::<T>(ctx, [chunks * len])?;
-    launch(&part)?;
-    sum_chunks(ctx, &part, out, len, chunks)
-}
-
-/// `dw[co, ci, ky, kx] = sum_{n, oy, ox} dy[n, co, oy, ox] * x[n, ci', iy, ix]`.
-pub fn weight_grad<T: Real>(
-    ctx: &Context,
-    g: &Geometry,
-    dy: &Tensor<T>,
-    x: &Tensor<T>,
-) -> Result<Tensor<T>> {
-    let dw = output::<T>(ctx, [g.c_out, g.cig(), g.kh, g.kw])?;
-    let len = g.w_numel();
-    if len == 0 {
-        return Ok(dw);
-    }
-    if gpu_shaped(ctx) {
-        let params = ClParams::new(g)?;
-        let args = [buf(dy), buf(x), buf(&dw), Arg::params(&params)];
-        launch_items::<T>(ctx, "conv2d_weight_grad_items", len, true, &args)?;
-        return Ok(dw);
-    }
-    if is_pointwise(g) && g.p.groups == 1 && !direct() {
-        let plane = g.h * g.w;
-        if plane < FLAT_BELOW_POSITIONS {
-            // Channel-major copies of x and dy: one long row per channel over all samples.
-            let xt = swap_axes(ctx, x, (g.n, g.c_in, plane))?;
-            let dyt = swap_axes(ctx, dy, (g.n, g.c_out, plane))?;
-            pointwise_wgrad(ctx, &dyt, &xt, &dw, (1, g.c_in, g.c_out, g.n * plane))?;
-        } else {
-            pointwise_wgrad(ctx, dy, x, &dw, (g.n, g.c_in, g.c_out, plane))?;
-        }
-        return Ok(dw);
-    }
-    if unfolds(g) {
-        // x unfolded channel-major, (C_in*KH*KW, N, Ho*Wo), beside a channel-major copy of dy:
-        // one long row per unfolded row and output channel over all samples. Unfolded here
-        // rather than kept from the forward: the copy costs less than holding it.
-        let plane = g.ho * g.wo;
-        let col = im2col(ctx, g, x)?;
-        let dyt = swap_axes(ctx, dy, (g.n, g.c_out, plane))?;
-        let dims = (1, unfolded_rows(g), g.c_out, g.n * plane);
-        pointwise_wgrad(ctx, &dyt, &col, &dw, dims)?;
-        return Ok(dw);
-    }
-    if small_depthwise(g) {
-        let c = g.c_in;
-        let chunks = DEPTHWISE_WGRAD_ITEMS
-            .div_ceil(c.max(1))
-            .clamp(1, g.n.max(1));
-        let chunk = g.n.div_ceil(chunks).max(1);
-        let chunks = g.n.div_ceil(chunk).max(1);
-        let p = depthwise_program::<T>(ctx, g.kh, g.kw)?;
-        in_chunks(ctx, &dw, len, chunks, |target| {
-            launch_1d(
-                ctx,
-                &p,
-                "conv2d_depthwise_wgrad",
-                c * chunks,
-                REDUCE_GROUP,
-                &[
-                    buf(dy),
-                    buf(x),
-                    buf(target),
-                    Arg::I32(int(g.n)?),
-                    Arg::I32(int(c)?),
-                    Arg::I32(int(g.h)?),
-                    Arg::I32(int(g.w)?),
-                    Arg::I32(int(g.ho)?),
-                    Arg::I32(int(g.wo)?),
-                    Arg::I32(int(g.p.pad[0])?),
-                    Arg::I32(int(g.p.pad[2])?),
-                    Arg::I32(int(chunk)?),
-                    Arg::I32(int(chunks)?),
-                ],
-            )
-        })?;
-        return Ok(dw);
-    }
-    let kg = kernel_geometry(g);
-    let cb = block(g.cog(), 5);
-    // CB*TB accumulators plus CB dy and TB x segments in about 26 vector registers (of 32;
-    // a fifth pair of four channels spills).
-    let pairs = g.cig() * g.kw;
-    let tb = even_block(pairs, ((26 - cb) / (cb + 1)).min(8));
-    let vector_blocks = pairs.div_ceil(tb);
-    let items = vector_blocks * g.kh * (g.c_out / cb);
-    let sample = (g.c_in * g.h * g.w + g.c_out * g.ho * g.wo) * T::DTYPE.size();
-    let (chunks, chunk) = chunking(g.n, items, sample);
-    let params = ClParams {
-        src_len: int(g.x_numel())?,
-        blocks: int(kg.wo.div_ceil(VW))?,
-        chunk: int(chunk)?,
-        chunks: int(chunks)?,
-        ..ClParams::new(g)?
-    };
-    let p = program::<T>(ctx, "CONV_WEIGHT_GRAD", cb, tb, g.p.stride.1, false)?;
-    in_chunks(ctx, &dw, len, chunks, |target| {
-        launch_1d(
-            ctx,
-            &p,
-            "conv2d_weight_grad",
-            items * chunks,
-            REDUCE_GROUP,
-            &[buf(dy), buf(x), buf(target), Arg::params(&params)],
-        )
-    })?;
-    Ok(dw)
-}
-
-/// `db[co] = sum_{n, oy, ox} dy[n, co, oy, ox]`.
-pub fn bias_grad<T: Real>(ctx: &Context, g: &Geometry, dy: &Tensor<T>) -> Result<Tensor<T>> {
-    let db = output::<T>(ctx, [g.c_out])?;
-    if g.c_out == 0 {
-        return Ok(db);
-    }
-    let (chunks, chunk) = chunking(g.n, g.c_out, 0);
-    let params = ClParams {
-        chunk: int(chunk)?,
-        chunks: int(chunks)?,
-        ..ClParams::new(g)?
-    };
-    let p = program::<T>(ctx, "CONV_UTIL", 1, 1, 0, false)?;
-    in_chunks(ctx, &db, g.c_out, chunks, |target| {
-        launch_1d(
-            ctx,
-            &p,
-            "conv2d_bias_partial",
-            g.c_out * chunks,
-            REDUCE_GROUP,
-            &[buf(dy), buf(target), Arg::params(&params)],
-        )
-    })?;
-    Ok(db)
 }
