@@ -9,8 +9,11 @@ convolutions as one grouped convolution, then the shift-add (SPEC 1.3) as one sl
 zero-padded Y per distinct shift (nk of them per direction and group) for all channels at once,
 weighted by a 0/1 mask of the channels that take that shift and summed over each rep's
 kernels. The tables are drawn as SPEC 1.2 (`tables` of tests/golden/shift_add_generate.py).
+`sw-conv` is the same layer with the shift-add as three grouped convolutions with fixed 0/1
+weights (a 1 x (2r+1), a (2r+1) x 1 and a 1 x 1 kernel per rep), the faster of the two here
+(the masked-slice form takes seconds: one product of the whole bank output per distinct shift).
 
-    python3 scripts/layer_times.py [sw,slak,dense,small]      # needs torch and numpy
+    python3 scripts/layer_times.py [sw,sw-conv,slak,dense,small]      # needs torch and numpy
 """
 import math
 import os
@@ -76,6 +79,41 @@ class Sw(torch.nn.Module):
         return self.bns[0](h) + self.bns[1](v) + self.bns[2](i) + x
 
 
+class SwConv(Sw):
+    """The same layer with the shift-add as three convolutions of the bank output with fixed
+    0/1 weights (one per rep: a 1 x (2r+1) kernel for the horizontal path, (2r+1) x 1 for the
+    vertical, 1 x 1 for the identity, each tap counting the groups that take that shift), so
+    oneDNN does the shifting and summing. Same outputs as `Sw` up to the order of the sums."""
+
+    def __init__(self):
+        super().__init__()
+        pad_hv, idx = tables(M, K, C, G, np.random.default_rng(0))
+        r, nk = self.reach, self.nk
+        wh = np.zeros((C, nk, 1, 2 * r + 1), dtype=np.float32)
+        wv = np.zeros((C, nk, 2 * r + 1, 1), dtype=np.float32)
+        wi = np.zeros((C, nk, 1, 1), dtype=np.float32)
+        for c in range(C * nk):
+            o, j = divmod(c, nk)
+            for g in range(G):
+                # Hout[y, x] += Y[y + e, x - s]: tap r - s of a cross-correlation.
+                wh[o, j, 0, r - pad_hv[c, g]] += 1
+                # Vout[y, x] += Y[y - s, x + e]
+                wv[o, j, r - pad_hv[c, G + g], 0] += 1
+        for o in range(C):
+            for g in range(G):
+                wi[o, idx[o, g] - o * nk, 0, 0] += 1
+        self.wh, self.wv, self.wi = (torch.tensor(a) for a in (wh, wv, wi))
+
+    def forward(self, x):
+        y = self.bank(x)
+        y = y.view(B, C, P, self.nk, H + K - 1, W + K - 1).sum(2).view(B, C * self.nk, H + K - 1, W + K - 1)
+        e, r = self.e, self.reach
+        h = F.conv2d(y[:, :, e : e + H, :], self.wh, padding=(0, r), groups=C)[..., :W]
+        v = F.conv2d(y[:, :, :, e : e + W], self.wv, padding=(r, 0), groups=C)[:, :, :H, :]
+        i = F.conv2d(y[:, :, e : e + H, e : e + W], self.wi, groups=C)
+        return self.bns[0](h) + self.bns[1](v) + self.bns[2](i) + x
+
+
 class Dw(torch.nn.Module):
     def __init__(self, shapes):
         super().__init__()
@@ -90,6 +128,7 @@ class Dw(torch.nn.Module):
 
 LAYERS = {
     "sw": Sw,
+    "sw-conv": SwConv,
     "slak": lambda: Dw([(M, K), (K, M), (K, K)]),
     "dense": lambda: Dw([(M, M)]),
     "small": lambda: Dw([(K, K)]),
