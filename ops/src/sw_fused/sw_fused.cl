@@ -56,6 +56,30 @@ INLINE void store_local(__local real* dst, vec v, int count) {
     }
 }
 
+// One row's taps into a register block of ROWS rows x SEGS segments, with the block's
+// weights in registers (wk, K x K): for each kernel column kx, the row's SEGS segments at
+// SRC + DIR * kx (segment s VW columns further), and for each block row q that the row meets
+// through kernel row KY(q) (when that is in 0 .. K-1), acc[q][s] += wk[KY(q), kx] * segment s.
+// Every weight read feeds SEGS multiply-adds and every segment read ROWS. The forward's bank
+// blocks (phase 1: input rows, DIR 1) and the backward's dx blocks (phase 3a: dY rows, DIR -1,
+// the kernel flipped) are this loop.
+#define ROW_TAPS(acc, ROWS, SEGS, SRC, DIR, KY)                                                  \
+    _Pragma("unroll") for (int kx = 0; kx < K; kx++) {                                         \
+        vec seg_[SEGS];                                                                        \
+        _Pragma("unroll") for (int s_ = 0; s_ < (SEGS); s_++) {                               \
+            seg_[s_] = vload16(s_, (SRC) + (DIR) * kx);                                        \
+        }                                                                                      \
+        _Pragma("unroll") for (int q_ = 0; q_ < (ROWS); q_++) {                               \
+            const int ky_ = KY(q_);                                                            \
+            if (ky_ >= 0 && ky_ < K) {                                                         \
+                const real wv_ = wk[ky_ * K + kx];                                             \
+                _Pragma("unroll") for (int s_ = 0; s_ < (SEGS); s_++) {                       \
+                    acc[q_][s_] += wv_ * seg_[s_];                                             \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
 __kernel void sw_fused_forward(__global const real* restrict x, __global const real* restrict w,
                                __global const int* restrict pad_hv,
                                __global const int* restrict idx_identit,
@@ -156,24 +180,9 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
                 continue;
             }
             __local const real* xrow = xs + iy * p.xrs + v0;
-#pragma unroll
-            for (int kx = 0; kx < K; kx++) {
-                vec xv[NY];
-#pragma unroll
-                for (int c = 0; c < NY; c++) {
-                    xv[c] = vload16(0, xrow + c * VW + kx);
-                }
-#pragma unroll
-                for (int q = 0; q < FRB; q++) {
-                    if (i - q >= 0 && i - q < K) {
-                        const real wv = wk[(i - q) * K + kx];
-#pragma unroll
-                        for (int c = 0; c < NY; c++) {
-                            acc[q][c] += wv * xv[c];
-                        }
-                    }
-                }
-            }
+#define FORWARD_KY(q) (i - (q))
+            ROW_TAPS(acc, FRB, NY, xrow, 1, FORWARD_KY);
+#undef FORWARD_KY
         }
 #pragma unroll
         for (int q = 0; q < FRB; q++) {
@@ -456,24 +465,9 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
                     continue;
                 }
                 __local const real* src = plane + (y0 + j) * p.dy_rs + x0 + pad;
-#pragma unroll
-                for (int kx = 0; kx < K; kx++) {
-                    vec ds[DNX];
-#pragma unroll
-                    for (int s = 0; s < DNX; s++) {
-                        ds[s] = vload16(s, src - kx);
-                    }
-#pragma unroll
-                    for (int q = 0; q < DRB; q++) {
-                        if (q + pad - j >= 0 && q + pad - j < K) {
-                            const real wv = wk[(q + pad - j) * K + kx];
-#pragma unroll
-                            for (int s = 0; s < DNX; s++) {
-                                acc[q][s] += wv * ds[s];
-                            }
-                        }
-                    }
-                }
+#define DATA_GRAD_KY(q) ((q) + pad - j)
+                ROW_TAPS(acc, DRB, DNX, src, -1, DATA_GRAD_KY);
+#undef DATA_GRAD_KY
             }
         }
 #pragma unroll
