@@ -14,6 +14,7 @@ weights (a 1 x (2r+1), a (2r+1) x 1 and a 1 x 1 kernel per rep), the faster of t
 (the masked-slice form takes seconds: one product of the whole bank output per distinct shift).
 
     python3 scripts/layer_times.py [sw,sw-conv,slak,dense,small]      # needs torch and numpy
+    python3 scripts/layer_times.py check      # sw-conv against sw: the same outputs
 """
 import math
 import os
@@ -43,6 +44,7 @@ class Sw(torch.nn.Module):
         self.bank = torch.nn.Conv2d(C, C * self.nk * P, K, padding=K - 1, groups=C, bias=False)
         self.bns = torch.nn.ModuleList(bn(C) for _ in range(3))
         pad_hv, idx = tables(M, K, C, G, np.random.default_rng(0))
+        self.pad_hv, self.idx = pad_hv, idx
         e = K // 2
         self.e = e
         self.reach = int(np.abs(pad_hv).max())
@@ -87,7 +89,7 @@ class SwConv(Sw):
 
     def __init__(self):
         super().__init__()
-        pad_hv, idx = tables(M, K, C, G, np.random.default_rng(0))
+        pad_hv, idx = self.pad_hv, self.idx
         r, nk = self.reach, self.nk
         wh = np.zeros((C, nk, 1, 2 * r + 1), dtype=np.float32)
         wv = np.zeros((C, nk, 2 * r + 1, 1), dtype=np.float32)
@@ -153,7 +155,23 @@ def times(layer, steps=5):
     return med(f), med(b)
 
 
+def check():
+    """`sw-conv` against `sw` on one input in eval mode (the same weights and statistics):
+    the largest difference and the largest output, and an exit code 1 above 1e-5 relative."""
+    a, b = Sw().eval(), SwConv().eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(B, C, H, W)
+    with torch.no_grad():
+        ya, yb = a(x), b(x)
+    diff, scale = (ya - yb).abs().max().item(), ya.abs().max().item()
+    print(f"sw-conv against sw: largest difference {diff:.3g}, largest output {scale:.3g}")
+    ok = torch.isfinite(ya).all() and torch.isfinite(yb).all() and diff <= 1e-5 * scale
+    sys.exit(0 if ok else 1)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["check"]:
+        check()
     kinds = sys.argv[1].split(",") if len(sys.argv) > 1 else list(LAYERS)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; C={C} {H}x{W} batch {B} M={M} k={K} P={P} G={G}")
     for kind in kinds:
