@@ -56,14 +56,15 @@ INLINE void store_local(__local real* dst, vec v, int count) {
     }
 }
 
-// One row's taps into a register block of ROWS rows x SEGS segments, with the block's
-// weights in registers (wk, K x K): for each kernel column kx, the row's SEGS segments at
-// SRC + DIR * kx (segment s VW columns further), and for each block row q that the row meets
-// through kernel row KY(q) (when that is in 0 .. K-1), acc[q][s] += wk[KY(q), kx] * segment s.
+// One row's taps into a register block of ROWS rows x SEGS segments, with the small
+// kernel's weights in registers (WK, K x K, row-major): for each kernel column kx, the row's
+// SEGS segments at SRC + DIR * kx (segment s VW columns further), and for each block row q
+// that the row meets through kernel row KY(q) (when that is in 0 .. K-1),
+// acc[q][s] += WK[KY(q), kx] * segment s.
 // Every weight read feeds SEGS multiply-adds and every segment read ROWS. The forward's bank
 // blocks (phase 1: input rows, DIR 1) and the backward's dx blocks (phase 3a: dY rows, DIR -1,
 // the kernel flipped) are this loop.
-#define ROW_TAPS(acc, ROWS, SEGS, SRC, DIR, KY)                                                  \
+#define ROW_TAPS(acc, WK, ROWS, SEGS, SRC, DIR, KY)                                              \
     _Pragma("unroll") for (int kx = 0; kx < K; kx++) {                                         \
         vec seg_[SEGS];                                                                        \
         _Pragma("unroll") for (int s_ = 0; s_ < (SEGS); s_++) {                               \
@@ -72,7 +73,7 @@ INLINE void store_local(__local real* dst, vec v, int count) {
         _Pragma("unroll") for (int q_ = 0; q_ < (ROWS); q_++) {                               \
             const int ky_ = KY(q_);                                                            \
             if (ky_ >= 0 && ky_ < K) {                                                         \
-                const real wv_ = wk[ky_ * K + kx];                                             \
+                const real wv_ = (WK)[ky_ * K + kx];                                           \
                 _Pragma("unroll") for (int s_ = 0; s_ < (SEGS); s_++) {                       \
                     acc[q_][s_] += wv_ * seg_[s_];                                             \
                 }                                                                              \
@@ -181,7 +182,7 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
             }
             __local const real* xrow = xs + iy * p.xrs + v0;
 #define FORWARD_KY(q) (i - (q))
-            ROW_TAPS(acc, FRB, NY, xrow, 1, FORWARD_KY);
+            ROW_TAPS(acc, wk, FRB, NY, xrow, 1, FORWARD_KY);
 #undef FORWARD_KY
         }
 #pragma unroll
@@ -466,7 +467,7 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
                 }
                 __local const real* src = plane + (y0 + j) * p.dy_rs + x0 + pad;
 #define DATA_GRAD_KY(q) ((q) + pad - j)
-                ROW_TAPS(acc, DRB, DNX, src, -1, DATA_GRAD_KY);
+                ROW_TAPS(acc, wk, DRB, DNX, src, -1, DATA_GRAD_KY);
 #undef DATA_GRAD_KY
             }
         }
