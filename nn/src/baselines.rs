@@ -10,12 +10,13 @@
 //! After [`crate::reparam`], any of them becomes a [`Folded`] layer (one depthwise kernel with a
 //! bias, residual included).
 
-use crate::layers::ConvBn;
+use crate::layers::{bn_sum_forward, identity_channels, ConvBn};
 use crate::module::{Mode, Module};
 use crate::reparam::Folded;
 use crate::shiftwise::{ShiftWiseConv, SwConfig};
 use shiftgrad_autograd::Var;
-use shiftgrad_ops::{add_n, add_relu, relu};
+use shiftgrad_ops::bn_sum::Residual;
+use shiftgrad_ops::relu;
 use shiftgrad_tensor::{init, Error, Real, Result};
 
 /// Which spatial operator.
@@ -120,28 +121,34 @@ impl<T: Real> Spatial<T> {
 }
 
 impl<T: Real> Spatial<T> {
-    /// `relu(self.forward(x))`, the relu fused with the operator's final sum (the identity
-    /// path included) into one op (`ops::add_relu`) where there is one: what SW-ResNet blocks
-    /// apply.
+    /// `relu(self.forward(x))`, the relu fused with the operator's batch-norms and final sum
+    /// (the identity path included) into one op (`ops::bn_sum`) where there is one: what
+    /// SW-ResNet blocks apply.
     pub fn forward_relu(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
         self.forward_act(x, mode, true)
     }
 
     /// The forward, activated (relu) where `activate`.
+    /// The batch-norms, the identity path and the relu run as one op (`ops::bn_sum`).
     fn forward_act(&mut self, x: &Var<T>, mode: Mode, activate: bool) -> Result<Var<T>> {
-        let sum = |xs: &[&Var<T>]| if activate { add_relu(xs) } else { add_n(xs) };
+        let channels = identity_channels(x.shape().dim(1));
+        let residual = Some(Residual {
+            x,
+            channels: &channels,
+        });
         match self {
             Spatial::Sw(sw) if activate => sw.forward_relu(x, mode),
             Spatial::Sw(sw) => sw.forward(x, mode),
             Spatial::Dense(d) | Spatial::Small(d) => {
-                let y = d.forward(x, mode)?;
-                sum(&[&y, x])
+                let y = d.conv.forward(x, mode)?;
+                bn_sum_forward(vec![(&mut d.bn, &y)], residual, mode, activate)
             }
             Spatial::Slak { tall, wide, small } => {
-                let a = tall.forward(x, mode)?;
-                let b = wide.forward(x, mode)?;
-                let c = small.forward(x, mode)?;
-                sum(&[&a, &b, &c, x])
+                let a = tall.conv.forward(x, mode)?;
+                let b = wide.conv.forward(x, mode)?;
+                let c = small.conv.forward(x, mode)?;
+                let parts = vec![(&mut tall.bn, &a), (&mut wide.bn, &b), (&mut small.bn, &c)];
+                bn_sum_forward(parts, residual, mode, activate)
             }
             Spatial::Folded(f) if activate => relu(&f.forward(x, mode)?),
             Spatial::Folded(f) => f.forward(x, mode),

@@ -8,6 +8,7 @@
 use crate::module::{join, load_walk, save_walk, Mode, Module, StateDict};
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::batch_norm::{batch_norm2d_eval, batch_norm2d_train};
+use shiftgrad_ops::bn_sum::{bn_sum, BnMode, BnTerm, Residual};
 use shiftgrad_ops::{conv2d, linear::linear, Conv2dParams};
 use shiftgrad_tensor::{init, Error, Real, Result, Tensor};
 
@@ -263,6 +264,57 @@ impl<T: Real> ConvBn<T> {
         rng: &mut init::Rng,
     ) -> Result<Self> {
         Ok(Self::new(Conv2d::depthwise(channels, kernel, rng)?, suffix))
+    }
+}
+
+/// `act(bn_0(z_0) + ... [+ residual])` as one op (`ops::bn_sum`: on OpenCL one output pass,
+/// and the batch-norms' statistics kernels), each batch-norm's training forward counted as
+/// [`BatchNorm2d::forward`] counts it. `act` is relu where `relu`. The residual's channel map
+/// is a permutation of its channels (output channel j adds, or beyond the terms' channels is,
+/// residual channel `channels[j]`).
+pub fn bn_sum_forward<T: Real>(
+    parts: Vec<(&mut BatchNorm2d<T>, &Var<T>)>,
+    residual: Option<Residual<'_, T>>,
+    mode: Mode,
+    relu: bool,
+) -> Result<Var<T>> {
+    let mut terms = Vec::with_capacity(parts.len());
+    let mut counters = Vec::with_capacity(parts.len());
+    for (bn, z) in parts {
+        terms.push(BnTerm {
+            x: z,
+            gamma: &bn.weight,
+            beta: &bn.bias,
+            running_mean: &mut bn.running_mean,
+            running_var: &mut bn.running_var,
+            momentum: bn.momentum,
+            eps: bn.eps,
+        });
+        counters.push(&mut bn.num_batches_tracked);
+    }
+    let bn_mode = match mode {
+        Mode::Train => BnMode::Train,
+        Mode::Eval => BnMode::Eval,
+    };
+    let y = bn_sum(&mut terms, residual, bn_mode, relu)?;
+    if mode == Mode::Train {
+        for c in counters {
+            *c += 1;
+        }
+    }
+    Ok(y)
+}
+
+/// `0..c`: the channel map of a residual added channel for channel.
+pub fn identity_channels(c: usize) -> Vec<usize> {
+    (0..c).collect()
+}
+
+impl<T: Real> ConvBn<T> {
+    /// `relu(self.forward(x))`, the batch-norm and the relu as one op ([`bn_sum_forward`]).
+    pub fn forward_relu(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
+        let y = self.conv.forward(x, mode)?;
+        bn_sum_forward(vec![(&mut self.bn, &y)], None, mode, true)
     }
 }
 

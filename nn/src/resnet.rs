@@ -16,14 +16,15 @@
 
 use crate::baselines::{Spatial, SpatialKind};
 pub use crate::layers::ConvBn;
-use crate::layers::{BatchNorm2d, Conv2d, Linear};
+use crate::layers::{bn_sum_forward, identity_channels, BatchNorm2d, Conv2d, Linear};
 use crate::module::{Mode, Module, ParamRef, StateDict};
 use crate::reparam::{fold_spatial, merge_paths};
 use crate::shiftwise::{ShiftWiseConv, SwConfig};
 use rand::Rng as _;
 use shiftgrad_autograd::Var;
+use shiftgrad_ops::bn_sum::Residual;
 use shiftgrad_ops::pool::global_avg_pool;
-use shiftgrad_ops::{add_relu, relu, Conv2dParams};
+use shiftgrad_ops::Conv2dParams;
 use shiftgrad_tensor::{init, Error, Real, Result};
 
 /// The architecture and its hyper-parameters.
@@ -127,13 +128,19 @@ pub struct Stage<T: Real> {
     pub blocks: Vec<Block<T>>,
 }
 
-/// `out = relu(h + bn(pw(relu(spatial(h)))))` (SPEC 2); relu(spatial(h)) and the residual's
-/// relu each run as one op (`ops::add_relu`).
+/// `out = relu(h + bn(pw(relu(spatial(h)))))` (SPEC 2); relu(spatial(h)) runs as one op with
+/// the operator's final sum, and the batch-norm, the residual sum and its relu as one more
+/// (`ops::bn_sum`).
 impl<T: Real> Module<T> for Block<T> {
     fn forward(&mut self, h: &Var<T>, mode: Mode) -> Result<Var<T>> {
         let s = self.spatial.forward_relu(h, mode)?;
-        let s = self.bn.forward(&self.pw.forward(&s, mode)?, mode)?;
-        add_relu(&[h, &s])
+        let s = self.pw.forward(&s, mode)?;
+        let channels = identity_channels(h.shape().dim(1));
+        let residual = Residual {
+            x: h,
+            channels: &channels,
+        };
+        bn_sum_forward(vec![(&mut self.bn, &s)], Some(residual), mode, true)
     }
     crate::children!(|this| "spatial" => spatial, "pw" => pw, "bn" => bn);
 }
@@ -142,7 +149,7 @@ impl<T: Real> Module<T> for Block<T> {
 impl<T: Real> Module<T> for Stage<T> {
     fn forward(&mut self, h: &Var<T>, mode: Mode) -> Result<Var<T>> {
         let h = match &mut self.down {
-            Some(down) => relu(&down.forward(h, mode)?)?,
+            Some(down) => down.forward_relu(h, mode)?,
             None => h.clone(),
         };
         self.blocks.forward(&h, mode)
@@ -288,7 +295,7 @@ impl<T: Real> SwResNet<T> {
                 ),
             ));
         }
-        let h = relu(&self.stem.forward(x, mode)?)?;
+        let h = self.stem.forward_relu(x, mode)?;
         self.stages.forward(&h, mode)
     }
 }

@@ -32,15 +32,15 @@
 //! `<layer>.mask` (int32 0/1, shape `(R*nk)`). Without a mask the layer is today's dense
 //! layer, bit for bit.
 
+use crate::layers::bn_sum_forward;
 use crate::layers::BatchNorm2d;
 use crate::module::{join, load_walk, save_walk, Mode, Module, StateDict};
 use shiftgrad_autograd::Var;
 use shiftgrad_ops::bank_conv::bank_conv;
+use shiftgrad_ops::bn_sum::Residual;
 use shiftgrad_ops::shift_add::{shift_add, shift_add_sparse, LiveChannels, ShiftTables};
 use shiftgrad_ops::sw_fused::sw_fused;
-use shiftgrad_ops::{
-    add_n, add_relu, concat_channels, conv2d, gather_channels, relu, Conv2dParams,
-};
+use shiftgrad_ops::{add_n, conv2d, gather_channels, Conv2dParams};
 use shiftgrad_tensor::opencl::region;
 use shiftgrad_tensor::{init, Device, Error, Real, Result, Tensor};
 use std::rc::Rc;
@@ -247,8 +247,9 @@ impl<T: Real> ShiftWiseConv<T> {
         Ok(acc)
     }
 
-    /// The processed channels `X_r` and the ghost channels (if any) of `x`.
-    pub fn split(&self, x: &Var<T>) -> Result<(Var<T>, Option<Var<T>>)> {
+    /// The processed channels `X_r` of `x` (its ghost channels join the output in
+    /// [`Self::finish`]).
+    pub fn processed(&self, x: &Var<T>) -> Result<Var<T>> {
         let dims = x.shape().nchw("ShiftWiseConv", "input")?;
         if dims[1] != self.config.channels {
             return Err(Error::shape(
@@ -263,54 +264,54 @@ impl<T: Real> ShiftWiseConv<T> {
         // itself, and no copy is made.
         let identity =
             self.rep_idx.len() == dims[1] && self.rep_idx.iter().enumerate().all(|(i, &c)| i == c);
-        let x_r = if identity {
-            x.clone()
-        } else {
-            gather_channels(x, &self.rep_idx)?
-        };
-        let x_g = if self.ghost_idx.is_empty() {
-            None
-        } else {
-            Some(gather_channels(x, &self.ghost_idx)?)
-        };
-        Ok((x_r, x_g))
-    }
-}
-
-impl<T: Real> ShiftWiseConv<T> {
-    /// Steps 4-5 of SPEC 1.5: the three batch-norms, the residual, and the ghost channels.
-    fn finish(
-        &mut self,
-        (h, v, i): (Var<T>, Var<T>, Var<T>),
-        x_r: Var<T>,
-        x_g: Option<Var<T>>,
-        mode: Mode,
-        activate: bool,
-    ) -> Result<Var<T>> {
-        let h = self.bn_h.forward(&h, mode)?;
-        let v = self.bn_v.forward(&v, mode)?;
-        let i = self.bn_i.forward(&i, mode)?;
-        // With `activate` (forward_relu), relu of the whole output: the sum and its relu in
-        // one op where there are no ghost channels.
-        match (x_g, activate) {
-            (Some(g), false) => concat_channels(&[&add_n(&[&h, &v, &i, &x_r])?, &g]),
-            (Some(g), true) => relu(&concat_channels(&[&add_n(&[&h, &v, &i, &x_r])?, &g])?),
-            (None, false) => add_n(&[&h, &v, &i, &x_r]),
-            (None, true) => add_relu(&[&h, &v, &i, &x_r]),
+        match identity {
+            true => Ok(x.clone()),
+            false => gather_channels(x, &self.rep_idx),
         }
     }
 }
 
 impl<T: Real> ShiftWiseConv<T> {
-    /// `relu(self.forward(x))`, the relu fused with the layer's final sum where it can be
-    /// (`ops::add_relu`): what SW-ResNet blocks apply.
+    /// Steps 4-5 of SPEC 1.5: the three batch-norms, the residual `X_r` and the ghost
+    /// channels, `concat(bn_h(H) + bn_v(V) + bn_i(I) + X_r, X_g)`, relu'd where `activate`,
+    /// as one op (`ops::bn_sum`, its channel map the rep channels then the ghost channels;
+    /// on the CPU the composed batch-norms, gathers, add_n, concat and relu).
+    fn finish(
+        &mut self,
+        (h, v, i): (Var<T>, Var<T>, Var<T>),
+        x: &Var<T>,
+        mode: Mode,
+        activate: bool,
+    ) -> Result<Var<T>> {
+        let channels: Vec<usize> = self
+            .rep_idx
+            .iter()
+            .chain(&self.ghost_idx)
+            .copied()
+            .collect();
+        let parts = vec![
+            (&mut self.bn_h, &h),
+            (&mut self.bn_v, &v),
+            (&mut self.bn_i, &i),
+        ];
+        let residual = Residual {
+            x,
+            channels: &channels,
+        };
+        bn_sum_forward(parts, Some(residual), mode, activate)
+    }
+}
+
+impl<T: Real> ShiftWiseConv<T> {
+    /// `relu(self.forward(x))`, the relu fused with the layer's batch-norms, final sum and
+    /// ghost channels (`ops::bn_sum`): what SW-ResNet blocks apply.
     pub fn forward_relu(&mut self, x: &Var<T>, mode: Mode) -> Result<Var<T>> {
         self.forward_act(x, mode, true)
     }
 
     /// The forward, activated (relu) where `activate`.
     fn forward_act(&mut self, x: &Var<T>, mode: Mode, activate: bool) -> Result<Var<T>> {
-        let (x_r, x_g) = self.split(x)?;
+        let x_r = self.processed(x)?;
         let p = self.bank_params();
         // Profiling regions (`shiftgrad profile`): the bank convolution, then the shift-add.
         // The fused op (the merged bank's convolution and the shift-add in one, `Y` kept in
@@ -332,7 +333,7 @@ impl<T: Real> ShiftWiseConv<T> {
             let fused = region::enter(REGION_FUSED);
             let (h, v, i) = sw_fused(&x_r, &merged, &self.tables, &live)?;
             drop(fused);
-            return self.finish((h, v, i), x_r, x_g, mode, activate);
+            return self.finish((h, v, i), x, mode, activate);
         }
         let bank = region::enter(REGION_BANK);
         if let Some(live) = self.sparse_live().cloned() {
@@ -353,7 +354,7 @@ impl<T: Real> ShiftWiseConv<T> {
             let shift = region::enter(REGION_SHIFT_ADD);
             let (h, v, i) = shift_add_sparse(&y, &self.tables, &live)?;
             drop(shift);
-            return self.finish((h, v, i), x_r, x_g, mode, activate);
+            return self.finish((h, v, i), x, mode, activate);
         }
         let y = if self.banks.len() == 1 {
             conv2d(&x_r, &self.banks[0], None, p)?
@@ -372,7 +373,7 @@ impl<T: Real> ShiftWiseConv<T> {
         let shift = region::enter(REGION_SHIFT_ADD);
         let (h, v, i) = shift_add(&y, &self.tables)?;
         drop(shift);
-        self.finish((h, v, i), x_r, x_g, mode, activate)
+        self.finish((h, v, i), x, mode, activate)
     }
 }
 

@@ -31,6 +31,7 @@ pub mod sw_fused;
 
 pub mod bank_conv;
 pub mod batch_norm;
+pub mod bn_sum;
 pub mod channels;
 pub mod conv2d;
 pub mod cross_entropy;
@@ -44,6 +45,7 @@ pub mod reshape;
 pub mod shift_add;
 
 pub use batch_norm::{batch_norm2d_eval, batch_norm2d_train};
+pub use bn_sum::{bn_sum, BnMode, BnTerm, Residual};
 pub use channels::{concat_channels, gather_channels};
 pub use conv2d::{conv2d, Conv2dParams};
 pub use cost::{Cost, Work};

@@ -74,6 +74,7 @@ pub fn all_cases() -> Vec<GradCase> {
     cases.extend(crate::channels::cases::cases());
     cases.extend(crate::reshape::cases::cases());
     cases.extend(crate::batch_norm::cases::cases());
+    cases.extend(crate::bn_sum::cases::cases());
     cases.extend(crate::linear::cases::cases());
     cases.extend(crate::pool::cases::cases());
     cases.extend(crate::cross_entropy::cases::cases());

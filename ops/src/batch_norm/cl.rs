@@ -9,15 +9,15 @@ use shiftgrad_tensor::{Error, Real, Result, Tensor};
 
 use super::OP;
 
-const SOURCE: &str = include_str!("batch_norm.cl");
+pub(crate) const SOURCE: &str = include_str!("batch_norm.cl");
 /// Work-group size of the per-channel reductions (`WG` in the .cl file).
-const WG: usize = 64;
+pub(crate) const WG: usize = 64;
 /// Elements per segment (`SEG` in the .cl file): runs of 64 contiguous elements per work-item
 /// for CPU devices; one element per work-item for the GPU-shaped form (`device::gpu_shaped`),
 /// so that consecutive work-items read consecutive elements (the same kernels, built with
 /// `SEG = 1`: the element-wise passes give bitwise the same values, the channel sums are
 /// grouped differently and agree to rounding).
-fn seg(ctx: &Context) -> usize {
+pub(crate) fn seg(ctx: &Context) -> usize {
     if gpu_shaped(ctx) {
         1
     } else {
@@ -98,7 +98,13 @@ fn per_segment(
 }
 
 /// A per-channel reduction of `kernel`: one work-group of `WG` work-items per channel.
-fn per_channel(ctx: &Context, p: &Program, kernel: &str, c: usize, args: &[Arg<'_>]) -> Result<()> {
+pub(crate) fn per_channel(
+    ctx: &Context,
+    p: &Program,
+    kernel: &str,
+    c: usize,
+    args: &[Arg<'_>],
+) -> Result<()> {
     launch(ctx, p, kernel, [c * WG], Some([WG]), args)
 }
 
@@ -133,12 +139,30 @@ pub fn forward<T: Real>(
     mode: Mode,
     eps: f64,
 ) -> Result<(Tensor<T>, Stats<T>)> {
+    let p = prog::<T>(ctx)?;
+    let stats = stats_with(ctx, &p, x, [running_mean, running_var], dims, mode, eps)?;
+    let params = BnParams::<T>::new(dims, 0.0, eps)?;
+    let y = normalize(ctx, &p, &params, x, &stats, gamma, beta, dims)?;
+    Ok((y, stats))
+}
+
+/// The statistics `mode` names for `x` (C elements each), with the kernels of `p` (a program
+/// built from batch_norm.cl, alone or with more kernels after it: `bn_sum`); training updates
+/// the running statistics in place.
+pub(crate) fn stats_with<T: Real>(
+    ctx: &Context,
+    p: &Program,
+    x: &Tensor<T>,
+    [running_mean, running_var]: [&Tensor<T>; 2],
+    dims: [usize; 4],
+    mode: Mode,
+    eps: f64,
+) -> Result<Stats<T>> {
     let momentum = match mode {
         Mode::Train { momentum } => momentum,
         Mode::Eval => 0.0,
     };
     let params = BnParams::<T>::new(dims, momentum, eps)?;
-    let p = prog::<T>(ctx)?;
     let c = dims[1];
     let stats = Stats {
         mean: output::<T>(ctx, [c])?,
@@ -149,15 +173,14 @@ pub fn forward<T: Real>(
     match mode {
         Mode::Train { .. } => {
             let args = [buf(x), mean, inv_std, rm, rv, Arg::params(&params)];
-            per_channel(ctx, &p, "bn_train_stats", c, &args)?;
+            per_channel(ctx, p, "bn_train_stats", c, &args)?;
         }
         Mode::Eval => {
             let args = [rm, rv, mean, inv_std, Arg::params(&params)];
-            launch(ctx, &p, "bn_eval_stats", [c], None, &args)?;
+            launch(ctx, p, "bn_eval_stats", [c], None, &args)?;
         }
     }
-    let y = normalize(ctx, &p, &params, x, &stats, gamma, beta, dims)?;
-    Ok((y, stats))
+    Ok(stats)
 }
 
 #[allow(clippy::too_many_arguments)]

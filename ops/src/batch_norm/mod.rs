@@ -51,7 +51,7 @@
 //! gamma = 1, beta = 0 as constants instead).
 
 pub(crate) mod cases;
-mod cl;
+pub(crate) mod cl;
 mod cpu;
 pub mod sync;
 #[cfg(test)]
@@ -141,6 +141,40 @@ fn check<T: Real>(
     Ok((dims, device))
 }
 
+/// [`check`] for another op that computes batch-norms (`bn_sum`): the same errors.
+pub(crate) fn check_term<T: Real>(
+    x: &Var<T>,
+    gamma: &Var<T>,
+    beta: &Var<T>,
+    running: [&Tensor<T>; 2],
+    eps: f64,
+) -> Result<()> {
+    check(x, gamma, beta, running, eps).map(|_| ())
+}
+
+/// The training mode's own checks: momentum in [0, 1], and more than one value per channel
+/// (with synchronised statistics the job's count is checked later instead).
+pub(crate) fn check_train<T: Real>(x: &Var<T>, momentum: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&momentum) {
+        return Err(Error::arg(
+            OP,
+            format!("momentum must be in [0, 1], got {momentum}"),
+        ));
+    }
+    let dims = x.shape().nchw(OP, "input")?;
+    let count = dims[0] * dims[2] * dims[3];
+    if count <= 1 && sync::current().is_none() {
+        return Err(Error::arg(
+            OP,
+            format!(
+                "expected more than 1 value per channel when training, got input shape {}",
+                x.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn to_tensor<T: Real>(v: &[f64]) -> Tensor<T> {
     Tensor::from_fn([v.len()], |i| T::of_f64(v[i]))
 }
@@ -189,23 +223,8 @@ pub fn batch_norm2d_train<T: Real>(
     eps: f64,
 ) -> Result<Var<T>> {
     let (dims, device) = check(x, gamma, beta, [running_mean, running_var], eps)?;
-    if !(0.0..=1.0).contains(&momentum) {
-        return Err(Error::arg(
-            OP,
-            format!("momentum must be in [0, 1], got {momentum}"),
-        ));
-    }
+    check_train(x, momentum)?;
     let count = dims[0] * dims[2] * dims[3];
-    // With synchronised statistics the job's count is checked instead (below).
-    if count <= 1 && sync::current().is_none() {
-        return Err(Error::arg(
-            OP,
-            format!(
-                "expected more than 1 value per channel when training, got input shape {}",
-                x.shape()
-            ),
-        ));
-    }
     let c = cost::<T>(&x.shape(), true);
     if let Some(sync) = sync::current() {
         let ctx = match &device {

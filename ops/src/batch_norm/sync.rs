@@ -51,6 +51,11 @@ pub(super) fn current() -> Option<Rc<dyn StatsSync>> {
     SYNC.with(|s| s.borrow().clone())
 }
 
+/// Whether statistics are synchronised on this thread (`bn_sum` then composes batch-norm).
+pub(crate) fn active() -> bool {
+    SYNC.with(|s| s.borrow().is_some())
+}
+
 /// What the backward of a synchronised forward needs: the synchronisation and the job's count
 /// of values per channel.
 #[derive(Clone)]

@@ -80,7 +80,7 @@ thread_local! {
 }
 
 /// The device copy of `table` for the context of `program`, uploaded on first use.
-fn device_table(
+pub(crate) fn device_table(
     ctx: &Context,
     program: &Program,
     backward: bool,

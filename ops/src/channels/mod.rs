@@ -21,7 +21,7 @@
 //! backward needs when an index repeats.
 
 pub(crate) mod cases;
-mod cl;
+pub(crate) mod cl;
 mod cpu;
 #[cfg(test)]
 mod tests;

@@ -4,8 +4,9 @@
 //! The backward reads the saved output rather than the input: the output is kept anyway by
 //! the graph, so relu saves nothing of its own.
 //!
-//! `add_relu(xs)` is `relu(add_n(xs))` as one op (the residual sums of SW-ResNet blocks and
-//! their spatial operators all end in a relu): on OpenCL one pass writes the activated sum
+//! `add_relu(xs)` is `relu(add_n(xs))` as one op (SW-ResNet's residual sums, which all end in
+//! a relu, now run as `bn_sum`, which takes the batch-norms before them in as well, and
+//! composes `add_relu` on the CPU): on OpenCL one pass writes the activated sum
 //! (elementwise.cl's `add_n` with its relu flag), so neither the sum nor a second output is
 //! stored, and the backward masks `dy` once and hands that to the last input that needs a
 //! gradient (copies to the others). The CPU reference composes `add_n` and relu, written as

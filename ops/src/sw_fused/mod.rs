@@ -34,7 +34,7 @@
 //! moves them, so the saving shows in time and memory, not in the byte counter.
 
 pub(crate) mod cases;
-mod cl;
+pub(crate) mod cl;
 
 use crate::bank_conv::{self, Dims as BankDims};
 use crate::device::common_device;
