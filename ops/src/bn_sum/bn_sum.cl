@@ -69,30 +69,41 @@ __kernel void bn_sum_forward(__global const real* z0, __global const real* z1,
     }
     const size_t zb = ((size_t)b * p.r + j) * p.hw + off;
     const real m0 = mean0[j], s0 = gamma0[j] * inv0[j], t0 = beta0[j];
-    if (p.k == 1) {
-        for (uint i = 0; i < len; i++) {
-            real acc = TERM(z0, m0, s0, t0, zb + i);
-            acc = res ? acc + x[xb + i] : acc;
-            y[yb + i] = sum_act(acc, p.flags);
+    const real m1 = p.k > 1 ? mean1[j] : (real)0, s1 = p.k > 1 ? gamma1[j] * inv1[j] : (real)0;
+    const real t1 = p.k > 1 ? beta1[j] : (real)0;
+    const real m2 = p.k > 2 ? mean2[j] : (real)0, s2 = p.k > 2 ? gamma2[j] * inv2[j] : (real)0;
+    const real t2 = p.k > 2 ? beta2[j] : (real)0;
+    // One plain loop per (terms, residual) combination: a load under a condition inside the
+    // loop (`res ? acc + x[e] : acc`) keeps the compiler from vectorising it, which made this
+    // pass slower than the composed ops' three normalisations and add_n together.
+#define T0 TERM(z0, m0, s0, t0, zb + i)
+#define T1 TERM(z1, m1, s1, t1, zb + i)
+#define T2 TERM(z2, m2, s2, t2, zb + i)
+#define FORWARD_LOOP(EXPR)                                                            \
+    for (uint i = 0; i < len; i++) {                                                  \
+        y[yb + i] = sum_act(EXPR, p.flags);                                           \
+    }
+    if (res) {
+        if (p.k == 1) {
+            FORWARD_LOOP(T0 + x[xb + i])
+        } else if (p.k == 2) {
+            FORWARD_LOOP((T0 + T1) + x[xb + i])
+        } else {
+            FORWARD_LOOP(((T0 + T1) + T2) + x[xb + i])
         }
-        return;
-    }
-    const real m1 = mean1[j], s1 = gamma1[j] * inv1[j], t1 = beta1[j];
-    if (p.k == 2) {
-        for (uint i = 0; i < len; i++) {
-            real acc = TERM(z0, m0, s0, t0, zb + i) + TERM(z1, m1, s1, t1, zb + i);
-            acc = res ? acc + x[xb + i] : acc;
-            y[yb + i] = sum_act(acc, p.flags);
+    } else {
+        if (p.k == 1) {
+            FORWARD_LOOP(T0)
+        } else if (p.k == 2) {
+            FORWARD_LOOP(T0 + T1)
+        } else {
+            FORWARD_LOOP((T0 + T1) + T2)
         }
-        return;
     }
-    const real m2 = mean2[j], s2 = gamma2[j] * inv2[j], t2 = beta2[j];
-    for (uint i = 0; i < len; i++) {
-        real acc = TERM(z0, m0, s0, t0, zb + i) + TERM(z1, m1, s1, t1, zb + i);
-        acc = acc + TERM(z2, m2, s2, t2, zb + i);
-        acc = res ? acc + x[xb + i] : acc;
-        y[yb + i] = sum_act(acc, p.flags);
-    }
+#undef FORWARD_LOOP
+#undef T0
+#undef T1
+#undef T2
 }
 
 // The channel of g that holds output channel j: cmap[j] with a residual, else j.
@@ -112,7 +123,9 @@ __kernel void bn_sum_mask(__global const real* dout, __global const real* out,
     const size_t gb = ((size_t)b * p.cout + g_channel(cmap, j, p.flags)) * p.hw + off;
     if (p.flags & SUM_RELU) {
         for (uint i = 0; i < len; i++) {
-            g[gb + i] = out[ob + i] <= (real)0 ? (real)0 : dout[ob + i];
+            // Both loads unconditional (a load under the select would be a branch).
+            const real d = dout[ob + i], o = out[ob + i];
+            g[gb + i] = o <= (real)0 ? (real)0 : d;
         }
     } else {
         for (uint i = 0; i < len; i++) {
@@ -149,17 +162,33 @@ void bn_sum_grad_sums(__global const real* g, __global const int* cmap,
 
     real dy_hi[LANES] = ZERO_LANES, dy_lo[LANES] = ZERO_LANES;
     real x0[LANES] = ZERO_LANES, x1[LANES] = ZERO_LANES, x2[LANES] = ZERO_LANES;
-    CHANNEL_FOR(bp, c, lid, {
-        const real gv = g[(size_t)((long)idx + (long)(seg / per) * img_shift + ch_shift)];
-        two_sum_add(&dy_hi[lane], &dy_lo[lane], gv);
-        x0[lane] += gv * ((z0[idx] - m0) * i0);
-        if (p.k > 1) {
-            x1[lane] += gv * ((z1[idx] - m1) * i1);
-        }
-        if (p.k > 2) {
-            x2[lane] += gv * ((z2[idx] - m2) * i2);
-        }
-    });
+    // One CHANNEL_FOR per term count (no condition inside the loop, as in the forward).
+#define GV g[(size_t)((long)idx + (long)(seg / per) * img_shift + ch_shift)]
+#define SUM_TERM(acc, z, m, iv) acc[lane] += gv * (((z)[idx] - (m)) * (iv))
+    if (p.k == 1) {
+        CHANNEL_FOR(bp, c, lid, {
+            const real gv = GV;
+            two_sum_add(&dy_hi[lane], &dy_lo[lane], gv);
+            SUM_TERM(x0, z0, m0, i0);
+        });
+    } else if (p.k == 2) {
+        CHANNEL_FOR(bp, c, lid, {
+            const real gv = GV;
+            two_sum_add(&dy_hi[lane], &dy_lo[lane], gv);
+            SUM_TERM(x0, z0, m0, i0);
+            SUM_TERM(x1, z1, m1, i1);
+        });
+    } else {
+        CHANNEL_FOR(bp, c, lid, {
+            const real gv = GV;
+            two_sum_add(&dy_hi[lane], &dy_lo[lane], gv);
+            SUM_TERM(x0, z0, m0, i0);
+            SUM_TERM(x1, z1, m1, i1);
+            SUM_TERM(x2, z2, m2, i2);
+        });
+    }
+#undef SUM_TERM
+#undef GV
     LANES_PAIR_SUM(dy_hi, dy_lo);
     part_dy[lid] = dy_hi[0];
     part_dy_lo[lid] = dy_lo[0];
@@ -185,15 +214,18 @@ void bn_sum_grad_sums(__global const real* g, __global const int* cmap,
     }
 }
 
-// One term's input gradient at element e, from g's element ge: bn_grad_input_train's
-// `k * (count * dy - sum_dy - xhat * sum_dy_xhat)` or bn_grad_input_eval's `dy * scale`.
-#define TERM_GRAD(dz, z, m, s, kk, sdyx, e, ge)                                       \
-    {                                                                                 \
-        if (train) {                                                                  \
-            const real xhat = ((z)[e] - (m)) * (s);                                   \
-            (dz)[e] = (kk) * (count * g[ge] - sdy - xhat * (sdyx));                   \
-        } else {                                                                      \
-            (dz)[e] = g[ge] * (kk);                                                   \
+// One term's input gradients over the work-item's segment, from g's elements: training
+// mode bn_grad_input_train's `kk * (count * dy - sum_dy - xhat * sum_dy_xhat)`, evaluation
+// bn_grad_input_eval's `dy * kk`; the mode is chosen outside the loop.
+#define TERM_GRAD(dz, z, m, s, kk, sdyx)                                              \
+    if (train) {                                                                      \
+        for (uint i = 0; i < len; i++) {                                              \
+            const real xhat = ((z)[zb + i] - (m)) * (s);                              \
+            (dz)[zb + i] = (kk) * (count * g[gb + i] - sdy - xhat * (sdyx));          \
+        }                                                                             \
+    } else {                                                                          \
+        for (uint i = 0; i < len; i++) {                                              \
+            (dz)[zb + i] = g[gb + i] * (kk);                                          \
         }                                                                             \
     }
 
@@ -223,15 +255,15 @@ __kernel void bn_sum_grad_input(__global const real* g, __global const int* cmap
     #define FACTOR(gm, iv) (train ? (gm)[j] * (iv)[j] / count : (gm)[j] * (iv)[j])
     if (p.flags & SUM_NEED0) {
         const real m = mean0[j], s = inv0[j], kk = FACTOR(gamma0, inv0), sx = sdx0[j];
-        for (uint i = 0; i < len; i++) TERM_GRAD(dz0, z0, m, s, kk, sx, zb + i, gb + i);
+        TERM_GRAD(dz0, z0, m, s, kk, sx);
     }
     if (p.k > 1 && (p.flags & (SUM_NEED0 << 1))) {
         const real m = mean1[j], s = inv1[j], kk = FACTOR(gamma1, inv1), sx = sdx1[j];
-        for (uint i = 0; i < len; i++) TERM_GRAD(dz1, z1, m, s, kk, sx, zb + i, gb + i);
+        TERM_GRAD(dz1, z1, m, s, kk, sx);
     }
     if (p.k > 2 && (p.flags & (SUM_NEED0 << 2))) {
         const real m = mean2[j], s = inv2[j], kk = FACTOR(gamma2, inv2), sx = sdx2[j];
-        for (uint i = 0; i < len; i++) TERM_GRAD(dz2, z2, m, s, kk, sx, zb + i, gb + i);
+        TERM_GRAD(dz2, z2, m, s, kk, sx);
     }
     #undef FACTOR
 }
