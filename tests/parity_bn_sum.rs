@@ -9,7 +9,7 @@
 //! OpenCL device exists.
 
 use shiftgrad::autograd::Var;
-use shiftgrad::ops::bn_sum::{bn_sum, composed, BnMode, BnTerm, Residual};
+use shiftgrad::ops::bn_sum::{bn_sum, composed, stacked_terms, BnMode, Residual};
 use shiftgrad::ops::device::with_gpu_shaped;
 use shiftgrad::ops::parity::{compare, fp64, opencl_device};
 use shiftgrad::ops::suite::all_cases;
@@ -102,19 +102,7 @@ fn apply<T: Real>(
 ) -> shiftgrad::tensor::Result<Var<T>> {
     let k = c.k;
     let map = channel_map(c.dims[1], c.c);
-    let mut terms: Vec<BnTerm<'_, T>> = running
-        .iter_mut()
-        .enumerate()
-        .map(|(i, (m, s))| BnTerm {
-            x: &v[i],
-            gamma: &v[k + i],
-            beta: &v[2 * k + i],
-            running_mean: m,
-            running_var: s,
-            momentum: 0.1,
-            eps: 1e-5,
-        })
-        .collect();
+    let mut terms = stacked_terms(v, running);
     let residual = (c.c > 0).then(|| Residual {
         x: &v[3 * k],
         channels: &map,

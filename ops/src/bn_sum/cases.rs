@@ -6,7 +6,7 @@
 //! are checked. gamma, beta and the running statistics are away from 1, 0 and (0, 1), and
 //! each evaluation starts from fresh running statistics (as batch_norm2d's cases do).
 
-use super::{bn_sum, BnMode, BnTerm, Residual};
+use super::{bn_sum, stacked_terms, BnMode, Residual};
 use crate::suite::{input, GradCase};
 use shiftgrad_autograd::Var;
 use shiftgrad_tensor::{Result, Tensor};
@@ -26,19 +26,7 @@ fn run(
         .iter()
         .map(|(m, s)| Ok((m.to_device(&dev)?, s.to_device(&dev)?)))
         .collect::<Result<Vec<_>>>()?;
-    let mut terms: Vec<BnTerm<'_, f64>> = stats
-        .iter_mut()
-        .enumerate()
-        .map(|(i, (m, s))| BnTerm {
-            x: &v[i],
-            gamma: &v[k + i],
-            beta: &v[2 * k + i],
-            running_mean: m,
-            running_var: s,
-            momentum: 0.1,
-            eps: 1e-5,
-        })
-        .collect();
+    let mut terms = stacked_terms(v, &mut stats);
     let residual = channels.map(|channels| Residual {
         x: &v[3 * k],
         channels,

@@ -74,6 +74,30 @@ pub struct Residual<'a, T: Real> {
     pub channels: &'a [usize],
 }
 
+/// The terms of a stacked input list: `v[0..k]` the terms' inputs, `v[k..2k]` their gammas,
+/// `v[2k..3k]` their betas, with `k = running.len()` and each term's running (mean, variance)
+/// from `running`; momentum 0.1 and eps 1e-5 (the batch-norm module's defaults). This is the
+/// layout of the gradcheck cases and the parity tests.
+pub fn stacked_terms<'a, T: Real>(
+    v: &'a [Var<T>],
+    running: &'a mut [(Tensor<T>, Tensor<T>)],
+) -> Vec<BnTerm<'a, T>> {
+    let k = running.len();
+    running
+        .iter_mut()
+        .enumerate()
+        .map(|(i, (m, s))| BnTerm {
+            x: &v[i],
+            gamma: &v[k + i],
+            beta: &v[2 * k + i],
+            running_mean: m,
+            running_var: s,
+            momentum: 0.1,
+            eps: 1e-5,
+        })
+        .collect()
+}
+
 /// Which statistics the batch-norms use: the batch's (training, updating the running ones)
 /// or the running ones (evaluation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
