@@ -21,22 +21,31 @@ const OP: &str = "sw_fused";
 /// `L_o * Hp / RB` row blocks among them, phase 2 the `H` output rows.
 const GROUP_MAX: usize = 16;
 
-/// The forward's phase 1 block for `Y` rows of `wp` columns: `(NY, FRB)`, NY segments of VW
-/// columns (a narrow row whole, a wide one in chunks of 4 segments) by FRB rows, at most 16
-/// vector accumulators and at most 8 rows. Each weight read feeds NY multiply-adds and each
-/// segment read FRB.
-fn bank_block(wp: usize) -> (usize, usize) {
+/// The forward's phase 1 block for `Y` planes of `hp` rows of `wp` columns: `(NY, FRB)`, NY
+/// segments of VW columns (a narrow row whole, a wide one in chunks of 4 segments) by FRB rows,
+/// at most 16 vector accumulators and at most 8 rows, the rows evened out over the plane's
+/// blocks (9 rows: two blocks of 5, where blocks of 8 computed 16 rows for 9). Each weight read
+/// feeds NY multiply-adds and each segment read FRB.
+fn bank_block(wp: usize, hp: usize) -> (usize, usize) {
     let ny = wp.div_ceil(VW).clamp(1, 4);
-    (ny, (16 / ny).min(8))
+    (ny, even_rows(hp, (16 / ny).min(8)))
 }
 
-/// The forward's phase 2 block for rows of `w` columns: `(NX, RO)`, NX segments of VW columns
-/// (a narrow row whole, a wide one in chunks of 4 segments) by RO rows, NX * RO = 8 (16 vector
-/// accumulators for the horizontal and vertical paths). The rows of a block share each shift's
-/// table read and address arithmetic, and each `Y` row is read along its length.
-fn out_block(w: usize) -> (usize, usize) {
+/// Rows per block for `rows` rows in blocks of at most `max`, evened out: as many blocks as
+/// `max` needs, each as short as they allow.
+fn even_rows(rows: usize, max: usize) -> usize {
+    let rows = rows.max(1);
+    rows.div_ceil(rows.div_ceil(max))
+}
+
+/// The forward's phase 2 block for `h` rows of `w` columns: `(NX, RO)`, NX segments of VW
+/// columns (a narrow row whole, a wide one in chunks of 4 segments) by RO rows, NX * RO <= 8
+/// (16 vector accumulators for the horizontal and vertical paths), the rows evened out as in
+/// [`bank_block`]. The rows of a block share each shift's table read and address arithmetic,
+/// and each `Y` row is read along its length.
+fn out_block(w: usize, h: usize) -> (usize, usize) {
     let nx = w.div_ceil(VW).clamp(1, 4);
-    (nx, 8 / nx)
+    (nx, even_rows(h, 8 / nx))
 }
 
 /// Mirrors `FusedParams` in `sw_fused.cl`, the parameters of both fused kernels: the sizes,
@@ -100,11 +109,16 @@ impl Params {
     }
 }
 
-/// The program of both fused kernels for `T` and kernel size `k`.
-fn fused_program<T: Real>(ctx: &Context, k: usize, groups: usize, w: usize) -> Result<Program> {
-    let (nx, ro) = out_block(w);
-    let (ny, frb) = bank_block(w + k - 1);
-    let (dnx, drb) = bank_block(w);
+/// The program of both fused kernels for `T`, kernel size `k` and `h x w` maps.
+fn fused_program<T: Real>(
+    ctx: &Context,
+    k: usize,
+    groups: usize,
+    (h, w): (usize, usize),
+) -> Result<Program> {
+    let (nx, ro) = out_block(w, h);
+    let (ny, frb) = bank_block(w + k - 1, h + k - 1);
+    let (dnx, drb) = bank_block(w, h);
     vector_program::<T>(
         ctx,
         OP,
@@ -157,11 +171,11 @@ pub fn forward<T: Real>(
     let margin = (reach + e).next_multiple_of(VW) - e;
     // Phase 2 reads whole blocks of NX segments from column e: past Wp where W is not a
     // multiple of the block, as far as the shifts reach.
-    let (nx, ro) = out_block(bd.w);
+    let (nx, ro) = out_block(bd.w, bd.h);
     let covered = bd.w.next_multiple_of(nx * VW) + 2 * e;
     let rs = (margin + covered.max(bd.wp()) + reach + VW).next_multiple_of(VW);
     // The staged input rows: k - 1 zeros, the row, k - 1 + VW zeros, in whole vectors.
-    let (ny, _) = bank_block(bd.wp());
+    let (ny, _) = bank_block(bd.wp(), bd.hp());
     let xrs = (bd.w + 2 * (bd.k - 1) + VW)
         .max(bd.wp().next_multiple_of(ny * VW) + bd.k - 1 + VW)
         .next_multiple_of(VW);
@@ -183,7 +197,7 @@ pub fn forward<T: Real>(
         xrs: xrs as i32,
         ..Params::new(bd, tables)?
     };
-    let prog = fused_program::<T>(ctx, bd.k, tables.groups, bd.w)?;
+    let prog = fused_program::<T>(ctx, bd.k, tables.groups, (bd.h, bd.w))?;
     let group = group_size(ctx, bd.h);
     let dev = device_tables(ctx, &prog, tables)?;
     let dl = device_live(ctx, &prog, live)?;
@@ -243,10 +257,10 @@ type Grads<T> = (Option<Tensor<T>>, Option<Tensor<T>>);
 fn back_layout<T: Real>(bd: &BankDims, tables: &ShiftTables) -> (usize, usize, usize, usize) {
     let gm = horizontal_reach(tables).max(tables.extra());
     // Phase 2 reads whole blocks of NY segments of a dY row (the forward's phase 1 blocks).
-    let (ny, _) = bank_block(bd.wp());
+    let (ny, _) = bank_block(bd.wp(), bd.hp());
     let gs_rs = gm + bd.wp().next_multiple_of(ny * VW) + VW + gm;
     // Phase 3a reads whole blocks of DNX segments of a dY row from column k - 1.
-    let (dnx, _) = bank_block(bd.w);
+    let (dnx, _) = bank_block(bd.w, bd.h);
     let dy_rs = bd.w.next_multiple_of(dnx * VW) + 2 * (bd.k - 1) + VW;
     let bytes = (3 * (bd.h + 1) * gs_rs + bd.nk * bd.hp() * dy_rs) * std::mem::size_of::<T>();
     (bytes, gm, gs_rs, dy_rs)
@@ -299,7 +313,7 @@ pub fn backward<T: Real>(
         need_dw: i32::from(need_dw),
         ..Params::new(bd, tables)?
     };
-    let prog = fused_program::<T>(ctx, bd.k, tables.groups, bd.w)?;
+    let prog = fused_program::<T>(ctx, bd.k, tables.groups, (bd.h, bd.w))?;
     let group = group_size(ctx, bd.h);
     let dev = device_tables(ctx, &prog, tables)?;
     let dl = device_live(ctx, &prog, live)?;

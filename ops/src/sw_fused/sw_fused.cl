@@ -43,16 +43,46 @@ typedef struct {
     int need_dw;
 } FusedParams;
 
-// The first `count` lanes of v to local dst[0 .. count - 1].
+// The first `count` lanes of v to local dst[0 .. count - 1], and zeros to dst[count .. VW - 1]:
+// one vector store. Every caller stores a row's last segment this way into a row whose zero
+// margin follows it (at least VW - 1 elements), so the zeros land where zeros belong; a scalar
+// loop through a private array for the partial segment took a large share of the kernels' time
+// (the rows of 30, 14 and 9 columns in sw-resnet-tiny all end in one).
 INLINE void store_local(__local real* dst, vec v, int count) {
-    if (count == VW) {
+    vstore16(count == VW ? v : select((vec)(real)0, v, LANES < (ivec)count), 0, dst);
+}
+
+// The first `count` lanes of v to global dst[0 .. count - 1]; where `spill`, all VW lanes
+// with one vector store instead (the caller knows that dst[count .. VW - 1] lie in its own
+// plane at positions it stores later, so the extra lanes are overwritten: see SPILL_OK).
+INLINE void store_out(__global real* dst, vec v, int count, bool spill) {
+    if (spill) {
         vstore16(v, 0, dst);
+    } else {
+        store_seg(dst, v, count);
+    }
+}
+
+// Whether a row segment ending at element END of a plane of LEN elements may be stored whole
+// (store_out): on a CPU device (one work-item per group, which stores its plane's rows in
+// increasing order, a block of whole rows at a time: BLOCKS_PER_ROW == 1), the lanes past the
+// row's end land in the next rows, which the same work-item stores afterwards, as long as the
+// vector ends inside the plane. A scalar loop for each row's partial last segment took a
+// large share of the kernels' time (sw-resnet-tiny's rows of 28, 14 and 7 columns all end in
+// one).
+#define SPILL_OK(END, LEN, BLOCKS_PER_ROW) (lsize == 1 && (BLOCKS_PER_ROW) == 1 && (END) <= (LEN))
+
+// Zeros to local dst[0 .. len - 1] and nothing else: vector stores (the last one moved back to
+// end at len) where len >= VW, else element by element.
+INLINE void zero_local(__local real* dst, int len) {
+    if (len < VW) {
+        for (int t = 0; t < len; t++) {
+            dst[t] = (real)0;
+        }
         return;
     }
-    real t[VW];
-    vstore16(v, 0, t);
-    for (int j = 0; j < count; j++) {
-        dst[j] = t[j];
+    for (int t = 0; t < len; t += VW) {
+        vstore16((vec)(real)0, 0, dst + min(t, len - VW));
     }
 }
 
@@ -149,21 +179,21 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
             wk[t] = wg[t];
         }
         __local real* y_rows = ys + j * plane + u0 * p.rs + m;
+        // The zero margins of the block's rows (local memory starts undefined): the left one
+        // and, after the plane's last block, its RO zero rows by the row's first block; the
+        // right one by its last block, which also stores the row's last segment (store_local
+        // writes zeros past the row's end into that margin).
         if (v0 == 0) {
-            // The zero margins of the block's rows (local memory starts undefined), and after
-            // the plane's last block its RO zero rows.
             for (int q = 0; q < rows; q++) {
-                for (int t = 0; t < m; t++) {
-                    y_rows[q * p.rs - m + t] = (real)0;
-                }
-                for (int t = p.wp; t < p.rs - m; t++) {
-                    y_rows[q * p.rs + t] = (real)0;
-                }
+                zero_local(y_rows + q * p.rs - m, m);
             }
             if (u0 + FRB >= p.hp) {
-                for (int t = 0; t < RO * p.rs; t++) {
-                    ys[j * plane + p.hp * p.rs + t] = (real)0;
-                }
+                zero_local(ys + j * plane + p.hp * p.rs, RO * p.rs);
+            }
+        }
+        if (v0 + ychunk >= p.wp) {
+            for (int q = 0; q < rows; q++) {
+                zero_local(y_rows + q * p.rs + p.wp, p.rs - m - p.wp);
             }
         }
         vec acc[FRB][NY];
@@ -262,9 +292,11 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
                 const int count = min(VW, p.w - x0 - c * VW);
                 if (row0 + q < p.h && count > 0) {
                     const int at = out + q * p.w + c * VW;
-                    store_seg(hout + at, h[q][c], count);
-                    store_seg(vout + at, v[q][c], count);
-                    store_seg(iout + at, i[q][c], count);
+                    const int end = (row0 + q) * p.w + x0 + c * VW + VW;
+                    const bool spill = count == VW || SPILL_OK(end, p.h * p.w, xblocks);
+                    store_out(hout + at, h[q][c], count, spill);
+                    store_out(vout + at, v[q][c], count, spill);
+                    store_out(iout + at, i[q][c], count, spill);
                 }
             }
         }
@@ -302,7 +334,7 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
     const int lsize = (int)get_local_size(0);
     const int b = bo / p.reps;
     const int o = bo - b * p.reps;
-    const int G = p.groups;
+    const int G = NG; // a build-time constant, as in the forward, so that the group loops unroll
     const int e = p.extra;
     const int l0 = rep_start[o];
     const int n = rep_start[o + 1] - l0;
@@ -321,22 +353,16 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
         const int row = r - path * (p.h + 1);
         __local real* dst = gs + path * g_plane + row * p.gs_rs;
         if (row == p.h) {
-            for (int t = 0; t < p.gs_rs; t++) {
-                dst[t] = (real)0;
-            }
+            zero_local(dst, p.gs_rs);
             continue;
         }
         __global const real* src = path == 0 ? dh : (path == 1 ? dv : di);
-        for (int t = 0; t < p.gm; t++) {
-            dst[t] = (real)0;
-        }
+        zero_local(dst, p.gm);
         for (int x0 = 0; x0 < p.w; x0 += VW) {
             store_local(dst + p.gm + x0, load_seg(src, rep + row * p.w, x0, p.w, out_len),
                         min(VW, p.w - x0));
         }
-        for (int t = p.gm + p.w; t < p.gs_rs; t++) {
-            dst[t] = (real)0;
-        }
+        zero_local(dst + p.gm + p.w, p.gs_rs - p.gm - p.w);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
@@ -367,6 +393,7 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
             }
         }
         if (p.paths & 1) {
+#pragma unroll
             for (int g = 0; g < G; g++) {
                 __local const real* src = gh + v0 + shift[g];
 #pragma unroll
@@ -381,6 +408,7 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
             }
         }
         if (p.paths & 2) {
+#pragma unroll
             for (int g = 0; g < G; g++) {
                 __local const real* src = gv + v0 - e;
 #pragma unroll
@@ -395,6 +423,7 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
             }
         }
         if (p.paths & 4) {
+#pragma unroll
             for (int g = 0; g < G; g++) {
                 if (idx_identit[o * G + g] == c) {
                     __local const real* src = gi + v0 - e;
@@ -421,10 +450,10 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
                         store_local(d_row + v0 + s * VW, acc[q][s], cols);
                     }
                 }
-                if (v0 == 0) {
-                    for (int t = p.wp; t < p.dy_rs; t++) {
-                        d_row[t] = (real)0;
-                    }
+                if (v0 + ychunk >= p.wp) {
+                    // The zero margin right of the row, by the block that stores the row's
+                    // last segment (with zeros past the row's end: store_local).
+                    zero_local(d_row + p.wp, p.dy_rs - p.wp);
                 }
             }
         }
@@ -477,7 +506,9 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
             for (int s = 0; s < DNX; s++) {
                 const int cols = min(VW, p.w - x0 - s * VW);
                 if (q < rows && cols > 0) {
-                    store_seg(dx_rows + q * p.w + x0 + s * VW, acc[q][s], cols);
+                    const int end = (y0 + q) * p.w + x0 + s * VW + VW;
+                    const bool spill = cols == VW || SPILL_OK(end, p.h * p.w, xblocks);
+                    store_out(dx_rows + q * p.w + x0 + s * VW, acc[q][s], cols, spill);
                 }
             }
         }
