@@ -29,9 +29,12 @@ fn masks(n: usize, seed: u64) -> Vec<Vec<bool>> {
     ]
 }
 
-/// (M, k, R, G, B, H, W): odd and even widths, k = 1, 3, 5, the SW-ResNet stages.
-const CASES: [(usize, usize, usize, usize, usize, usize, usize); 6] = [
+/// (M, k, R, G, B, H, W): odd and even widths, k = 1, 3, 5, the SW-ResNet stages, and rows
+/// wider than one block of segments (W = 70: two column blocks per row in every phase, so
+/// the right margins' owner is not the first block and no row end is stored whole).
+const CASES: [(usize, usize, usize, usize, usize, usize, usize); 7] = [
     (7, 3, 2, 2, 2, 5, 7),
+    (7, 3, 2, 2, 1, 9, 70),
     (11, 5, 3, 4, 1, 6, 17),
     (5, 1, 2, 3, 2, 4, 4),
     (13, 3, 25, 4, 2, 28, 28),

@@ -18,7 +18,8 @@ const SOURCE: &str = concat!(include_str!("../segments.cl"), include_str!("sw_fu
 const OP: &str = "sw_fused";
 
 /// The most work-items per work-group (one group per image and rep channel); phase 1 shares
-/// `L_o * Hp / RB` row blocks among them, phase 2 the `H` output rows.
+/// its blocks (`L_o` planes x row blocks x column blocks) among them, phase 2 its blocks of
+/// output rows.
 const GROUP_MAX: usize = 16;
 
 /// The forward's phase 1 block for `Y` planes of `hp` rows of `wp` columns: `(NY, FRB)`, NY
@@ -137,8 +138,8 @@ fn fused_program<T: Real>(
 }
 
 /// Work-items per group (one group per image and rep channel). The GPU-shaped form
-/// ([`gpu_shaped`]) shares the `h` output rows out evenly (28 rows: 14 work-items with 2 rows
-/// each rather than 16 with 2 or 1), at most 16. The CPU form is one work-item per group: a
+/// ([`gpu_shaped`]) has about one work-item per pair of output rows (28 rows: 14), at most 16,
+/// which share out the phases' blocks. The CPU form is one work-item per group: a
 /// CPU device (PoCL) runs a group's work-items as a loop on one core, and with several the
 /// private arrays that live between barriers go to memory. Measured on the bench layer
 /// (`shiftgrad bench --spatial sw --kernels`, PoCL, 2 cores): the forward 21.2 ms with one

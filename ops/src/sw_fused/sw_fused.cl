@@ -32,12 +32,12 @@ typedef struct {
     int live;
     // sw_fused_forward (zero in the backward's launch)
     int margin; // m >= every |horizontal shift|: zero columns left of a local Y row
-    int rs;     // local row stride: at least m + Wp + m + VW (zeros right of the row)
-    int xrs;    // local input row stride: K - 1 + W + K - 1 + VW
+    int rs;     // local row stride, whole vectors: m, Wp (or NX-segment blocks), reach, VW
+    int xrs;    // local input row stride, whole vectors: at least K - 1 + W + K - 1 + VW
     // sw_fused_backward (zero in the forward's launch)
     int gm;    // left zero margin of a staged gradient row: >= every |shift| and >= e
-    int gs_rs; // staged gradient row stride: gm + Wp + VW + gm
-    int dy_rs; // local dY row stride: Wp + VW
+    int gs_rs; // staged gradient row stride: gm + Wp (in whole NY-segment blocks) + VW + gm
+    int dy_rs; // local dY row stride: W (in whole DNX-segment blocks) + 2 (K - 1) + VW
     int paths; // which output gradients exist: 1 H, 2 V, 4 I
     int need_dx;
     int need_dw;
@@ -47,7 +47,8 @@ typedef struct {
 // one vector store. Every caller stores a row's last segment this way into a row whose zero
 // margin follows it (at least VW - 1 elements), so the zeros land where zeros belong; a scalar
 // loop through a private array for the partial segment took a large share of the kernels' time
-// (the rows of 30, 14 and 9 columns in sw-resnet-tiny all end in one).
+// (sw-resnet-tiny's Y and dY rows of 30 and 9 columns and staged gradient rows of 28, 14 and 7
+// all end in one).
 INLINE void store_local(__local real* dst, vec v, int count) {
     vstore16(count == VW ? v : select((vec)(real)0, v, LANES < (ivec)count), 0, dst);
 }
