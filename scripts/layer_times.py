@@ -10,11 +10,13 @@ zero-padded Y per distinct shift (nk of them per direction and group) for all ch
 weighted by a 0/1 mask of the channels that take that shift and summed over each rep's
 kernels. The tables are drawn as SPEC 1.2 (`tables` of tests/golden/shift_add_generate.py).
 `sw-conv` is the same layer with the shift-add as three grouped convolutions with fixed 0/1
-weights (a 1 x (2r+1), a (2r+1) x 1 and a 1 x 1 kernel per rep), the faster of the two here
-(the masked-slice form takes seconds: one product of the whole bank output per distinct shift).
+weights (a 1 x (2r+1), a (2r+1) x 1 and a 1 x 1 kernel per rep), faster than the first (the
+masked-slice form takes seconds: one product of the whole bank output per distinct shift).
+`sw-folded` folds each path into one large depthwise kernel per rep, rebuilt from the bank
+weights every step (SPEC 1.4's dense equivalent): the fastest form found, a SLaK-like cost.
 
-    python3 scripts/layer_times.py [sw,sw-conv,slak,dense,small]      # needs torch and numpy
-    python3 scripts/layer_times.py check      # sw-conv against sw: the same outputs
+    python3 scripts/layer_times.py [sw,sw-conv,sw-folded,slak,dense,small]   # needs torch, numpy
+    python3 scripts/layer_times.py check      # sw-conv and sw-folded against sw: the same outputs
 """
 import math
 import os
@@ -116,6 +118,53 @@ class SwConv(Sw):
         return self.bns[0](h) + self.bns[1](v) + self.bns[2](i) + x
 
 
+class SwFolded(Sw):
+    """The same layer with each path folded into one large depthwise kernel per rep (SPEC 1.4,
+    the dense equivalent): Hout is x cross-correlated with a K x (2r + K) kernel that holds every
+    small kernel of the rep at its horizontal shifts, Vout with a (2r + K) x K one, Iout with
+    the K x K sum of the identity choices. The folded kernels are built from the summed bank
+    weights in every step (an index_add, differentiable), so the bank still trains. Same
+    outputs as `Sw` up to the order of the sums; the cost of a SLaK-like layer."""
+
+    def __init__(self):
+        super().__init__()
+        pad_hv, idx = self.pad_hv, self.idx
+        r, nk, e = self.reach, self.nk, self.e
+        kw = 2 * r + K
+        ih = np.zeros((C, nk, G, K, K), dtype=np.int64)
+        iv = np.zeros((C, nk, G, K, K), dtype=np.int64)
+        a, b = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
+        for o in range(C):
+            for j in range(nk):
+                for g in range(G):
+                    # Hout[y, x] += W[a, b] x[y + a - e, x + b - (K - 1) - s]: column b - s + r.
+                    s_h = pad_hv[o * nk + j, g]
+                    ih[o, j, g] = o * K * kw + a * kw + (b - s_h + r)
+                    # Vout[y, x] += W[a, b] x[y + a - (K - 1) - s, x + b - e]: row a - s + r.
+                    s_v = pad_hv[o * nk + j, G + g]
+                    iv[o, j, g] = o * kw * K + (a - s_v + r) * K + b
+        # Iout[y, x] += W[a, b] x[y + a - e, x + b - e] for the kernel each group chose.
+        sel = np.zeros((C, nk, G, 1, 1), dtype=np.float32)
+        for o in range(C):
+            for g in range(G):
+                sel[o, idx[o, g] - o * nk, g] = 1
+        self.ih, self.iv = torch.tensor(ih.reshape(-1)), torch.tensor(iv.reshape(-1))
+        self.sel = torch.tensor(sel)
+        self.kw = kw
+
+    def forward(self, x):
+        r, e, kw, nk = self.reach, self.e, self.kw, self.nk
+        w = self.bank.weight.view(C, P, nk, K, K).sum(1)  # the merged bank
+        wg = w[:, :, None].expand(C, nk, G, K, K)
+        fh = torch.zeros(C * K * kw).index_add(0, self.ih, wg.reshape(-1)).view(C, 1, K, kw)
+        fv = torch.zeros(C * kw * K).index_add(0, self.iv, wg.reshape(-1)).view(C, 1, kw, K)
+        fi = (wg * self.sel).sum((1, 2)).view(C, 1, K, K)
+        h = F.conv2d(F.pad(x, (K - 1 + r, r, e, e)), fh, groups=C)
+        v = F.conv2d(F.pad(x, (e, e, K - 1 + r, r)), fv, groups=C)
+        i = F.conv2d(x, fi, padding=e, groups=C)
+        return self.bns[0](h) + self.bns[1](v) + self.bns[2](i) + x
+
+
 class Dw(torch.nn.Module):
     def __init__(self, shapes):
         super().__init__()
@@ -131,6 +180,7 @@ class Dw(torch.nn.Module):
 LAYERS = {
     "sw": Sw,
     "sw-conv": SwConv,
+    "sw-folded": SwFolded,
     "slak": lambda: Dw([(M, K), (K, M), (K, K)]),
     "dense": lambda: Dw([(M, M)]),
     "small": lambda: Dw([(K, K)]),
@@ -156,16 +206,22 @@ def times(layer, steps=5):
 
 
 def check():
-    """`sw-conv` against `sw` on one input in eval mode (the same weights and statistics):
-    the largest difference and the largest output, and an exit code 1 above 1e-5 relative."""
-    a, b = Sw().eval(), SwConv().eval()
-    b.load_state_dict(a.state_dict())
+    """`sw-conv` and `sw-folded` against `sw` on one input in eval mode (the same weights and
+    statistics): the largest difference and the largest output, and an exit code 1 above 1e-5
+    relative (or on a non-finite output) for either."""
+    a = Sw().eval()
     x = torch.randn(B, C, H, W)
     with torch.no_grad():
-        ya, yb = a(x), b(x)
-    diff, scale = (ya - yb).abs().max().item(), ya.abs().max().item()
-    print(f"sw-conv against sw: largest difference {diff:.3g}, largest output {scale:.3g}")
-    ok = torch.isfinite(ya).all() and torch.isfinite(yb).all() and diff <= 1e-5 * scale
+        ya = a(x)
+    ok = bool(torch.isfinite(ya).all())
+    for name, cls in (("sw-conv", SwConv), ("sw-folded", SwFolded)):
+        b = cls().eval()
+        b.load_state_dict(a.state_dict())
+        with torch.no_grad():
+            yb = b(x)
+        diff, scale = (ya - yb).abs().max().item(), ya.abs().max().item()
+        print(f"{name} against sw: largest difference {diff:.3g}, largest output {scale:.3g}")
+        ok = ok and bool(torch.isfinite(yb).all()) and diff <= 1e-5 * scale
     sys.exit(0 if ok else 1)
 
 
