@@ -189,6 +189,14 @@ fn network_shapes_match_cpu() {
             p().stride(2).pad(1, 1),
             true,
         ),
+        // 16 channels a block in the forward and the data gradient (the network's two
+        // down-sampling convolutions take that block).
+        (
+            [2, 16, 14, 14],
+            [32, 16, 3, 3],
+            p().stride(2).pad(1, 1),
+            false,
+        ),
         ([2, 16, 7, 7], [24, 16, 1, 1], p(), true),
         (
             [2, 6, 14, 14],
