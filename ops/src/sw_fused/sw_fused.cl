@@ -45,17 +45,18 @@ typedef struct {
 
 // The first `count` lanes of v to local dst[0 .. count - 1], and zeros to dst[count .. VW - 1]:
 // one vector store. Every caller stores a row's last segment this way into a row whose zero
-// margin follows it (at least VW - 1 elements), so the zeros land where zeros belong; a scalar
-// loop through a private array for the partial segment took a large share of the kernels' time
-// (sw-resnet-tiny's Y and dY rows of 30 and 9 columns and staged gradient rows of 28, 14 and 7
-// all end in one).
+// margin follows it (at least VW - 1 elements), so the zeros land where zeros belong. This and
+// store_out replace a scalar loop through a private array for each row's partial last segment
+// (sw-resnet-tiny's Y and dY rows of 30 and 9 columns, staged gradient and output rows of 28,
+// 14 and 7 all end in one); with the evened block rows (cl.rs) the network's fused kernels
+// took 44.0 ms per step against 51.9 ms (medians of 6 alternated rounds, README).
 INLINE void store_local(__local real* dst, vec v, int count) {
     vstore16(count == VW ? v : select((vec)(real)0, v, LANES < (ivec)count), 0, dst);
 }
 
 // The first `count` lanes of v to global dst[0 .. count - 1]; where `spill`, all VW lanes
 // with one vector store instead (the caller knows that dst[count .. VW - 1] lie in its own
-// plane at positions it stores later, so the extra lanes are overwritten: see SPILL_OK).
+// plane at positions it stores later, so the extra lanes are overwritten: see spill_ok).
 INLINE void store_out(__global real* dst, vec v, int count, bool spill) {
     if (spill) {
         vstore16(v, 0, dst);
@@ -64,14 +65,14 @@ INLINE void store_out(__global real* dst, vec v, int count, bool spill) {
     }
 }
 
-// Whether a row segment ending at element END of a plane of LEN elements may be stored whole
-// (store_out): on a CPU device (one work-item per group, which stores its plane's rows in
-// increasing order, a block of whole rows at a time: BLOCKS_PER_ROW == 1), the lanes past the
-// row's end land in the next rows, which the same work-item stores afterwards, as long as the
-// vector ends inside the plane. A scalar loop for each row's partial last segment took a
-// large share of the kernels' time (sw-resnet-tiny's rows of 28, 14 and 7 columns all end in
-// one).
-#define SPILL_OK(END, LEN, BLOCKS_PER_ROW) (lsize == 1 && (BLOCKS_PER_ROW) == 1 && (END) <= (LEN))
+// Whether a row segment ending at element `end` of a plane of `len` elements may be stored
+// whole (store_out): on a CPU device (one work-item per group, lsize == 1, which stores its
+// plane's rows in increasing order, a block of whole rows at a time: blocks_per_row == 1), the
+// lanes past the row's end land in the next rows, which the same work-item stores afterwards,
+// as long as the vector ends inside the plane.
+INLINE bool spill_ok(int lsize, int blocks_per_row, int end, int len) {
+    return lsize == 1 && blocks_per_row == 1 && end <= len;
+}
 
 // Zeros to local dst[0 .. len - 1] and nothing else: vector stores (the last one moved back to
 // end at len) where len >= VW, else element by element.
@@ -294,7 +295,7 @@ __kernel void sw_fused_forward(__global const real* restrict x, __global const r
                 if (row0 + q < p.h && count > 0) {
                     const int at = out + q * p.w + c * VW;
                     const int end = (row0 + q) * p.w + x0 + c * VW + VW;
-                    const bool spill = count == VW || SPILL_OK(end, p.h * p.w, xblocks);
+                    const bool spill = count == VW || spill_ok(lsize, xblocks, end, p.h * p.w);
                     store_out(hout + at, h[q][c], count, spill);
                     store_out(vout + at, v[q][c], count, spill);
                     store_out(iout + at, i[q][c], count, spill);
@@ -508,7 +509,7 @@ __kernel void sw_fused_backward(__global const real* restrict dh, __global const
                 const int cols = min(VW, p.w - x0 - s * VW);
                 if (q < rows && cols > 0) {
                     const int end = (y0 + q) * p.w + x0 + s * VW + VW;
-                    const bool spill = cols == VW || SPILL_OK(end, p.h * p.w, xblocks);
+                    const bool spill = cols == VW || spill_ok(lsize, xblocks, end, p.h * p.w);
                     store_out(dx_rows + q * p.w + x0 + s * VW, acc[q][s], cols, spill);
                 }
             }

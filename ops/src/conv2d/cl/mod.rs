@@ -45,8 +45,8 @@
 //! ms, 4.1-4.4 and 4.1-4.2 ms: `conv2d_kernel_times`, 2-3 runs each) or 5 (weight gradient,
 //! which holds `CB x TB` accumulators), so a block never straddles two groups and needs no
 //! tail; `RB` is 4, 2 or 1 as `CB` grows (few channels per loaded segment: several rows share
-//! it instead); `TB` is the largest that keeps `CB x TB` accumulators and `CB + TB` loaded segments in about 26
-//! vector registers, evened out over the pairs. The stride (1 or 2) and whether the channel
+//! it instead); `TB` is the largest that keeps `CB x TB` accumulators and `CB + TB` loaded
+//! segments in about 26 vector registers, evened out over the pairs. The stride (1 or 2) and whether the channel
 //! sum has a single term (depthwise) are build-time constants too. Programs are cached per
 //! set of constants; a network uses a handful.
 //!
